@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""Build a local corpus laid out like the hub repo ``allenai/c4`` (config ``en``) for benchmarks.
+
+The text is resampled from real English sentences found on this machine (Python stdlib docstrings and
+pydoc topics, GNU info manuals, /usr/share/common-licenses, /usr/share/doc READMEs/NEWS/changelogs/...),
+mixed with web-style sentences (prices, dates, URLs, phones, foreign runs, emoji) and typographic variants
+(curly quotes, dashes, NBSP, accented words) so the character mix looks like web text.
+Nothing is downloaded.  Output is deterministic for a given seed and set of source files; the stamp records
+a sha256 of the source sentences.  ``python bench/c4_corpus.py OUT --text-mb 200 [--seed 0]``.
+"""
+from __future__ import annotations
+
+import argparse, gzip, hashlib, html, json, multiprocessing as mp, os, random, re, shutil, struct, sys
+import sysconfig, time, zlib
+from pathlib import Path
+
+import numpy as np
+
+VERSION = 1
+STAMP = "c4_corpus_stamp.json"
+DOCS_PER_FILE = {"train": 356_317, "validation": 45_576}  # 364,868,892/1024 and 364,608/8
+N_FILES = {"train": 1024, "validation": 8}
+CHUNK_DOCS = 1024
+README = """---
+dataset_info:
+- config_name: en
+  features:
+  - name: text
+    dtype: string
+  - name: timestamp
+    dtype: string
+  - name: url
+    dtype: string
+configs:
+- config_name: en
+  data_files:
+  - split: train
+    path: en/c4-train.*.json.gz
+  - split: validation
+    path: en/c4-validation.*.json.gz
+---
+# Synthetic C4-shaped corpus (allenai/c4 layout), made by bench/c4_corpus.py for benchmarking.
+"""
+
+# ----------------------------------------------------------------------------- real English sentences
+_PARA = re.compile(r"\n[ \t]*\n")
+_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z\u201c\"(])|\s[*+-]\s+(?=[A-Z])")
+_OK = re.compile(r"[A-Z][^_{}<>=|\\`*#~^@\[\]$%]{28,318}[a-z0-9)\"\u201d][.!?][\"\u201d)]?")
+_CODEY = re.compile(r"\w\.[a-zA-Z]{2,}|\(\)|--|::|\.\.|\b(?:self|None|True|False|def|the the)\b|\w\(|"
+                    r"[A-Z]{2,}[a-z]|https?:")
+_NONALPHA, _UPPER, _TAG = re.compile(r"[^A-Za-z]+"), re.compile(r"[A-Z]"), re.compile(r"<[^>]*>")
+_DOC_KINDS = ("readme", "news", "copyright", "changelog", "faq", "authors", "thanks", "history")
+
+
+def _sentences(text: str) -> list[str]:
+    """Prose-looking sentences of ``text``; code, bullets-only lines, URLs and SHOUTING are dropped."""
+    out = []
+    for para in _PARA.split(text):
+        for s in _SPLIT.split(" ".join(para.split()).lstrip("*+- ")):
+            if not _OK.fullmatch(s) or _CODEY.search(s) or s.count(" ") < 5:
+                continue
+            letters = len(_NONALPHA.sub("", s))
+            if letters >= 0.78 * (len(s) - s.count(" ")) and len(_UPPER.findall(s)) <= 0.15 * letters:
+                out.append(s)
+    return out
+
+
+def _source_files() -> list[Path]:
+    std = Path(sysconfig.get_paths()["stdlib"])
+    files = [p for p in sorted(std.rglob("*.py")) if not {"site-packages", "dist-packages", "test", "tests"}
+             & set(p.relative_to(std).parts)]
+    files += sorted(std.glob("idlelib/*.txt")) + [std / "LICENSE.txt"]
+    for d in ("/usr/share/common-licenses", "/usr/share/info"):
+        files += [p for p in sorted(Path(d).glob("*")) if p.is_file() and not p.name.endswith(".png")]
+    for p in sorted(Path("/usr/share/doc").rglob("*")):
+        n = p.name.lower()
+        if (n.startswith(_DOC_KINDS) or n.endswith((".md", ".txt", ".rst", ".html", ".md.gz", ".txt.gz",
+                                                     ".html.gz"))) and p.is_file() and not p.is_symlink():
+            files.append(p)
+    return files
+
+
+def _file_sentences(p: Path) -> list[str]:
+    try:
+        raw = p.read_bytes()
+        text = (gzip.decompress(raw) if p.name.endswith(".gz") else raw).decode("utf-8", "replace")
+    except (OSError, EOFError, zlib.error):
+        return []
+    if p.name == "topics.py":  # pydoc reference manual: a dict literal of escaped strings
+        text = "\n\n".join(json.loads(json.dumps(eval(text.split("topics = ", 1)[1], {}))).values())
+    elif p.suffix == ".py":
+        text = "\n\n".join(a or b for a, b in re.findall(r'"""(.*?)"""|\'\'\'(.*?)\'\'\'', text, re.S))
+    elif ".htm" in p.name:
+        text = html.unescape(_TAG.sub(" ", text[:300_000].replace("<p>", "\n\n")))
+    if "/usr/share/info/" not in str(p):
+        text = text[:20_000 if p.name.lower().startswith("changelog") else 100_000]
+    return _sentences(text)
+
+
+def gather_sentences(processes: int = 2) -> list[str]:
+    """Deduplicated real English sentences in a deterministic (sorted-source) order."""
+    files = _source_files()
+    with _pool(processes) as pool:
+        per_file = pool.map(_file_sentences, files, chunksize=8) if pool else map(_file_sentences, files)
+        return list(dict.fromkeys(s for ss in per_file for s in ss))
+
+
+# ----------------------------------------------------------------------------- web-style material
+_ACCENTED = ("café cafés naïve résumé façade fiancée cliché soufflé rosé protégé jalapeño piñata déjà vu über "
+             "doppelgänger crème brûlée entrée décor señor mañana São Paulo Zürich Montréal Kraków München Malmö "
+             "Reykjavík Córdoba Düsseldorf Besançon Łódź İstanbul Gdańsk Dvořák Gödel Erdős Ångström Björk "
+             "Beyoncé Pokémon Škoda Citroën Nestlé Häagen-Dazs El Niño Curaçao Québec Bogotá Medellín Cancún "
+             "Tromsø Göteborg Genève Nîmes Sèvres Ålesund Plzeň Brașov Timișoara Poznań Füssen Köln").split()
+_FIRST = ("James Mary John Linda Michael Sarah David Emma Chris Laura Daniel Anna Mark Lisa Paul Karen Kevin "
+          "Jessica Brian Amy José Zoë Chloé Renée André Søren Björn François Łukasz Jürgen Noémie Raúl Siân "
+          "Ngozi Priya Wei Yuki Olga Dmitri Ahmed Fatima").split()
+_LAST = ("Smith Johnson Williams Brown Jones Miller Davis Wilson Taylor Clark Lewis Walker Hall Young King "
+         "Wright Scott Green Baker Adams Müller García Núñez Øster Nowak Kowalski Dubois Lefèvre Bianchi "
+         "O’Brien Nakamura Chen Kim Ivanova Petrović Şahin Andersson").split()
+_PHRASES = ("Привет, мир Спасибо большое Добро пожаловать Ελληνικά Καλημέρα σας Ευχαριστώ 日本語 ありがとう "
+            "ございます 東京都 中文 北京 上海 你好 謝謝 한국어 감사합니다 서울 العربية شكرا עברית תודה हिन्दी "
+            "नमस्ते ภาษาไทย ขอบคุณ Tiếng Việt Cảm ơn Türkçe Teşekkürler Čeština Děkuji Polski Dziękuję "
+            "Español Français Deutsch Português Русский Українська Magyar Română Svenska").split()
+_SYMBOLS = "©®™€£¥°±×÷½¼¾•·→←↑↓✓✔★☆♥♦►▼…–—‘’“”«»§¶†‰′″≥≤≠≈∞µ¢¹²³ºª¿¡"
+_TEMPLATES = (
+    "Posted by {name} on {date} at {time}.", "Call us today at {phone} or email {email} for a free quote!",
+    "Prices start at {price} per night, including breakfast and free Wi-Fi.", "Read more at {url}.",
+    "Free shipping on all orders over {price}!", "The {W} {W}{sym} is available in {n} colours for {price}.",
+    "Copyright © {year} {W} {W} Ltd. All rights reserved.", "Last updated: {date}.",
+    "Temperatures will reach {temp} on {day}, with a {pct} chance of rain.",
+    "Our office in {city} is open Monday–Friday, {time} to {time}.", "Rated {n}.{d} out of 5 by {n} customers.",
+    "{name} said the project would cost about {price} million and take {n} years.",
+    "The original title was “{foreign}” ({lang} for “{w} {w}”).", "Save {pct} this weekend only {emoji}",
+    "Dimensions: {n} × {n} × {n} cm; weight {n}.{d} kg.", "{name} was born in {city} on {date}.",
+    "Tickets cost {price} for adults and {price} for children under {n}.", "I love this {w} so much!!! {emoji}",
+    "Languages: English · {lang} · {lang} · {foreign}.", "Use code {CODE} at checkout to save {pct}.",
+    "Ingredients: 2 cups flour, ½ tsp salt, 1¼ cups water and {n} tbsp olive oil.",
+    "The {acc} on {W} Street serves great coffee for {price}.", "See {url} or call {phone} for details.",
+    "On {date}, {name} from {city} wrote: “The {w} was {w}, but the {w} was even better.”",
+    "{W} {W} – {W} {W} {sym} {year}.", "Q: How long does the {w} last? A: About {n} hours at {temp}.",
+    "It was {temp} outside and {name} was wearing a {acc} jacket… again.", "Thanks, {name}! {emoji}{emoji}",
+    "Version {n}.{d}.{n} was released on {date} with {n} bug fixes.", "Order by {time} for next-day delivery.",
+    "From {price} (was {price}), a saving of {pct}.", "Follow {name} on Instagram and Twitter @{w}{n}.",
+)
+_LANGS = ("Japanese", "Chinese", "Russian", "Greek", "Korean", "Arabic", "Hindi", "German", "French", "Polish")
+_TLDS = (".com",) * 6 + (".org", ".net", ".co.uk", ".de", ".com.au", ".info", ".io", ".ca", ".blog")
+_MONTHS = "January February March April May June July August September October November December".split()
+_DAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
+# long-tail code point tables in a fixed order (independent of the corpus seed)
+_CJK = [chr(c) for c in random.Random(1).sample(range(0x4E00, 0x9FA0), 6000)]
+_HANGUL = [chr(c) for c in random.Random(2).sample(range(0xAC00, 0xD7A0), 2000)]
+_EMOJI = [chr(c) for c in (*range(0x1F600, 0x1F650), *range(0x1F440, 0x1F4A0), *range(0x1F300, 0x1F330),
+                           0x2764, 0x2705, 0x2728, 0x1F525, 0x1F389, 0x1F64F, 0x1F914, 0x1F923)]
+
+
+def _zipf(r: random.Random, seq):
+    return seq[min(int(r.paretovariate(1.0)) - 1, len(seq) - 1)]
+
+
+def _foreign(r: random.Random) -> str:
+    k = r.random()
+    if k < 0.5:
+        return _zipf(r, _PHRASES)
+    if k < 0.8:
+        return "".join(_zipf(r, _CJK) for _ in range(r.randint(2, 8)))
+    if k < 0.9:
+        return "".join(_zipf(r, _HANGUL) for _ in range(r.randint(2, 5)))
+    base, n = r.choice(((0x430, 32), (0x3B1, 25), (0x5D0, 27), (0x627, 20), (0x905, 40), (0xE01, 45)))
+    return "".join(chr(base + int(r.paretovariate(0.8)) % n) for _ in range(r.randint(3, 9)))
+
+
+def _web_sentence(r: random.Random, words: list[str]) -> str:
+    w = lambda: _zipf(r, words)
+    n = lambda: str(int(r.paretovariate(0.7)))
+    price = lambda: r.choice(("${}.{:02d}", "${}", "£{}", "€{},{:02d}", "{}\u00a0€", "¥{}00", "US${}"))\
+        .format(int(r.paretovariate(0.6)), r.randrange(100))
+    fill = {"name": lambda: f"{_zipf(r, _FIRST)} {_zipf(r, _LAST)}", "w": w, "W": lambda: w().title(),
+            "n": n, "d": lambda: str(r.randrange(10)), "year": lambda: str(r.randint(1995, 2019)), "price": price,
+            "date": lambda: r.choice(("{m} {d}, {y}", "{d} {m} {y}", "{y}-{mm:02d}-{d:02d}", "{mm}/{d}/{y}"))
+                .format(m=r.choice(_MONTHS), mm=r.randint(1, 12), d=r.randint(1, 28), y=r.randint(2005, 2019)),
+            "time": lambda: r.choice(("{}:{:02d} pm", "{}:{:02d} a.m.", "{}:{:02d}")).format(r.randint(1, 12),
+                                                                                           r.randrange(0, 60, 5)),
+            "phone": lambda: r.choice(("({}) {}-{:04d}", "+44 20 {} {:04d}", "{}.{}.{:04d}")).format(
+                r.randint(200, 999), r.randint(200, 999), r.randrange(10000)),
+            "url": lambda: f"https://www.{w()}{w()}{r.choice(_TLDS)}/{w()}-{w()}/" + r.choice(("", f"{n()}.html")),
+            "email": lambda: f"{w()}@{w()}{r.choice(_TLDS)}", "pct": lambda: f"{r.randint(5, 95)}%",
+            "temp": lambda: r.choice(("{}°F", "{}°C", "{}\u00a0°C", "{} degrees")).format(r.randint(-10, 105)),
+            "day": lambda: r.choice(_DAYS), "city": lambda: r.choice((w().title(), _zipf(r, _ACCENTED))),
+            "acc": lambda: _zipf(r, _ACCENTED), "sym": lambda: _zipf(r, _SYMBOLS), "foreign": lambda: _foreign(r),
+            "lang": lambda: r.choice(_LANGS), "emoji": lambda: _zipf(r, _EMOJI),
+            "CODE": lambda: w().upper() + str(r.randint(10, 99))}
+    return re.sub(r"\{(\w+)\}", lambda m: fill[m.group(1)](), r.choice(_TEMPLATES))
+
+
+def _variant(s: str, r: random.Random) -> str:
+    """Web typography applied to a real sentence (curly quotes, dashes, NBSP, accented words, ...)."""
+    if r.random() < 0.8:
+        s = re.sub(r"(?<=\w)'(?=\w)", "\u2019", s)
+        s = re.sub(r"\"([^\"]+)\"", "\u201c\\1\u201d", s)
+        s = re.sub(r"(?<!\w)'([^']+)'(?!\w)", "\u2018\\1\u2019", s)
+    if r.random() < 0.7:
+        s = s.replace(" - ", r.choice((" \u2013 ", "\u2014", " \u2014 ")))
+    if r.random() < 0.06:
+        s = s.replace(", ", r.choice((" \u2014 ", " \u2013 ")), 1)
+    if r.random() < 0.15:
+        words = s.split(" ")
+        words[r.randrange(1, len(words))] = _zipf(r, _ACCENTED)
+        s = " ".join(words)
+    if r.random() < 0.08:
+        i = s.find(" ", r.randrange(len(s)))
+        s = s if i < 0 else s[:i] + "\u00a0" + s[i + 1:]
+    if r.random() < 0.02:
+        s = s[:-1] + r.choice(("\u2026", "!", " " + _zipf(r, _EMOJI), " " + _zipf(r, _SYMBOLS) + "."))
+    return s
+
+
+# ----------------------------------------------------------------------------- generation
+_STATE: dict = {}  # set in the parent before forking the writer pool
+
+
+def _build_state(seed: int, sentences: list[str]) -> dict:
+    r = random.Random(seed * 1_000_003 + 17)
+    counts: dict[str, int] = {}
+    for s in sentences:
+        for t in s.split():
+            if t.isalpha() and t.islower() and 2 < len(t) < 13:
+                counts[t] = counts.get(t, 0) + 1
+    words = sorted(counts, key=lambda t: (-counts[t], t))[:6000]
+    variants = [_variant(s, r) for s in sentences]
+    web = [_web_sentence(r, words) for _ in range(max(20_000, len(sentences) // 3))]
+    base = sentences + variants + web
+    pool = np.array([s + " " for s in base] + [s + "\n" for s in base], dtype=object)
+    lens = np.array([len(s.encode()) + 1 for s in base], dtype=np.float64)
+    return {"pool": pool, "n_real": len(sentences), "n_web": len(web), "words": words[:3000], "tlds": _TLDS,
+            "mean_len": 0.62 * lens[:len(sentences)].mean() + 0.28 * lens[len(sentences):2 * len(sentences)]
+            .mean() + 0.10 * lens[2 * len(sentences):].mean()}
+
+
+def _doc_targets(seed: int, split_id: int, text_bytes: float, mean_len: float) -> np.ndarray:
+    """Per-doc sentence counts; log-normal doc lengths (median ~1.2k chars, mean ~2.2k, long tail)."""
+    rng, out, total = np.random.default_rng([seed, split_id, 99]), [], 0.0
+    while total < text_bytes:
+        lengths = np.clip(rng.lognormal(np.log(1200), 1.1, 65536), 120, 250_000)
+        k = np.maximum(2, np.rint(lengths / mean_len)).astype(np.int64)
+        cum = total + np.cumsum(k * mean_len)
+        out.append(k[: np.searchsorted(cum, text_bytes) + 1])
+        total = cum[len(out[-1]) - 1]
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def _gen_chunk(task) -> tuple[bytes, int, int, int, int]:
+    """Docs for one chunk -> (raw deflate data ending in a sync flush, crc32, raw size, docs, text bytes)."""
+    seed, split_id, chunk_no, k = task
+    st, rng = _STATE, np.random.default_rng([seed, split_id, chunk_no])
+    n_real, n_web, pool = st["n_real"], st["n_web"], st["pool"]
+    ndoc, total = len(k), int(k.sum())
+    first = np.concatenate(([0], np.cumsum(k)[:-1]))
+    steps = np.where(rng.random(total) < 0.12, rng.integers(0, n_real, total), rng.integers(1, 4, total))
+    cs = np.cumsum(steps)
+    idx = (np.repeat(rng.integers(0, n_real, ndoc) - cs[first], k) + cs) % n_real  # topic-coherent walk
+    kind = rng.random(total)
+    idx = np.where(kind < 0.28, idx + n_real, idx)  # typographic variant of the same sentence
+    idx = np.where(kind > 0.90, 2 * n_real + rng.integers(0, n_web, total), idx)  # web-style sentence
+    idx = idx + np.where(rng.random(total) < 0.3, 2 * n_real + n_web, 0)  # paragraph break after it
+    parts = pool[idx].tolist()
+    secs = rng.integers(0, 9 * 86400, ndoc) + np.datetime64("2019-04-18T00:00:00")
+    stamps = np.datetime_as_string(secs, unit="s")
+    words, tlds = st["words"], st["tlds"]
+    wi = rng.integers(0, len(words), (ndoc, 6))
+    lines, text_bytes = [], 0
+    for i in range(ndoc):
+        text = "".join(parts[first[i]:first[i] + k[i]])[:-1]
+        w = [words[j] for j in wi[i]]
+        url = f"https://{'www.' if w[0] < 'p' else ''}{w[1]}{w[2]}{tlds[wi[i, 3] % len(tlds)]}/{w[3]}-{w[4]}-{w[5]}/"
+        lines.append(json.dumps({"text": text, "timestamp": stamps[i] + "Z", "url": url},
+                                ensure_ascii=False, separators=(",", ":")))
+        text_bytes += len(text.encode())
+    raw = ("\n".join(lines) + "\n").encode()
+    comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return comp.compress(raw) + comp.flush(zlib.Z_SYNC_FLUSH), zlib.crc32(raw), len(raw), ndoc, text_bytes
+
+
+def _pool(processes: int):
+    if processes > 1 and "fork" in mp.get_all_start_methods():
+        return mp.get_context("fork").Pool(processes)
+    import contextlib
+    return contextlib.nullcontext()
+
+
+def _write_split(tmp: Path, split: str, split_id: int, seed: int, text_mb: float, pool) -> dict:
+    k = _doc_targets(seed, split_id, text_mb * 1e6, _STATE["mean_len"])
+    per, docs, text_bytes, tasks = DOCS_PER_FILE[split], 0, 0, []
+    n_files = max(1, -(-len(k) // per))
+    if n_files > N_FILES[split]:
+        raise ValueError(f"{split}: {len(k)} docs need more than {N_FILES[split]} files")
+    for f in range(n_files):
+        for a in range(f * per, min(len(k), (f + 1) * per), CHUNK_DOCS):
+            tasks.append((f, (seed, split_id, len(tasks), k[a:min(a + CHUNK_DOCS, (f + 1) * per, len(k))])))
+    results = pool.imap(_gen_chunk, [t for _, t in tasks]) if pool else map(_gen_chunk, [t for _, t in tasks])
+    out, f_open = None, -1
+    for (f, _), (data, crc, size, nd, nb) in zip(tasks, results):
+        if f != f_open:  # one single-member gzip per file, assembled pigz-style from sync-flushed pieces
+            if out:
+                out[0].write(zlib.compressobj(6, zlib.DEFLATED, -15).flush() + struct.pack("<II", *out[1:]))
+                out[0].close()
+            name = f"c4-{split}.{f:05d}-of-{N_FILES[split]:05d}.json.gz"
+            out, f_open = [open(tmp / "en" / name, "wb"), 0, 0], f
+            out[0].write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")
+        out[0].write(data)
+        out[1] = zlib.crc32(bytes(size), out[1]) ^ crc ^ zlib.crc32(bytes(size))
+        out[2] = (out[2] + size) & 0xFFFFFFFF
+        docs, text_bytes = docs + nd, text_bytes + nb
+    if out:
+        out[0].write(zlib.compressobj(6, zlib.DEFLATED, -15).flush() + struct.pack("<II", *out[1:]))
+        out[0].close()
+    return {"docs": docs, "text_bytes": text_bytes, "files": n_files}
+
+
+def make_corpus(root: Path, text_mb: float, seed: int = 0, val_mb: float | None = None,
+                processes: int | None = None) -> dict:
+    """Write (or reuse) a C4-shaped corpus in ``root``; returns docs/text bytes per split."""
+    root = Path(root).absolute()
+    params = {"version": VERSION, "text_mb": float(text_mb), "seed": int(seed),
+              "val_mb": float(text_mb / 20 if val_mb is None else val_mb)}
+    stamp = root / STAMP
+    if stamp.is_file():
+        old = json.loads(stamp.read_text())
+        if old.get("params") == params:
+            return old["summary"]
+    if root.exists() and any(root.iterdir()) and not stamp.is_file():
+        raise FileExistsError(f"{root} exists and is not a corpus made by this script")
+    t0 = time.perf_counter()
+    processes = processes or min(2, os.cpu_count() or 1)
+    sentences = gather_sentences(processes)
+    _STATE.clear()
+    _STATE.update(_build_state(seed, sentences))
+    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "en").mkdir(parents=True)
+    try:
+        (tmp / "README.md").write_text(README)
+        with _pool(processes) as pool:
+            summary = {"train": _write_split(tmp, "train", 0, seed, params["text_mb"], pool),
+                       "validation": _write_split(tmp, "validation", 1, seed, params["val_mb"], pool)}
+        summary["seconds"] = round(time.perf_counter() - t0, 2)
+        summary["sources"] = {"sentences": len(sentences),
+                              "sha256": hashlib.sha256("\n".join(sentences).encode()).hexdigest()}
+        (tmp / STAMP).write_text(json.dumps({"params": params, "summary": summary}, indent=1))
+        if root.exists():  # an older corpus of ours with other parameters
+            shutil.rmtree(root)
+        tmp.rename(root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _STATE.clear()
+    return summary
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("out_dir", type=Path)
+    ap.add_argument("--text-mb", type=float, default=200.0, help="MB (1e6 bytes) of UTF-8 train text")
+    ap.add_argument("--val-mb", type=float, default=None, help="validation text MB (default text-mb/20)")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    print(json.dumps(make_corpus(a.out_dir, a.text_mb, a.seed, a.val_mb), indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""One exception type for bad input and faults the user can fix.
+
+The CLI prints it as one clear message (what is wrong, then a ---> HINT line on how to fix it)
+and exits non-zero without a traceback; anything else is a bug and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    def __init__(self, message: str, hint: str | None = None, exit_code: int = 2):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n---> HINT: {self.hint}"
+
+
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM, raised from the signal handler the CLI installs.
+
+    A BaseException but not a KeyboardInterrupt, so click does not swallow it into "Aborted!": it
+    unwinds every `finally` (temporary folders are removed) up to the CLI, which exits 128 + signal.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

@@ -1,0 +1,298 @@
+"""minigpt-prepare: stream a fixed C4 slice once, freeze it with its vocabulary, write token shards.
+
+A dataset folder holds:
+  raw/train.parquet, raw/val.parquet   the slice, verbatim (text, url, timestamp), in row groups
+  vocab.json                           the frozen character vocabulary
+  train_00000.bin ..., val_00000.bin   token shards: flat uint8/uint16 arrays, no header
+  manifest.json                        written last; without it a folder is not a dataset
+Everything is built in a hidden temporary folder beside the target and renamed into place when
+complete. A rerun that only changes --min-count, --max-vocab or --shard-tokens rebuilds from raw/
+without touching the network; the same command on a complete dataset does nothing.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import queue
+import shutil
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import __version__
+from .c4 import BATCH_DOCS, SCHEMA, Source, slice_streams
+from .errors import UserError
+from .files import write_bytes_atomic, write_json_atomic
+from .progress import Progress
+from .shards import FORMAT, MANIFEST, VERSION, ShardWriter, read_manifest
+from .vocab import CharCounter, Vocab, auto_min_count, char_lengths, utf8_bytes
+
+DATA_DIR = Path("data")
+DEFAULT_SHARD_TOKENS = 100_000_000  # 100 MB uint8 shards: few files, each still quick to hash
+ROW_GROUP_BYTES = 32 << 20  # raw parquet row groups of ~32 MB of text: reads stay batchable, RAM flat
+SPLITS = ("train", "val")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What the vocabulary and shards are built with; changing these reuses the frozen raw/ slice."""
+
+    min_count: int | None = None  # None: auto_min_count(train characters)
+    max_vocab: int | None = None
+    shard_tokens: int = DEFAULT_SHARD_TOKENS
+
+    def check(self) -> None:
+        if self.min_count is not None and self.min_count < 1:
+            raise UserError(f"--min-count must be at least 1 (got {self.min_count})", "leave it out for the default")
+        if self.max_vocab is not None and self.max_vocab < 3:
+            raise UserError(f"--max-vocab must be at least 3 (got {self.max_vocab})",
+                            "the vocabulary holds <eot>, <unk> and at least one character; 256 keeps uint8 shards")
+        if self.shard_tokens < 1:
+            raise UserError(f"--shard-tokens must be at least 1 (got {self.shard_tokens})", "leave it out for the default")
+
+
+@dataclass
+class SplitStats:
+    docs: int = 0
+    chars: int = 0
+    bytes: int = 0  # UTF-8 bytes of text
+    tokens: int = 0
+    unk: int = 0
+    shards: list = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    out: Path
+    manifest: dict
+    action: str  # "built", "rebuilt", "unchanged"
+    seconds: float = 0.0
+
+
+def prepare(source: Source, build: BuildOptions, out: Path | None = None, force: bool = False,
+            progress: Progress | None = None) -> Result:
+    build.check()
+    progress = progress or Progress()
+    out = Path(out) if out is not None else DATA_DIR / source.default_name()
+    start = time.perf_counter()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder", "choose another --out")
+    _clean_stale(out)
+    existing = read_manifest(out)
+    rebuild = False
+    if existing is not None and not force:
+        if existing["source"] != source.to_json():
+            raise UserError(f"{out} holds a dataset made with other arguments: {_diff(existing['source'], source.to_json())}",
+                            "add --force to replace it (the slice is streamed again), or choose another --out")
+        if existing["build"] == asdict(build) and _intact(out, existing):
+            return Result(out, existing, "unchanged", time.perf_counter() - start)
+        rebuild = _raw_intact(out, existing)
+        if not rebuild:
+            raise UserError(f"{out} is damaged: its raw/ slice is missing or incomplete", "add --force to stream it again")
+    elif out.is_dir() and existing is None and any(out.iterdir()):
+        raise UserError(f"{out} exists and is not a minigpt dataset (it has no {MANIFEST})",
+                        "choose another --out, or remove that folder yourself")
+
+    # Expanded once here: a glob matching nothing fails before anything is written.
+    files = existing["source_files"] if rebuild else {s: source.files(s) for s in SPLITS}
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    try:
+        (tmp / "raw").mkdir(parents=True)
+        if rebuild:
+            for name in ("train.parquet", "val.parquet"):
+                _link_or_copy(out / "raw" / name, tmp / "raw" / name)
+            stats = {s: SplitStats(docs=existing["splits"][s]["docs"], chars=existing["splits"][s]["chars"],
+                                   bytes=existing["splits"][s]["bytes"]) for s in SPLITS}
+            counter = _count_raw(tmp / "raw" / "train.parquet")
+        else:
+            counter, stats = _stream(source, tmp / "raw", progress)
+        manifest = _build(tmp, source, files, build, counter.counts(), stats, progress)
+        _swap(tmp, out)
+    except OSError as e:
+        if isinstance(e, ConnectionError) or e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM,
+                                                             errno.EROFS, errno.ENOENT, errno.EEXIST, errno.ENOTDIR):
+            raise
+        raise UserError(f"cannot write the dataset under {out.parent}: {e.strerror or e} ({e.filename or out})",
+                        "check free space and permissions, or choose another --out") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return Result(out, manifest, "rebuilt" if rebuild else "built", time.perf_counter() - start)
+
+
+def _stream(source: Source, raw: Path, progress: Progress) -> tuple[CharCounter, dict[str, SplitStats]]:
+    """The one pass over the source: raw/*.parquet written, train characters counted on the way."""
+    counter, stats = CharCounter(), {}
+    for split, tables in slice_streams(source):
+        total = source.docs if split == "train" else source.val_docs
+        st = stats[split] = SplitStats()
+        writer = pq.ParquetWriter(raw / f"{split}.parquet", SCHEMA, compression="zstd", use_dictionary=False,
+                                  write_statistics=False)
+        pending, pending_bytes = [], 0
+        with progress.docs(f"streaming {split}", total) as update:
+            for table in _prefetch(tables):
+                nbytes = 0
+                for chunk in table.column("text").chunks:
+                    b = utf8_bytes(chunk)
+                    nbytes += b.size
+                    st.chars += int(char_lengths(chunk).sum())
+                    if split == "train":
+                        counter.update(b)
+                st.docs += len(table)
+                st.bytes += nbytes
+                pending.append(table)
+                pending_bytes += nbytes
+                if pending_bytes >= ROW_GROUP_BYTES:
+                    writer.write_table(pa.concat_tables(pending), row_group_size=1 << 30)
+                    pending, pending_bytes = [], 0
+                update(len(table), nbytes)
+        if pending:
+            writer.write_table(pa.concat_tables(pending), row_group_size=1 << 30)
+        writer.close()
+    return counter, stats
+
+
+def _build(folder: Path, source: Source, files: dict, build: BuildOptions, counts: dict[int, int],
+           stats: dict[str, SplitStats], progress: Progress) -> dict:
+    """vocab.json, the token shards, then manifest.json, all from raw/ in `folder`."""
+    min_count = build.min_count if build.min_count is not None else auto_min_count(stats["train"].chars)
+    vocab = Vocab.build(counts, min_count, build.max_vocab)
+    vocab_json = vocab.to_json()
+    write_bytes_atomic(folder / "vocab.json", vocab_json)
+    for split in SPLITS:
+        st = stats[split]
+        writer = ShardWriter(folder, split, vocab.dtype, build.shard_tokens)
+        try:
+            with progress.docs(f"encoding {split}", st.docs) as update:
+                for batch in pq.ParquetFile(folder / "raw" / f"{split}.parquet").iter_batches(
+                        batch_size=BATCH_DOCS, columns=["text"]):
+                    tokens, unk = vocab.encode_docs(batch.column(0))
+                    writer.write(tokens)
+                    st.tokens += int(tokens.size)
+                    st.unk += unk
+                    update(batch.num_rows, 0)
+            st.shards = writer.close()
+        finally:
+            writer.abort()
+    manifest = {
+        "format": FORMAT, "version": VERSION, "minigpt": __version__,
+        "dtype": vocab.dtype.name, "vocab_size": len(vocab), "vocab_sha256": vocab.sha256(),
+        "eot": vocab.eot, "unk": vocab.unk, "min_count": min_count,
+        "source": source.to_json(), "source_files": files, "build": asdict(build),
+        "raw": {s: f"raw/{s}.parquet" for s in SPLITS},
+        "splits": {s: asdict(stats[s]) for s in SPLITS},
+    }
+    write_json_atomic(folder / MANIFEST, manifest)
+    return manifest
+
+
+def _prefetch(items: Iterator, depth: int = 4) -> Iterator:
+    """Run an iterator in a background thread, so `datasets` decompresses and parses while we count.
+
+    gzip, the Arrow JSON parser and the parquet writer release the GIL, so the two overlap on 2 cores.
+    """
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as e:  # handed to the consumer, which raises it in the main thread
+            put((None, e))
+
+    threading.Thread(target=run, daemon=True, name="minigpt-stream").start()
+    try:
+        while True:
+            item, err = q.get()
+            if err is not None:
+                raise err
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+
+
+def _count_raw(path: Path) -> CharCounter:
+    counter = CharCounter()
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_DOCS, columns=["text"]):
+        counter.update(utf8_bytes(batch.column(0)))
+    return counter
+
+
+def _intact(out: Path, manifest: dict) -> bool:
+    """A quick check for the no-op rerun: every file there, each shard of the size the manifest says."""
+    itemsize = 1 if manifest["dtype"] == "uint8" else 2
+    try:
+        return (out / "vocab.json").is_file() and _raw_intact(out, manifest) and all(
+            (out / sh["file"]).stat().st_size == sh["tokens"] * itemsize
+            for s in SPLITS for sh in manifest["splits"][s]["shards"])
+    except OSError:
+        return False
+
+
+def _raw_intact(out: Path, manifest: dict) -> bool:
+    try:
+        return all(pq.ParquetFile(out / "raw" / f"{s}.parquet").metadata.num_rows == manifest["splits"][s]["docs"]
+                   for s in SPLITS)
+    except (OSError, pa.ArrowException):
+        return False
+
+
+def _diff(old: dict, new: dict) -> str:
+    keys = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return "; ".join(f"{k} was {old.get(k)!r}, now {new.get(k)!r}" for k in keys)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _swap(tmp: Path, out: Path) -> None:
+    """Rename the finished folder into place; an old dataset there is moved aside first, then removed."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _clean_stale(out: Path) -> None:
+    """Remove what an interrupted or killed run left beside `out` (its process is gone)."""
+    if not out.parent.is_dir():
+        return
+    for p in list(out.parent.glob(f".{out.name}.tmp-*")) + list(out.parent.glob(f".{out.name}.old-*")):
+        pid = p.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,73 @@
+"""Token shards and the manifest that marks a dataset complete.
+
+A shard is a flat little-endian array of token ids with no header, so `np.memmap(path, dtype, mode="r")`
+opens it as it is: uint8 when the vocabulary has at most 256 entries, else uint16. `manifest.json`
+lists every shard with its token count and sha256, and is written last: a folder without it is not a
+dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+MANIFEST = "manifest.json"
+FORMAT = "minigpt-dataset"
+VERSION = 1
+
+
+class ShardWriter:
+    """Appends token arrays to `{split}_00000.bin`, `{split}_00001.bin`, ... of `shard_tokens` each at most."""
+
+    def __init__(self, folder: Path, split: str, dtype: np.dtype, shard_tokens: int):
+        self.folder, self.split, self.shard_tokens = Path(folder), split, shard_tokens
+        self.dtype = np.dtype(dtype).newbyteorder("<")
+        self.shards: list[dict] = []
+        self._file = None
+
+    def _open(self) -> None:
+        name = f"{self.split}_{len(self.shards):05d}.bin"
+        self._file, self._hash = open(self.folder / name, "wb"), hashlib.sha256()
+        self.shards.append({"file": name, "tokens": 0, "sha256": None})
+
+    def _finish(self) -> None:
+        self._file.close()
+        self.shards[-1]["sha256"] = self._hash.hexdigest()
+        self._file = None
+
+    def write(self, tokens: np.ndarray) -> None:
+        tokens = np.ascontiguousarray(tokens, dtype=self.dtype)
+        while tokens.size:
+            if self._file is None:
+                self._open()
+            room = self.shard_tokens - self.shards[-1]["tokens"]
+            part, tokens = tokens[:room], tokens[room:]
+            self._file.write(part.data)
+            self._hash.update(part.data)
+            self.shards[-1]["tokens"] += int(part.size)
+            if self.shards[-1]["tokens"] == self.shard_tokens:
+                self._finish()
+
+    def close(self) -> list[dict]:
+        if self._file is not None:
+            self._finish()
+        return self.shards
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def read_manifest(folder: Path) -> dict | None:
+    """The manifest of a complete dataset folder, or None when there is none."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("format") == FORMAT else None
