@@ -10,7 +10,7 @@ a sha256 of the source sentences.  ``python bench/c4_corpus.py OUT --text-mb 200
 """
 from __future__ import annotations
 
-import argparse, gzip, hashlib, html, json, multiprocessing as mp, os, random, re, shutil, struct, sys
+import argparse, ast, gzip, hashlib, html, json, multiprocessing as mp, os, random, re, shutil, struct, sys
 import sysconfig, time, zlib
 from pathlib import Path
 
@@ -87,7 +87,7 @@ def _file_sentences(p: Path) -> list[str]:
     except (OSError, EOFError, zlib.error):
         return []
     if p.name == "topics.py":  # pydoc reference manual: a dict literal of escaped strings
-        text = "\n\n".join(json.loads(json.dumps(eval(text.split("topics = ", 1)[1], {}))).values())
+        text = "\n\n".join(ast.literal_eval(text.split("topics = ", 1)[1]).values())
     elif p.suffix == ".py":
         text = "\n\n".join(a or b for a, b in re.findall(r'"""(.*?)"""|\'\'\'(.*?)\'\'\'', text, re.S))
     elif ".htm" in p.name:
@@ -171,9 +171,9 @@ def _foreign(r: random.Random) -> str:
 
 def _web_sentence(r: random.Random, words: list[str]) -> str:
     w = lambda: _zipf(r, words)
-    n = lambda: str(int(r.paretovariate(0.7)))
+    n = lambda: str(min(int(r.paretovariate(0.7)), 5000))
     price = lambda: r.choice(("${}.{:02d}", "${}", "£{}", "€{},{:02d}", "{}\u00a0€", "¥{}00", "US${}"))\
-        .format(int(r.paretovariate(0.6)), r.randrange(100))
+        .format(min(int(r.paretovariate(0.6)), 9999), r.randrange(100))
     fill = {"name": lambda: f"{_zipf(r, _FIRST)} {_zipf(r, _LAST)}", "w": w, "W": lambda: w().title(),
             "n": n, "d": lambda: str(r.randrange(10)), "year": lambda: str(r.randint(1995, 2019)), "price": price,
             "date": lambda: r.choice(("{m} {d}, {y}", "{d} {m} {y}", "{y}-{mm:02d}-{d:02d}", "{mm}/{d}/{y}"))
@@ -239,7 +239,7 @@ def _build_state(seed: int, sentences: list[str]) -> dict:
 def _doc_targets(seed: int, split_id: int, text_bytes: float, mean_len: float) -> np.ndarray:
     """Per-doc sentence counts; log-normal doc lengths (median ~1.2k chars, mean ~2.2k, long tail)."""
     rng, out, total = np.random.default_rng([seed, split_id, 99]), [], 0.0
-    while total < text_bytes:
+    while not out or total < text_bytes:
         lengths = np.clip(rng.lognormal(np.log(1200), 1.1, 65536), 120, 250_000)
         k = np.maximum(2, np.rint(lengths / mean_len)).astype(np.int64)
         cum = total + np.cumsum(k * mean_len)
