@@ -10,8 +10,8 @@ a sha256 of the source sentences.  ``python bench/c4_corpus.py OUT --text-mb 200
 """
 from __future__ import annotations
 
-import argparse, ast, gzip, hashlib, html, json, multiprocessing as mp, os, random, re, shutil, struct, sys
-import sysconfig, time, zlib
+import argparse, ast, collections, contextlib, gzip, hashlib, html, json, multiprocessing as mp, os, random
+import re, shutil, struct, sys, sysconfig, time, zlib
 from pathlib import Path
 
 import numpy as np
@@ -140,42 +140,43 @@ _TEMPLATES = (
     "{W} {W} – {W} {W} {sym} {year}.", "Q: How long does the {w} last? A: About {n} hours at {temp}.",
     "It was {temp} outside and {name} was wearing a {acc} jacket… again.", "Thanks, {name}! {emoji}{emoji}",
     "Version {n}.{d}.{n} was released on {date} with {n} bug fixes.", "Order by {time} for next-day delivery.",
-    "From {price} (was {price}), a saving of {pct}.", "Follow {name} on Instagram and Twitter @{w}{n}.",
-)
+    "From {price} (was {price}), a saving of {pct}.", "Tags: {w}, {w}, {foreign}, {W} {W}.",
+    "{W} ({foreign}) is one of the most popular {w} spots in {city}.", "Size: {n}{sym}{n} mm {sym} {W}.",
+    "Follow {name} on Instagram and Twitter @{w}{n}.")
 _LANGS = ("Japanese", "Chinese", "Russian", "Greek", "Korean", "Arabic", "Hindi", "German", "French", "Polish")
 _TLDS = (".com",) * 6 + (".org", ".net", ".co.uk", ".de", ".com.au", ".info", ".io", ".ca", ".blog")
 _MONTHS = "January February March April May June July August September October November December".split()
 _DAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
 # long-tail code point tables in a fixed order (independent of the corpus seed)
-_CJK = [chr(c) for c in random.Random(1).sample(range(0x4E00, 0x9FA0), 6000)]
-_HANGUL = [chr(c) for c in random.Random(2).sample(range(0xAC00, 0xD7A0), 2000)]
-_EMOJI = [chr(c) for c in (*range(0x1F600, 0x1F650), *range(0x1F440, 0x1F4A0), *range(0x1F300, 0x1F330),
-                           0x2764, 0x2705, 0x2728, 0x1F525, 0x1F389, 0x1F64F, 0x1F914, 0x1F923)]
+_CJK = [chr(c) for c in random.Random(1).sample(range(0x4E00, 0x9FA0), 8000)]
+_HANGUL = [chr(c) for c in random.Random(2).sample(range(0xAC00, 0xD7A0), 3000)]
+_RARE = [chr(c) for c in random.Random(3).sample([*range(0x100, 0x250), *range(0x370, 0x3D0), *range(0x400, 0x460),
+         *range(0x1E00, 0x1F00), *range(0x2100, 0x2150), *range(0x2190, 0x2300), *range(0x2500, 0x2600),
+         *range(0x2600, 0x2700), *range(0x2700, 0x27C0), *range(0x20A0, 0x20C0)], 1800)]
+_EMOJI = [chr(c) for c in (0x1F602, 0x2764, 0x1F60D, 0x1F44D, 0x1F60A, 0x1F389, 0x1F525, 0x2705, 0x1F64F,
+                           *range(0x1F600, 0x1F650), *range(0x1F440, 0x1F4A0), *range(0x1F300, 0x1F330))]
+_ALPHABETS = [[chr(b + i) for i in range(n)] for b, n in ((0x430, 32), (0x3B1, 25), (0x5D0, 27), (0x627, 20),
+                                                          (0x905, 40), (0xE01, 45))]  # ru el he ar hi th
 
 
-def _zipf(r: random.Random, seq):
-    return seq[min(int(r.paretovariate(1.0)) - 1, len(seq) - 1)]
+def _zipf(r: random.Random, seq, a: float = 1.0):
+    return seq[min(int(r.paretovariate(a)) - 1, len(seq) - 1)]
 
 
 def _foreign(r: random.Random) -> str:
     k = r.random()
-    if k < 0.5:
-        return _zipf(r, _PHRASES)
-    if k < 0.8:
-        return "".join(_zipf(r, _CJK) for _ in range(r.randint(2, 8)))
-    if k < 0.9:
-        return "".join(_zipf(r, _HANGUL) for _ in range(r.randint(2, 5)))
-    base, n = r.choice(((0x430, 32), (0x3B1, 25), (0x5D0, 27), (0x627, 20), (0x905, 40), (0xE01, 45)))
-    return "".join(chr(base + int(r.paretovariate(0.8)) % n) for _ in range(r.randint(3, 9)))
+    table = _CJK if k < 0.35 else _HANGUL if k < 0.45 else r.choice(_ALPHABETS)
+    return _zipf(r, _PHRASES) if k > 0.6 else "".join(_zipf(r, table, 0.5) for _ in range(r.randint(2, 9)))
 
 
-def _web_sentence(r: random.Random, words: list[str]) -> str:
+def _web_maker(r: random.Random, words: list[str]):
+    """A function returning fresh web-style sentences (prices, dates, URLs, foreign runs, emoji ...)."""
     w = lambda: _zipf(r, words)
     n = lambda: str(min(int(r.paretovariate(0.7)), 5000))
-    price = lambda: r.choice(("${}.{:02d}", "${}", "£{}", "€{},{:02d}", "{}\u00a0€", "¥{}00", "US${}"))\
-        .format(min(int(r.paretovariate(0.6)), 9999), r.randrange(100))
     fill = {"name": lambda: f"{_zipf(r, _FIRST)} {_zipf(r, _LAST)}", "w": w, "W": lambda: w().title(),
-            "n": n, "d": lambda: str(r.randrange(10)), "year": lambda: str(r.randint(1995, 2019)), "price": price,
+            "n": n, "d": lambda: str(r.randrange(10)), "year": lambda: str(r.randint(1995, 2019)),
+            "price": lambda: r.choice(("${}.{:02d}", "${}", "£{}", "€{},{:02d}", "{}\u00a0€", "¥{}00", "US${}"))
+                .format(min(int(r.paretovariate(0.6)), 9999), r.randrange(100)),
             "date": lambda: r.choice(("{m} {d}, {y}", "{d} {m} {y}", "{y}-{mm:02d}-{d:02d}", "{mm}/{d}/{y}"))
                 .format(m=r.choice(_MONTHS), mm=r.randint(1, 12), d=r.randint(1, 28), y=r.randint(2005, 2019)),
             "time": lambda: r.choice(("{}:{:02d} pm", "{}:{:02d} a.m.", "{}:{:02d}")).format(r.randint(1, 12),
@@ -186,58 +187,55 @@ def _web_sentence(r: random.Random, words: list[str]) -> str:
             "email": lambda: f"{w()}@{w()}{r.choice(_TLDS)}", "pct": lambda: f"{r.randint(5, 95)}%",
             "temp": lambda: r.choice(("{}°F", "{}°C", "{}\u00a0°C", "{} degrees")).format(r.randint(-10, 105)),
             "day": lambda: r.choice(_DAYS), "city": lambda: r.choice((w().title(), _zipf(r, _ACCENTED))),
-            "acc": lambda: _zipf(r, _ACCENTED), "sym": lambda: _zipf(r, _SYMBOLS), "foreign": lambda: _foreign(r),
-            "lang": lambda: r.choice(_LANGS), "emoji": lambda: _zipf(r, _EMOJI),
-            "CODE": lambda: w().upper() + str(r.randint(10, 99))}
-    return re.sub(r"\{(\w+)\}", lambda m: fill[m.group(1)](), r.choice(_TEMPLATES))
+            "acc": lambda: _zipf(r, _ACCENTED), "foreign": lambda: _foreign(r), "lang": lambda: r.choice(_LANGS),
+            "sym": lambda: _zipf(r, _SYMBOLS) if r.random() < 0.6 else _zipf(r, _RARE, 0.4),
+            "emoji": lambda: _zipf(r, _EMOJI), "CODE": lambda: w().upper() + str(r.randint(10, 99))}
+    sub = re.compile(r"\{(\w+)\}").sub
+    return lambda: sub(lambda m: fill[m.group(1)](), r.choice(_TEMPLATES))
 
 
 def _variant(s: str, r: random.Random) -> str:
-    """Web typography applied to a real sentence (curly quotes, dashes, NBSP, accented words, ...)."""
+    """Web typography applied to a real sentence (curly quotes, dashes, NBSP, accented names, mojibake)."""
     if r.random() < 0.8:
         s = re.sub(r"(?<=\w)'(?=\w)", "\u2019", s)
         s = re.sub(r"\"([^\"]+)\"", "\u201c\\1\u201d", s)
         s = re.sub(r"(?<!\w)'([^']+)'(?!\w)", "\u2018\\1\u2019", s)
-    if r.random() < 0.7:
-        s = s.replace(" - ", r.choice((" \u2013 ", "\u2014", " \u2014 ")))
-    if r.random() < 0.06:
-        s = s.replace(", ", r.choice((" \u2014 ", " \u2013 ")), 1)
-    if r.random() < 0.15:
-        words = s.split(" ")
-        words[r.randrange(1, len(words))] = _zipf(r, _ACCENTED)
+    s = s.replace(" - ", r.choice((" \u2013 ", "\u2014", " \u2014 ", " - ")))
+    s = s.replace(", ", r.choice((" \u2014 ", " \u2013 ")), 1) if r.random() < 0.06 else s
+    words = s.split(" ")
+    names = [i for i in range(1, len(words)) if words[i].istitle() and words[i].isalpha()]
+    if names and r.random() < 0.4:
+        words[r.choice(names)] = _zipf(r, _ACCENTED)
         s = " ".join(words)
-    if r.random() < 0.08:
-        i = s.find(" ", r.randrange(len(s)))
-        s = s if i < 0 else s[:i] + "\u00a0" + s[i + 1:]
+    i = s.find(" ", r.randrange(len(s))) if r.random() < 0.08 else -1
+    s = s if i < 0 else s[:i] + "\u00a0" + s[i + 1:]
     if r.random() < 0.02:
         s = s[:-1] + r.choice(("\u2026", "!", " " + _zipf(r, _EMOJI), " " + _zipf(r, _SYMBOLS) + "."))
-    return s
+    return s.encode().decode("cp1252", "replace") if r.random() < 0.01 else s  # mojibake, as in crawled text
 
 
 # ----------------------------------------------------------------------------- generation
 _STATE: dict = {}  # set in the parent before forking the writer pool
+P_VARIANT, P_WEB, P_NEWLINE = 0.28, 0.10, 0.3  # per sentence slot
 
 
 def _build_state(seed: int, sentences: list[str]) -> dict:
+    counts = collections.Counter(t for s in sentences for t in s.split() if t.isalpha() and t.islower()
+                                 and 2 < len(t) < 13)
+    words = sorted(counts, key=lambda t: (-counts[t], t))[:6000]  # filler words by frequency (Zipf-sampled)
     r = random.Random(seed * 1_000_003 + 17)
-    counts: dict[str, int] = {}
-    for s in sentences:
-        for t in s.split():
-            if t.isalpha() and t.islower() and 2 < len(t) < 13:
-                counts[t] = counts.get(t, 0) + 1
-    words = sorted(counts, key=lambda t: (-counts[t], t))[:6000]
-    variants = [_variant(s, r) for s in sentences]
-    web = [_web_sentence(r, words) for _ in range(max(20_000, len(sentences) // 3))]
-    base = sentences + variants + web
-    pool = np.array([s + " " for s in base] + [s + "\n" for s in base], dtype=object)
+    base = sentences + [_variant(s, r) for s in sentences]
     lens = np.array([len(s.encode()) + 1 for s in base], dtype=np.float64)
-    return {"pool": pool, "n_real": len(sentences), "n_web": len(web), "words": words[:3000], "tlds": _TLDS,
-            "mean_len": 0.62 * lens[:len(sentences)].mean() + 0.28 * lens[len(sentences):2 * len(sentences)]
-            .mean() + 0.10 * lens[2 * len(sentences):].mean()}
+    web = _web_maker(random.Random(0), words)
+    web_len = np.mean([len(web().encode()) + 1 for _ in range(5000)])
+    n = len(sentences)
+    mean_len = (1 - P_VARIANT - P_WEB) * lens[:n].mean() + P_VARIANT * lens[n:].mean() + P_WEB * web_len
+    return {"pool": np.array([s + " " for s in base] + [s + "\n" for s in base], dtype=object),
+            "n_real": n, "words": words, "mean_len": mean_len}
 
 
 def _doc_targets(seed: int, split_id: int, text_bytes: float, mean_len: float) -> np.ndarray:
-    """Per-doc sentence counts; log-normal doc lengths (median ~1.2k chars, mean ~2.2k, long tail)."""
+    """Sentences per doc: log-normal doc lengths (median ~1.2k chars, mean ~2.2k, long tail)."""
     rng, out, total = np.random.default_rng([seed, split_id, 99]), [], 0.0
     while not out or total < text_bytes:
         lengths = np.clip(rng.lognormal(np.log(1200), 1.1, 65536), 120, 250_000)
@@ -245,74 +243,64 @@ def _doc_targets(seed: int, split_id: int, text_bytes: float, mean_len: float) -
         cum = total + np.cumsum(k * mean_len)
         out.append(k[: np.searchsorted(cum, text_bytes) + 1])
         total = cum[len(out[-1]) - 1]
-    return np.concatenate(out) if out else np.zeros(0, np.int64)
+    return np.concatenate(out)
 
 
 def _gen_chunk(task) -> tuple[bytes, int, int, int, int]:
-    """Docs for one chunk -> (raw deflate data ending in a sync flush, crc32, raw size, docs, text bytes)."""
+    """Docs for one chunk -> (raw deflate ending in a sync flush, crc32, raw size, docs, text bytes)."""
     seed, split_id, chunk_no, k = task
     st, rng = _STATE, np.random.default_rng([seed, split_id, chunk_no])
-    n_real, n_web, pool = st["n_real"], st["n_web"], st["pool"]
-    ndoc, total = len(k), int(k.sum())
+    n, words, ndoc, total = st["n_real"], st["words"], len(k), int(k.sum())
     first = np.concatenate(([0], np.cumsum(k)[:-1]))
-    steps = np.where(rng.random(total) < 0.12, rng.integers(0, n_real, total), rng.integers(1, 4, total))
+    steps = np.where(rng.random(total) < 0.12, rng.integers(0, n, total), rng.integers(1, 4, total))
     cs = np.cumsum(steps)
-    idx = (np.repeat(rng.integers(0, n_real, ndoc) - cs[first], k) + cs) % n_real  # topic-coherent walk
-    kind = rng.random(total)
-    idx = np.where(kind < 0.28, idx + n_real, idx)  # typographic variant of the same sentence
-    idx = np.where(kind > 0.90, 2 * n_real + rng.integers(0, n_web, total), idx)  # web-style sentence
-    idx = idx + np.where(rng.random(total) < 0.3, 2 * n_real + n_web, 0)  # paragraph break after it
-    parts = pool[idx].tolist()
-    secs = rng.integers(0, 9 * 86400, ndoc) + np.datetime64("2019-04-18T00:00:00")
-    stamps = np.datetime_as_string(secs, unit="s")
-    words, tlds = st["words"], st["tlds"]
-    wi = rng.integers(0, len(words), (ndoc, 6))
+    idx = (np.repeat(rng.integers(0, n, ndoc) - cs[first], k) + cs) % n  # topic-coherent walk over sources
+    kind, newline = rng.random(total), rng.random(total) < P_NEWLINE
+    idx += np.where(kind < P_VARIANT, n, 0) + np.where(newline, 2 * n, 0)  # typographic variant; line break
+    parts = st["pool"][idx].tolist()
+    web = _web_maker(random.Random(int(rng.integers(2**62))), words)
+    for i in np.flatnonzero(kind >= 1 - P_WEB).tolist():  # fresh web-style sentences
+        parts[i] = web() + ("\n" if newline[i] else " ")
+    stamps = np.datetime_as_string(np.datetime64("2019-04-18T00:00:00") + rng.integers(0, 9 * 86400, ndoc))
+    wi = rng.integers(0, len(words), (ndoc, 6)).tolist()
     lines, text_bytes = [], 0
-    for i in range(ndoc):
-        text = "".join(parts[first[i]:first[i] + k[i]])[:-1]
-        w = [words[j] for j in wi[i]]
-        url = f"https://{'www.' if w[0] < 'p' else ''}{w[1]}{w[2]}{tlds[wi[i, 3] % len(tlds)]}/{w[3]}-{w[4]}-{w[5]}/"
-        lines.append(json.dumps({"text": text, "timestamp": stamps[i] + "Z", "url": url},
-                                ensure_ascii=False, separators=(",", ":")))
+    for i, (a, b, ts, w) in enumerate(zip(first.tolist(), (first + k).tolist(), stamps, wi)):
+        text = "".join(parts[a:b])[:-1]
+        w = [words[j] for j in w]
+        url = f"https://{'www.' if i % 3 else ''}{w[0]}{w[1]}{_TLDS[len(w[2]) % len(_TLDS)]}/{w[3]}-{w[4]}-{w[5]}/"
+        lines.append(json.dumps({"text": text, "timestamp": ts + "Z", "url": url}, ensure_ascii=False,
+                                separators=(",", ":")))
         text_bytes += len(text.encode())
     raw = ("\n".join(lines) + "\n").encode()
     comp = zlib.compressobj(6, zlib.DEFLATED, -15)
     return comp.compress(raw) + comp.flush(zlib.Z_SYNC_FLUSH), zlib.crc32(raw), len(raw), ndoc, text_bytes
 
 
-def _pool(processes: int):
-    if processes > 1 and "fork" in mp.get_all_start_methods():
-        return mp.get_context("fork").Pool(processes)
-    import contextlib
-    return contextlib.nullcontext()
+def _pool(processes: int):  # forked workers inherit _STATE; None means work in this process
+    fork = processes > 1 and "fork" in mp.get_all_start_methods()
+    return mp.get_context("fork").Pool(processes) if fork else contextlib.nullcontext()
 
 
 def _write_split(tmp: Path, split: str, split_id: int, seed: int, text_mb: float, pool) -> dict:
+    """Write one split; each file is one gzip member assembled pigz-style from sync-flushed chunks."""
     k = _doc_targets(seed, split_id, text_mb * 1e6, _STATE["mean_len"])
-    per, docs, text_bytes, tasks = DOCS_PER_FILE[split], 0, 0, []
-    n_files = max(1, -(-len(k) // per))
+    per, n_files = DOCS_PER_FILE[split], -(-len(k) // DOCS_PER_FILE[split])
     if n_files > N_FILES[split]:
         raise ValueError(f"{split}: {len(k)} docs need more than {N_FILES[split]} files")
+    tasks = [(seed, split_id, c, k[a:min(a + CHUNK_DOCS, (f + 1) * per)]) for c, (f, a) in enumerate(
+        (f, a) for f in range(n_files) for a in range(f * per, min(len(k), (f + 1) * per), CHUNK_DOCS))]
+    results = iter(pool.imap(_gen_chunk, tasks) if pool else map(_gen_chunk, tasks))
+    docs = text_bytes = 0
     for f in range(n_files):
-        for a in range(f * per, min(len(k), (f + 1) * per), CHUNK_DOCS):
-            tasks.append((f, (seed, split_id, len(tasks), k[a:min(a + CHUNK_DOCS, (f + 1) * per, len(k))])))
-    results = pool.imap(_gen_chunk, [t for _, t in tasks]) if pool else map(_gen_chunk, [t for _, t in tasks])
-    out, f_open = None, -1
-    for (f, _), (data, crc, size, nd, nb) in zip(tasks, results):
-        if f != f_open:  # one single-member gzip per file, assembled pigz-style from sync-flushed pieces
-            if out:
-                out[0].write(zlib.compressobj(6, zlib.DEFLATED, -15).flush() + struct.pack("<II", *out[1:]))
-                out[0].close()
-            name = f"c4-{split}.{f:05d}-of-{N_FILES[split]:05d}.json.gz"
-            out, f_open = [open(tmp / "en" / name, "wb"), 0, 0], f
-            out[0].write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")
-        out[0].write(data)
-        out[1] = zlib.crc32(bytes(size), out[1]) ^ crc ^ zlib.crc32(bytes(size))
-        out[2] = (out[2] + size) & 0xFFFFFFFF
-        docs, text_bytes = docs + nd, text_bytes + nb
-    if out:
-        out[0].write(zlib.compressobj(6, zlib.DEFLATED, -15).flush() + struct.pack("<II", *out[1:]))
-        out[0].close()
+        crc = size = 0
+        with open(tmp / "en" / f"c4-{split}.{f:05d}-of-{N_FILES[split]:05d}.json.gz", "wb") as out:
+            out.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")  # gzip header, mtime 0
+            while docs < min(len(k), (f + 1) * per):
+                data, c, n, nd, nb = next(results)
+                out.write(data)
+                crc = zlib.crc32(bytes(n), crc) ^ c ^ zlib.crc32(bytes(n))  # crc32_combine
+                size, docs, text_bytes = size + n, docs + nd, text_bytes + nb
+            out.write(zlib.compressobj(6, zlib.DEFLATED, -15).flush() + struct.pack("<II", crc, size & 0xFFFFFFFF))
     return {"docs": docs, "text_bytes": text_bytes, "files": n_files}
 
 

@@ -169,9 +169,16 @@ def _tables(source: Source, split: str) -> Iterator[pa.Table]:
             raise UserError(f"cannot open {where}: {msg}",
                             "check --config, and that the folder has the train and validation files its README names") from None
         raise
-    except Exception as e:  # datasets' own types (DatasetNotFoundError, ...) without importing them eagerly
-        if type(e).__name__ in ("DatasetNotFoundError", "RepositoryNotFoundError", "EntryNotFoundError"):
+    except Exception as e:
+        from datasets.exceptions import DatasetNotFoundError
+        from huggingface_hub.errors import HfHubHTTPError
+
+        if isinstance(e, DatasetNotFoundError):
             raise UserError(f"cannot find {where}: {e}", "check the hub id in --dataset (e.g. allenai/c4)") from None
+        if isinstance(e, HfHubHTTPError):  # a 5xx that outlasted huggingface_hub's retries is not wrapped
+            first = str(e).splitlines()[0]
+            raise UserError(f"the hub kept failing while streaming {where}, after retries: {first}",
+                            "run the same command again later (it starts the slice afresh), or " + HUB_HINT) from None
         raise
 
 

@@ -50,40 +50,23 @@ class FakeHub:
         self.status_5xx, self.retry_after = status_5xx, retry_after
         self.faults_served: collections.Counter = collections.Counter()
         self._lock = threading.Lock()
+        self._left: dict[str, int] = {}  # faults still to serve, per setting
         self._requests: list[tuple[str, str, int]] = []
         self._oids: dict[tuple, str] = {}
         self._conns: set[socket.socket] = set()
         self._server: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.drop_at_byte, self.fail_429, self.fail_5xx = drop_at_byte, fail_429, fail_5xx
+        # hold=True parks every data-file GET: `held` is set when one arrives, and it is answered once
+        # `release` is set (or after 60 s), so a test can act on a client that is mid-stream.
+        self.hold, self.held, self.release = False, threading.Event(), threading.Event()
 
-    # -- fault configuration: assigning (re-)arms the fault ------------------------------------
-    @property
-    def fail_429(self) -> int:
-        return self._fail_429
-
-    @fail_429.setter
-    def fail_429(self, k: int) -> None:
-        with self._lock:
-            self._fail_429 = self._left_429 = k
-
-    @property
-    def fail_5xx(self) -> int:
-        return self._fail_5xx
-
-    @fail_5xx.setter
-    def fail_5xx(self, k: int) -> None:
-        with self._lock:
-            self._fail_5xx = self._left_5xx = k
-
-    @property
-    def drop_at_byte(self) -> int | None:
-        return self._drop_at_byte
-
-    @drop_at_byte.setter
-    def drop_at_byte(self, offset: int | None) -> None:
-        with self._lock:
-            self._drop_at_byte, self._drop_armed = offset, offset is not None
+    def __setattr__(self, name, value) -> None:
+        # Assigning a fault setting (re-)arms it: its budget of faults still to serve is reset.
+        super().__setattr__(name, value)
+        if name in ("fail_429", "fail_5xx", "drop_at_byte"):
+            with self._lock:
+                self._left[name] = int(value is not None) if name == "drop_at_byte" else value
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
@@ -191,9 +174,8 @@ class FakeHub:
             return None
         with self._lock:
             for kind in ("429", "5xx"):
-                left = "_left_" + kind
-                if getattr(self, left) > 0:
-                    setattr(self, left, getattr(self, left) - 1)
+                if self._left["fail_" + kind] > 0:
+                    self._left["fail_" + kind] -= 1
                     self.faults_served[kind] += 1
                     return kind
         return None
@@ -201,9 +183,9 @@ class FakeHub:
     def _take_drop(self, rel: str, start: int, end: int) -> int | None:
         """Return the absolute offset to cut the body at, once, if [start, end] covers it."""
         with self._lock:
-            d = self._drop_at_byte
-            if self._drop_armed and self.drop_file_substring in rel and start <= d <= end:
-                self._drop_armed = False
+            d = self.drop_at_byte
+            if self._left["drop_at_byte"] and self.drop_file_substring in rel and start <= d <= end:
+                self._left["drop_at_byte"] = 0
                 self.faults_served["drop"] += 1
                 return d
         return None
@@ -231,12 +213,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             pass
 
     # -- response helpers --------------------------------------------------------------------------
-    def _reply(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
+    def _reply(self, status: int, body: bytes = b"", headers: dict | None = None, length: int | None = None) -> None:
+        """Log the request and send status + headers, then ``body`` (not for HEAD)."""
         hub = self.server.hub
         with hub._lock:
             hub._requests.append((self.command, self.path, status))
         self.send_response(status)
-        for k, v in {"Content-Length": str(len(body)), "X-Repo-Commit": hub.sha, **(headers or {})}.items():
+        length = len(body) if length is None else length
+        for k, v in {"Content-Length": str(length), "X-Repo-Commit": hub.sha, **(headers or {})}.items():
             self.send_header(k, v)
         self.end_headers()
         if self.command != "HEAD" and body:
@@ -249,11 +233,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._reply(404, b"", {"X-Error-Code": code, "X-Error-Message": f"{code} (FakeHub)"})
 
     # -- routing -------------------------------------------------------------------------------------
-    def do_HEAD(self) -> None:
-        self._route()
-
     def do_GET(self) -> None:
         self._route()
+
+    do_HEAD = do_GET
 
     def do_POST(self) -> None:
         n = int(self.headers.get("Content-Length") or 0)
@@ -291,6 +274,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if f is None:
             return self._not_found()
         size = f.stat().st_size
+        if self.command == "GET" and hub.hold and hub.data_substring in rel:
+            hub.held.set()
+            hub.release.wait(60)
         if self.command == "GET" and (fault := hub._take_fault(rel)) is not None:
             if fault == "429":  # huggingface_hub waits Retry-After + 1 s
                 return self._reply(429, b'{"error": "Too Many Requests (FakeHub)"}',
@@ -309,15 +295,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if start >= size or start > end:
                 return self._reply(416, b"", {"Content-Range": f"bytes */{size}"})
             status, headers["Content-Range"] = 206, f"bytes {start}-{end}/{size}"
-        with hub._lock:
-            hub._requests.append((self.command, self.path, status))
-        self.send_response(status)
-        for k, v in {"Content-Length": str(end - start + 1), "X-Repo-Commit": hub.sha, **headers}.items():
-            self.send_header(k, v)
-        self.end_headers()
+        self._reply(status, headers=headers, length=end - start + 1)
         if self.command == "HEAD":
             return
-        cut = hub._take_drop(rel, start, end) if self.command == "GET" else None
+        cut = hub._take_drop(rel, start, end)
         with open(f, "rb") as fh:
             fh.seek(start)
             left = (cut if cut is not None else end + 1) - start
