@@ -132,18 +132,22 @@ def _load(source: Source, split: str):
     # 60 s wait for a rate limit times 20 looks like a hang under a persistent 429, so shorten it.
     datasets.config.STREAMING_READ_RATE_LIMIT_RETRY_INTERVAL = 10
     files = source.files("train" if split == "train" else "val")
+    if files is None and os.path.isabs(source.dataset) and not os.path.isdir(source.dataset):
+        raise UserError(f"--dataset {source.dataset}: no such folder",
+                        "give a hub id such as allenai/c4, or a folder laid out like the hub repo (README.md + en/*.json.gz)")
     if files is None:
-        if os.path.isabs(source.dataset) and not os.path.isdir(source.dataset):
-            raise UserError(f"--dataset {source.dataset}: no such folder",
-                            "give a hub id such as allenai/c4, or a folder laid out like the hub repo (README.md + en/*.json.gz)")
         return datasets.load_dataset(source.dataset, source.config, split=split, streaming=True)
-    builder = _kind(files[0], "data files")
-    return datasets.load_dataset(builder, data_files={split: files}, split=split, streaming=True)
+    return datasets.load_dataset(_kind(files[0], "data files"), data_files={split: files}, split=split, streaming=True)
 
 
 def _tables(source: Source, split: str) -> Iterator[pa.Table]:
     """Arrow batches of the split, as text/url/timestamp strings, with library errors made readable."""
+    import datasets
+
     where = _describe(source, split)
+    # With torch installed, every IterableDataset imports it (~2 s) to share its epoch counter with
+    # DataLoader workers; the slice is read in this process alone, so keep torch out while streaming.
+    torch_available, datasets.config.TORCH_AVAILABLE = datasets.config.TORCH_AVAILABLE, False
     try:
         ds = _load(source, split)
         for table in ds.with_format("arrow").iter(batch_size=BATCH_DOCS):
@@ -180,6 +184,8 @@ def _tables(source: Source, split: str) -> Iterator[pa.Table]:
             raise UserError(f"the hub kept failing while streaming {where}, after retries: {first}",
                             "run the same command again later (it starts the slice afresh), or " + HUB_HINT) from None
         raise
+    finally:
+        datasets.config.TORCH_AVAILABLE = torch_available
 
 
 def _describe(source: Source, split: str) -> str:

@@ -169,13 +169,12 @@ def _build(folder: Path, source: Source, files: dict, build: BuildOptions, count
         writer = ShardWriter(folder, split, vocab.dtype, build.shard_tokens)
         try:
             with progress.docs(f"encoding {split}", st.docs) as update:
-                for batch in pq.ParquetFile(folder / "raw" / f"{split}.parquet").iter_batches(
-                        batch_size=BATCH_DOCS, columns=["text"]):
-                    tokens, unk = vocab.encode_docs(batch.column(0))
+                for text in _raw_texts(folder / "raw" / f"{split}.parquet"):
+                    tokens, unk = vocab.encode_docs(text)
                     writer.write(tokens)
                     st.tokens += int(tokens.size)
                     st.unk += unk
-                    update(batch.num_rows, 0)
+                    update(len(text), utf8_bytes(text).size)
             st.shards = writer.close()
         finally:
             writer.abort()
@@ -231,10 +230,22 @@ def _prefetch(items: Iterator, depth: int = 4) -> Iterator:
         stop.set()
 
 
+def _raw_texts(path: Path) -> Iterator[pa.Array]:
+    """The text column of a raw parquet file in batches of BATCH_DOCS, one row group in memory at a time.
+
+    (ParquetFile.iter_batches keeps what it has read allocated until the end: memory would grow with N.)
+    """
+    pf = pq.ParquetFile(path)
+    for group in range(pf.num_row_groups):
+        for batch in pf.read_row_group(group, columns=["text"]).to_batches(max_chunksize=BATCH_DOCS):
+            yield batch.column(0)
+        pa.default_memory_pool().release_unused()  # hand the row group back to the OS now, not later
+
+
 def _count_raw(path: Path) -> CharCounter:
     counter = CharCounter()
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_DOCS, columns=["text"]):
-        counter.update(utf8_bytes(batch.column(0)))
+    for text in _raw_texts(path):
+        counter.update(utf8_bytes(text))
     return counter
 
 
