@@ -18,10 +18,13 @@ import queue
 import shutil
 import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -35,7 +38,7 @@ from .vocab import CharCounter, Vocab, auto_min_count, char_lengths, utf8_bytes
 
 DATA_DIR = Path("data")
 DEFAULT_SHARD_TOKENS = 100_000_000  # 100 MB uint8 shards: few files, each still quick to hash
-ROW_GROUP_BYTES = 32 << 20  # raw parquet row groups of ~32 MB of text: reads stay batchable, RAM flat
+ROW_GROUP_BYTES = 16 << 20  # raw parquet row groups of ~16 MB of text: reads stay batchable, RAM flat
 SPLITS = ("train", "val")
 
 
@@ -169,12 +172,11 @@ def _build(folder: Path, source: Source, files: dict, build: BuildOptions, count
         writer = ShardWriter(folder, split, vocab.dtype, build.shard_tokens)
         try:
             with progress.docs(f"encoding {split}", st.docs) as update:
-                for text in _raw_texts(folder / "raw" / f"{split}.parquet"):
-                    tokens, unk = vocab.encode_docs(text)
+                for tokens, unk, docs, nbytes in _encode_raw(folder / "raw" / f"{split}.parquet", vocab):
                     writer.write(tokens)
                     st.tokens += int(tokens.size)
                     st.unk += unk
-                    update(len(text), utf8_bytes(text).size)
+                    update(docs, nbytes)
             st.shards = writer.close()
         finally:
             writer.abort()
@@ -190,10 +192,12 @@ def _build(folder: Path, source: Source, files: dict, build: BuildOptions, count
     return manifest
 
 
-def _prefetch(items: Iterator, depth: int = 4) -> Iterator:
+def _prefetch(items: Iterator, depth: int = 16) -> Iterator:
     """Run an iterator in a background thread, so `datasets` decompresses and parses while we count.
 
     gzip, the Arrow JSON parser and the parquet writer release the GIL, so the two overlap on 2 cores.
+    The queue holds about one row group (16 x 1,000 documents), so the reader keeps going while a
+    row group is compressed and written.
     """
     q: queue.Queue = queue.Queue(depth)
     stop = threading.Event()
@@ -228,6 +232,36 @@ def _prefetch(items: Iterator, depth: int = 4) -> Iterator:
             yield item
     finally:
         stop.set()
+
+
+def _encode_raw(path: Path, vocab: Vocab, workers: int = 2) -> Iterator[tuple[np.ndarray, int, int, int]]:
+    """(tokens, unk count, docs, text bytes) of each row group of a raw parquet file, in order.
+
+    Row groups are encoded on `workers` threads: the parquet reader, numpy and hashlib release the
+    GIL, so two threads encode ~1.6x faster on 2 cores. At most workers + 1 row groups are in memory.
+    """
+    def encode(group: int) -> tuple[np.ndarray, int, int, int]:
+        text = pq.ParquetFile(path).read_row_group(group, columns=["text"]).column("text")
+        parts, unk = [], 0
+        for chunk in text.chunks:
+            for start in range(0, len(chunk), BATCH_DOCS):  # cache-sized pieces
+                tokens, n = vocab.encode_docs(chunk.slice(start, BATCH_DOCS))
+                parts.append(tokens)
+                unk += n
+        docs, nbytes = len(text), sum(utf8_bytes(chunk).size for chunk in text.chunks)
+        del text
+        pa.default_memory_pool().release_unused()  # hand the row group back to the OS now, not later
+        return np.concatenate(parts) if parts else np.zeros(0, vocab.dtype), unk, docs, nbytes
+
+    groups = pq.ParquetFile(path).num_row_groups
+    with ThreadPoolExecutor(workers, thread_name_prefix="minigpt-encode") as pool:
+        pending: deque = deque()
+        for group in range(groups):
+            pending.append(pool.submit(encode, group))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _raw_texts(path: Path) -> Iterator[pa.Array]:

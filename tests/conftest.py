@@ -4,7 +4,9 @@ Nothing here reaches a network: local runs set HF_HUB_OFFLINE, and hub runs go t
 127.0.0.1 through HF_ENDPOINT, in a subprocess (huggingface_hub reads HF_ENDPOINT at import).
 """
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -12,6 +14,7 @@ from pathlib import Path
 
 # Before anything imports datasets: no hub, and caches in a throwaway folder.
 _HF_HOME = tempfile.mkdtemp(prefix="minigpt-hf-home-")
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
 os.environ["HF_HOME"] = _HF_HOME
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.pop("HF_ENDPOINT", None)
@@ -45,7 +48,7 @@ def run_inprocess(*args: str) -> Ran:
 
 def hub_env(hub_url: str | None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
-    env["HF_HOME"] = tempfile.mkdtemp(prefix="minigpt-hf-home-")
+    env["HF_HOME"] = tempfile.mkdtemp(dir=_HF_HOME)  # fresh: the fake hub's fixed commit is never cached
     if hub_url:
         env["HF_ENDPOINT"] = hub_url
     return env
