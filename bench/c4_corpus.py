@@ -16,31 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from minigpt.c4 import mirror_readme
+
 VERSION = 1
 STAMP = "c4_corpus_stamp.json"
 DOCS_PER_FILE = {"train": 356_317, "validation": 45_576}  # 364,868,892/1024 and 364,608/8
 N_FILES = {"train": 1024, "validation": 8}
 CHUNK_DOCS = 1024
-README = """---
-dataset_info:
-- config_name: en
-  features:
-  - name: text
-    dtype: string
-  - name: timestamp
-    dtype: string
-  - name: url
-    dtype: string
-configs:
-- config_name: en
-  data_files:
-  - split: train
-    path: en/c4-train.*.json.gz
-  - split: validation
-    path: en/c4-validation.*.json.gz
----
-# Synthetic C4-shaped corpus (allenai/c4 layout), made by bench/c4_corpus.py for benchmarking.
-"""
+README = mirror_readme("Synthetic C4-shaped corpus (allenai/c4 layout), made by bench/c4_corpus.py for benchmarking.")
 
 # ----------------------------------------------------------------------------- real English sentences
 _PARA = re.compile(r"\n[ \t]*\n")

@@ -31,6 +31,34 @@ SCHEMA = pa.schema([(name, pa.string()) for name in COLUMNS])
 BATCH_DOCS = 1000  # documents per Arrow batch from `datasets`: ~2 MB of C4 text, cache friendly
 MAX_DEFAULT_VAL_DOCS = 10_000
 
+# The dataset card front matter that makes a local folder read like the hub repo allenai/c4, config en:
+# `datasets` takes the splits from `configs:`, and the column types from `dataset_info` (without it,
+# pyarrow would read timestamps as datetimes where the hub gives strings).
+_FEATURES_YAML = """dataset_info:
+- config_name: en
+  features:
+  - name: text
+    dtype: string
+  - name: timestamp
+    dtype: string
+  - name: url
+    dtype: string
+"""
+_CONFIGS_YAML = """configs:
+- config_name: en
+  data_files:
+  - split: train
+    path: en/c4-train.*.json.gz
+  - split: validation
+    path: en/c4-validation.*.json.gz
+"""
+
+
+def mirror_readme(title: str, features: bool = True) -> str:
+    """README.md for a folder laid out like the hub repo (`en/c4-train.*.json.gz`, `en/c4-validation.*`)."""
+    return f"---\n{_FEATURES_YAML if features else ''}{_CONFIGS_YAML}---\n\n# {title}\n"
+
+
 HUB_HINT = (
     "work offline with local files: --data-files 'DIR/en/c4-train.*.json.gz' (and --val-data-files), "
     "or --dataset DIR for a local folder laid out like the hub repo, or set HF_ENDPOINT to a reachable hub mirror"
@@ -70,8 +98,8 @@ class Source:
     def default_name(self) -> str:
         """Folder name under data/: the source and N (c4-en-3000, mirror-en-3000, ...)."""
         if self.data_files:
-            base = re.sub(r"[*?\[\]]+", "_", Path(self.data_files).name.split(".json")[0].split(".parquet")[0])
-            base = f"{base}-files"
+            stem = Path(self.data_files).name.split(".json")[0].split(".parquet")[0]
+            base = re.sub(r"[*?\[\]]+", "", stem).strip(".-_") + "-files"
         else:
             base = Path(self.dataset).name if os.path.isabs(self.dataset) else self.dataset.split("/")[-1]
             base = f"{base}-{self.config}"
@@ -126,7 +154,7 @@ def _kind(path: str, flag: str) -> str:
 
 def _load(source: Source, split: str):
     """The `datasets` call itself; the hub id goes through unchanged, so HF_ENDPOINT and mirrors work."""
-    import datasets  # imported here: a second or two, paid only when the network or files are read
+    import datasets
 
     # Transient faults (dropped connections, 429, 5xx) are retried by huggingface_hub and datasets. Their
     # 60 s wait for a rate limit times 20 looks like a hang under a persistent 429, so shorten it.
@@ -142,7 +170,7 @@ def _load(source: Source, split: str):
 
 def _tables(source: Source, split: str) -> Iterator[pa.Table]:
     """Arrow batches of the split, as text/url/timestamp strings, with library errors made readable."""
-    import datasets
+    import datasets  # imported here, not at the top: a second, paid only when the slice is streamed
 
     where = _describe(source, split)
     # With torch installed, every IterableDataset imports it (~2 s) to share its epoch counter with

@@ -74,7 +74,7 @@ def prepare(
         source = resolve_source(dataset, config, data_files, val_data_files, docs, val_docs)
         result = run_prepare(source, BuildOptions(min_count, max_vocab, shard_tokens), out, force)
     except UserError as e:
-        raise _fail(e)
+        raise _fail(e) from None
     _summary(result)
 
 

@@ -20,33 +20,14 @@ import json
 import pathlib
 import random
 
+from minigpt.c4 import mirror_readme
+
 __all__ = ["write_c4_mirror", "make_docs", "read_jsonl_gz", "README_FEATURES", "README_MINIMAL"]
 
-_CONFIGS_YAML = """configs:
-- config_name: en
-  data_files:
-  - split: train
-    path: en/c4-train.*.json.gz
-  - split: validation
-    path: en/c4-validation.*.json.gz
-"""
-
-# Without this block pyarrow infers `timestamp` as timestamp[s] and rows hold datetime objects;
-# with it all three columns are strings, as on the hub (note: the hub path and the local path both
-# then yield timestamps as '2019-04-25 12:57:54', not the original '2019-04-25T12:57:54Z').
-_FEATURES_YAML = """dataset_info:
-- config_name: en
-  features:
-  - name: text
-    dtype: string
-  - name: timestamp
-    dtype: string
-  - name: url
-    dtype: string
-"""
-
-README_FEATURES = f"---\n{_FEATURES_YAML}{_CONFIGS_YAML}---\n\n# C4 (test mirror)\n"
-README_MINIMAL = f"---\n{_CONFIGS_YAML}---\n\n# C4 (test mirror)\n"
+# With the features block all three columns are strings, as on the hub (note: the hub path and the
+# local path both then yield timestamps as '2019-04-25 12:57:54', not the original '2019-04-25T12:57:54Z').
+README_FEATURES = mirror_readme("C4 (test mirror)")
+README_MINIMAL = mirror_readme("C4 (test mirror)", features=False)
 
 
 def _write_jsonl_gz(path: pathlib.Path, docs: list[dict]) -> None:

@@ -320,3 +320,14 @@ def test_console_script_and_prepare_py_agree(mirror, tmp_path):
     for name in ("train", "sample"):
         r = run_subprocess(script=[sys.executable, str(ROOT / f"{name}.py")])
         assert r.code == 2 and "not built yet" in r.stderr
+
+
+def test_mirror_without_features_block_gives_the_same_slice(tmp_path):
+    """Without dataset_info, pyarrow reads timestamps as datetimes; the slice still stores the hub's strings."""
+    train, val = [make_docs(30, seed=8)], [make_docs(5, seed=9)]
+    a = write_c4_mirror(tmp_path / "a", train, val)
+    b = write_c4_mirror(tmp_path / "b", train, val, features=False)
+    for m in (a, b):
+        assert run_inprocess("--dataset", m, "--docs", 30, "--val-docs", 5, "--out", tmp_path / f"ds-{m.name}").code == 0
+    ra, rb = (pq.read_table(tmp_path / f"ds-{n}" / "raw" / "train.parquet") for n in "ab")
+    assert ra.equals(rb) and ra.column("timestamp").to_pylist()[0] == train[0][0]["timestamp"].replace("T", " ")[:-1]
