@@ -134,10 +134,9 @@ def _stream(source: Source, raw: Path, progress: Progress) -> tuple[CharCounter,
     for split, tables in slice_streams(source):
         total = source.docs if split == "train" else source.val_docs
         st = stats[split] = SplitStats()
-        writer = pq.ParquetWriter(raw / f"{split}.parquet", SCHEMA, compression="zstd", use_dictionary=False,
-                                  write_statistics=False)
         pending, pending_bytes = [], 0
-        with progress.docs(f"streaming {split}", total) as update:
+        with pq.ParquetWriter(raw / f"{split}.parquet", SCHEMA, compression="zstd", use_dictionary=False,
+                              write_statistics=False) as writer, progress.docs(f"streaming {split}", total) as update:
             for table in _prefetch(tables):
                 nbytes = 0
                 for chunk in table.column("text").chunks:
@@ -154,9 +153,8 @@ def _stream(source: Source, raw: Path, progress: Progress) -> tuple[CharCounter,
                     writer.write_table(pa.concat_tables(pending), row_group_size=1 << 30)
                     pending, pending_bytes = [], 0
                 update(len(table), nbytes)
-        if pending:
-            writer.write_table(pa.concat_tables(pending), row_group_size=1 << 30)
-        writer.close()
+            if pending:
+                writer.write_table(pa.concat_tables(pending), row_group_size=1 << 30)
     return counter, stats
 
 
@@ -165,8 +163,7 @@ def _build(folder: Path, source: Source, files: dict, build: BuildOptions, count
     """vocab.json, the token shards, then manifest.json, all from raw/ in `folder`."""
     min_count = build.min_count if build.min_count is not None else auto_min_count(stats["train"].chars)
     vocab = Vocab.build(counts, min_count, build.max_vocab)
-    vocab_json = vocab.to_json()
-    write_bytes_atomic(folder / "vocab.json", vocab_json)
+    write_bytes_atomic(folder / "vocab.json", vocab.to_json())
     for split in SPLITS:
         st = stats[split]
         writer = ShardWriter(folder, split, vocab.dtype, build.shard_tokens)
