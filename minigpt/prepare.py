@@ -135,7 +135,7 @@ def _stream(source: Source, raw: Path, progress: Progress) -> tuple[CharCounter,
         total = source.docs if split == "train" else source.val_docs
         st = stats[split] = SplitStats()
         pending, pending_bytes = [], 0
-        with pq.ParquetWriter(raw / f"{split}.parquet", SCHEMA, compression="zstd", use_dictionary=False,
+        with pq.ParquetWriter(raw / f"{split}.parquet", SCHEMA, compression="lz4", use_dictionary=False,
                               write_statistics=False) as writer, progress.docs(f"streaming {split}", total) as update:
             for table in _prefetch(tables):
                 nbytes = 0

@@ -26,37 +26,28 @@ MAX_UINT16_VOCAB = 65_536
 _CHUNK = 1 << 18  # numpy gathers and histograms run ~10x faster on cache-sized pieces
 
 
+def _offsets(arr: pa.Array) -> np.ndarray:
+    return np.frombuffer(arr.buffers()[1], np.int32, count=len(arr) + 1, offset=arr.offset * 4)
+
+
 def utf8_bytes(arr: pa.Array) -> np.ndarray:
     """The UTF-8 bytes of a string array's values, concatenated, without a copy."""
-    offsets = np.frombuffer(arr.buffers()[1], np.int32, count=len(arr) + 1, offset=arr.offset * 4)
-    data = arr.buffers()[2]
+    offsets, data = _offsets(arr), arr.buffers()[2]
     if data is None or offsets[-1] == offsets[0]:
         return np.zeros(0, np.uint8)
     return np.frombuffer(data, np.uint8)[offsets[0]:offsets[-1]]
 
 
-def _multibyte(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(character index, code point) of every non-ASCII character in valid UTF-8 bytes `b`."""
+def _multibyte(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(byte position, byte length, code point) of every non-ASCII character in valid UTF-8 bytes `b`."""
     lead = np.flatnonzero(b >= 0xC0)  # continuation bytes are 0x80..0xBF, so these are the lead bytes
     b0 = b[lead].astype(np.uint32)
-    n = 2 + (b0 >= 0xE0) + (b0 >= 0xF0)  # sequence length
-    # Each earlier multi-byte character shifts the character index back by its continuation bytes.
-    before = np.cumsum(n - 1) - (n - 1)
+    n = 2 + (b0 >= 0xE0) + (b0 >= 0xF0)
     last = len(b) - 1
     b1, b2, b3 = (b[np.minimum(lead + k, last)].astype(np.uint32) & 0x3F for k in (1, 2, 3))
     cp = np.where(n == 2, (b0 & 0x1F) << 6 | b1,
                   np.where(n == 3, (b0 & 0x0F) << 12 | b1 << 6 | b2, (b0 & 0x07) << 18 | b1 << 12 | b2 << 6 | b3))
-    return lead - before, cp
-
-
-def codepoints(b: np.ndarray) -> np.ndarray:
-    """One code point per character: `b` itself when all ASCII (uint8), else uint32."""
-    if b.size == 0 or b.max() < 0x80:
-        return b
-    cps = b[(b & 0xC0) != 0x80].astype(np.uint32)  # drop continuation bytes: one entry per character
-    idx, cp = _multibyte(b)
-    cps[idx] = cp
-    return cps
+    return lead, n, cp
 
 
 def char_lengths(arr: pa.Array) -> np.ndarray:
@@ -74,7 +65,7 @@ class CharCounter:
         for i in range(0, b.size, _CHUNK):
             self.ascii += np.bincount(b[i:i + _CHUNK], minlength=256)[:128]  # bytes < 0x80 are ASCII chars
         if b.size and b.max() >= 0x80:
-            values, counts = np.unique(_multibyte(b)[1], return_counts=True)
+            values, counts = np.unique(_multibyte(b)[2], return_counts=True)
             for v, c in zip(values.tolist(), counts.tolist()):
                 self.other[v] = self.other.get(v, 0) + c
 
@@ -148,13 +139,28 @@ class Vocab:
         return self._lut
 
     def encode_docs(self, arr: pa.Array) -> tuple[np.ndarray, int]:
-        """Token ids of a batch of documents, <eot> after each; and how many were <unk>."""
-        cps = codepoints(utf8_bytes(arr))
-        tokens = np.empty(cps.size, self.dtype)
-        for i in range(0, cps.size, _CHUNK):
-            np.take(self.lut, cps[i:i + _CHUNK], out=tokens[i:i + _CHUNK])
+        """Token ids of a batch of documents, <eot> after each; and how many were <unk>.
+
+        Works on the UTF-8 bytes: every byte goes through the first 256 entries of the table (right for
+        ASCII), the few multi-byte characters are decoded and patched in at their lead byte, and the
+        continuation bytes are dropped. No array of code points for the whole batch is ever made.
+        """
+        b = utf8_bytes(arr)
+        offsets = _offsets(arr)
+        ends = (offsets[1:] - offsets[0]).astype(np.int64)  # where each document ends, in bytes for now
+        tokens = np.empty(b.size, self.dtype)
+        byte_table = self.lut[:256]
+        for i in range(0, b.size, _CHUNK):
+            np.take(byte_table, b[i:i + _CHUNK], out=tokens[i:i + _CHUNK])
+        if b.size and b.max() >= 0x80:
+            lead, n, cp = _multibyte(b)
+            tokens[lead] = self.lut[cp]
+            tokens = tokens[(b & 0xC0) != 0x80]
+            # a document's end moves back by the continuation bytes of the characters that start before it
+            dropped = np.concatenate(([0], np.cumsum(n - 1)))
+            ends -= dropped[np.searchsorted(lead, ends)]
         unk = int(np.count_nonzero(tokens == self.unk))
-        return np.insert(tokens, np.cumsum(char_lengths(arr)), self.dtype.type(self.eot)), unk
+        return np.insert(tokens, ends, self.dtype.type(self.eot)), unk
 
     def encode(self, text: str) -> list[int]:
         lut = self.lut

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from minigpt.errors import UserError
-from minigpt.vocab import EOT, UNK, CharCounter, Vocab, codepoints, utf8_bytes
+from minigpt.vocab import EOT, UNK, CharCounter, Vocab, utf8_bytes
 
 # 1-, 2-, 3- and 4-byte UTF-8 characters, as web text has them
 ALPHABET = "abc XYZ\n\t09.,!" + "éüßñ€£©°–—“”…" + "日本語한국어Ωπ" + "😀🎉𝔸"
@@ -19,18 +19,26 @@ def random_texts(n, seed, alphabet=ALPHABET, max_len=300):
     return [("".join(rng.choice(alphabet) for _ in range(rng.randint(0, max_len)))) for _ in range(n)]
 
 
+def full_vocab(texts):
+    return Vocab.build(collections.Counter(ord(c) for t in texts for c in t), min_count=1, max_vocab=None)
+
+
 @pytest.mark.parametrize("seed", range(5))
-def test_codepoints_match_python(seed):
+def test_encode_matches_python_on_mixed_utf8(seed):
     texts = random_texts(50, seed)
-    arr = pa.array(texts)
-    assert codepoints(utf8_bytes(arr)).tolist() == [ord(c) for c in "".join(texts)]
+    v = full_vocab(texts)
+    tokens, unk = v.encode_docs(pa.array(texts))
+    assert unk == 0 and tokens.tolist() == [t for text in texts for t in v.encode(text) + [v.eot]]
+    assert v.decode(tokens) == "".join(t + EOT for t in texts)
 
 
-def test_codepoints_on_a_slice_and_ascii_fast_path():
-    arr = pa.array(["héllo", "plain ascii", "wörld 😀"]).slice(1, 2)
-    assert codepoints(utf8_bytes(arr)).tolist() == [ord(c) for c in "plain asciiwörld 😀"]
-    ascii_only = codepoints(utf8_bytes(pa.array(["abc", "de"])))
-    assert ascii_only.dtype == np.uint8 and bytes(ascii_only) == b"abcde"
+def test_encode_on_a_slice_and_on_ascii_only_text():
+    texts = ["héllo", "plain ascii", "wörld 😀", ""]
+    v = full_vocab(texts + ["abcde"])
+    tokens, _ = v.encode_docs(pa.array(texts).slice(1, 3))
+    assert v.decode(tokens) == f"plain ascii{EOT}wörld 😀{EOT}{EOT}"
+    tokens, _ = v.encode_docs(pa.array(["abc", "", "de"]))
+    assert v.decode(tokens) == f"abc{EOT}{EOT}de{EOT}"
 
 
 def test_counter_matches_collections_counter():
