@@ -4,7 +4,7 @@ Makes (or reuses) a corpus laid out like the hub repo with `c4_corpus.py`, then 
 `python prepare.py --dataset CORPUS --docs N ...` in a fresh process for each size of N, several
 times, and prints text MB/s, docs/s and peak RSS of that process, then the same as one JSON line.
 
-    python bench/prepare_bench.py                      # 400 MB corpus, N = half and all of it
+    python bench/prepare_bench.py                      # 800 MB corpus, N = a quarter, half and all of it
     python bench/prepare_bench.py --text-mb 200 --docs 40000 --docs 80000 --repeat 5
 
 Text MB counts the UTF-8 bytes of the text of all documents (train and validation) over the wall
@@ -34,6 +34,8 @@ def run_once(corpus: Path, docs: int, val_docs: int, out: Path) -> dict:
     cmd = [sys.executable, str(ROOT / "prepare.py"), "--dataset", str(corpus), "--docs", str(docs),
            "--val-docs", str(val_docs), "--out", str(out), "--force"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    shutil.rmtree(out, ignore_errors=True)  # a first build each time, not a replacement of the last one
+    os.sync()  # the previous run's writes are not flushed on this run's clock
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -56,8 +58,8 @@ def run_once(corpus: Path, docs: int, val_docs: int, out: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=ROOT / "bench" / ".corpus", help="where the corpus is made or reused")
-    ap.add_argument("--text-mb", type=float, default=400, help="train text of the corpus, MB (at least 200)")
-    ap.add_argument("--docs", type=int, action="append", help="a size of N (repeatable); default half and all")
+    ap.add_argument("--text-mb", type=float, default=800, help="train text of the corpus, MB (at least 200)")
+    ap.add_argument("--docs", type=int, action="append", help="a size of N (repeatable); default 1/4, 1/2 and all")
     ap.add_argument("--val-docs", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=3, help="runs per size; the median is reported")
     ap.add_argument("--json", type=Path, help="also write the JSON result here")
@@ -69,7 +71,7 @@ def main() -> None:
     print(f"corpus {corpus}: {info['train']['docs']:,} train docs, {info['train']['text_bytes'] / 1e6:,.1f} MB text "
           f"({time.perf_counter() - t:.1f} s)", file=sys.stderr)
     total = info["train"]["docs"]
-    sizes = args.docs or [total // 2, total]
+    sizes = args.docs or [total // 4, total // 2, total]
     results = []
     with tempfile.TemporaryDirectory(prefix="minigpt-bench-") as tmp:
         for docs in sizes:
