@@ -251,6 +251,7 @@ def _encode_raw(path: Path, vocab: Vocab, workers: int = 2) -> Iterator[tuple[np
         return np.concatenate(parts) if parts else np.zeros(0, vocab.dtype), unk, docs, nbytes
 
     groups = pq.ParquetFile(path).num_row_groups
+    _ = vocab.lut  # built here once, not by each thread
     with ThreadPoolExecutor(workers, thread_name_prefix="minigpt-encode") as pool:
         pending: deque = deque()
         for group in range(groups):
@@ -261,22 +262,16 @@ def _encode_raw(path: Path, vocab: Vocab, workers: int = 2) -> Iterator[tuple[np
             yield pending.popleft().result()
 
 
-def _raw_texts(path: Path) -> Iterator[pa.Array]:
-    """The text column of a raw parquet file in batches of BATCH_DOCS, one row group in memory at a time.
-
-    (ParquetFile.iter_batches keeps what it has read allocated until the end: memory would grow with N.)
-    """
-    pf = pq.ParquetFile(path)
-    for group in range(pf.num_row_groups):
-        for batch in pf.read_row_group(group, columns=["text"]).to_batches(max_chunksize=BATCH_DOCS):
-            yield batch.column(0)
-        pa.default_memory_pool().release_unused()  # hand the row group back to the OS now, not later
-
-
 def _count_raw(path: Path) -> CharCounter:
-    counter = CharCounter()
-    for text in _raw_texts(path):
-        counter.update(utf8_bytes(text))
+    """Character counts of a raw parquet file, one row group in memory at a time.
+
+    (ParquetFile.iter_batches would keep what it has read allocated to the end: memory would grow with N.)
+    """
+    counter, pf = CharCounter(), pq.ParquetFile(path)
+    for group in range(pf.num_row_groups):
+        for chunk in pf.read_row_group(group, columns=["text"]).column("text").chunks:
+            counter.update(utf8_bytes(chunk))
+        pa.default_memory_pool().release_unused()  # hand the row group back to the OS now, not later
     return counter
 
 
