@@ -100,13 +100,68 @@ def prepare_cli() -> None:
     _run(prepare_app)
 
 
-def _not_built(name: str) -> None:
-    print(f"{name} is not built yet: only minigpt-prepare works in this version", file=sys.stderr)
-    sys.exit(2)
+train_app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False,
+                        help="Train a GPT on a dataset made by minigpt-prepare; leaves a run folder that "
+                             "minigpt-sample can use alone.")
+
+
+@train_app.command()
+def train(
+    preset: str = typer.Option("seed", "--preset", help="seed (gpt.py's best config), A, B, C (its larger "
+                               "variants) or tiny (seconds on a CPU). Flags below override it."),
+    data: Optional[Path] = typer.Option(None, "--data", show_default="the newest dataset under data/",
+                                        help="Dataset folder made by minigpt-prepare."),
+    out: Optional[Path] = typer.Option(None, "--out", show_default="runs/<dataset>-<preset>", help="Run folder."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    force: bool = typer.Option(False, "--force", help="Start over in a run folder that already holds a run."),
+    verify_data: bool = typer.Option(False, "--verify-data", help="Check every shard's sha256 before training."),
+    n_layer: Optional[int] = typer.Option(None, "--n-layer"),
+    n_head: Optional[int] = typer.Option(None, "--n-head"),
+    n_embd: Optional[int] = typer.Option(None, "--n-embd"),
+    block_size: Optional[int] = typer.Option(None, "--block-size", help="Context length in characters."),
+    dropout: Optional[float] = typer.Option(None, "--dropout"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sequences per micro-step."),
+    grad_accum: Optional[int] = typer.Option(None, "--grad-accum", help="Micro-steps per optimizer step."),
+    max_iters: Optional[int] = typer.Option(None, "--max-iters", help="Optimizer steps."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate."),
+    min_lr: Optional[float] = typer.Option(None, "--min-lr", help="End of the cosine decay (default lr/10)."),
+    warmup_iters: Optional[int] = typer.Option(None, "--warmup-iters"),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW decay on 2-D weights."),
+    grad_clip: Optional[float] = typer.Option(None, "--grad-clip", help="Max gradient norm; 0 turns it off."),
+    eval_interval: Optional[int] = typer.Option(None, "--eval-interval", help="Evaluate and checkpoint every N steps."),
+    eval_tokens: Optional[int] = typer.Option(None, "--eval-tokens", help="Validation tokens per evaluation; 0: all."),
+    log_interval: Optional[int] = typer.Option(None, "--log-interval"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto, float32, bfloat16 or float16."),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", show_default="on for CUDA",
+                                           help="torch.compile the model."),
+) -> None:
+    from .config import make_config
+    from .progress import train_display
+    from .trainer import log_line, summary, train as run_train
+
+    overrides = {k: v for k, v in locals().items() if k not in ("preset", "data", "out", "resume", "force",
+                                                                 "verify_data", "make_config", "train_display",
+                                                                 "log_line", "summary", "run_train")}
+    try:
+        cfg = make_config(preset, **overrides)
+        with train_display(cfg.max_iters, lambda row: log_line(row, cfg)) as (say, on_row):
+            result = run_train(cfg, data, out, resume, force, verify_data, say=say, on_row=on_row)
+    except UserError as e:
+        raise _fail(e) from None
+    print(summary(result, cfg))
+    if result.stopped_by:
+        raise typer.Exit(128 + getattr(signal, result.stopped_by))
 
 
 def train_cli() -> None:
-    _not_built("minigpt-train")
+    _run(train_app)
+
+
+def _not_built(name: str) -> None:
+    print(f"{name} is not built yet: minigpt-prepare and minigpt-train work in this version", file=sys.stderr)
+    sys.exit(2)
 
 
 def sample_cli() -> None:

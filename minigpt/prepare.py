@@ -33,10 +33,9 @@ from .c4 import BATCH_DOCS, SCHEMA, Source, slice_streams
 from .errors import UserError
 from .files import write_bytes_atomic, write_json_atomic
 from .progress import Progress
-from .shards import FORMAT, MANIFEST, VERSION, ShardWriter, read_manifest
+from .shards import DATA_DIR, FORMAT, MANIFEST, VERSION, ShardWriter, read_manifest
 from .vocab import CharCounter, Vocab, auto_min_count, char_lengths, utf8_bytes
 
-DATA_DIR = Path("data")
 DEFAULT_SHARD_TOKENS = 100_000_000  # 100 MB uint8 shards: few files, each still quick to hash
 ROW_GROUP_BYTES = 16 << 20  # raw parquet row groups of ~16 MB of text: reads stay batchable, RAM flat
 SPLITS = ("train", "val")

@@ -48,3 +48,29 @@ class Progress:
 
     def say(self, line: str) -> None:
         print(line, file=sys.stderr)
+
+
+@contextmanager
+def train_display(max_iters: int, line: Callable[[dict], str], enabled: bool | None = None):
+    """Yields (say, on_row) for the trainer: a bar (step, loss, lr, tok/s, ETA) with evaluations printed
+    above it on a terminal; one plain line per log row in a pipe."""
+    if not (sys.stdout.isatty() if enabled is None else enabled):
+        def say(text: str) -> None:
+            print(text, flush=True)
+        yield say, lambda row: say(line(row))
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+
+    console = Console()
+    columns = (TextColumn("step"), MofNCompleteColumn(), BarColumn(),
+               TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}  {task.fields[tok_s]:,.0f} tok/s"),
+               TextColumn("ETA"), TimeRemainingColumn())
+    with Bar(*columns, console=console) as bar:
+        task = bar.add_task("train", total=max_iters, loss=float("nan"), lr=0.0, tok_s=0.0)
+
+        def on_row(row: dict) -> None:
+            bar.update(task, completed=row["step"], loss=row["train_loss"], lr=row["lr"], tok_s=row["tokens_per_s"])
+            if "val_loss" in row:
+                console.print(line(row))
+        yield console.print, on_row

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+DATA_DIR = Path("data")  # where minigpt-prepare writes datasets and minigpt-train looks for them
 MANIFEST = "manifest.json"
 FORMAT = "minigpt-dataset"
 VERSION = 1

@@ -1,0 +1,101 @@
+"""Training configurations: the presets, and one dataclass that every flag can override.
+
+`seed` is the old gpt.py's best config and the default; `A`, `B` and `C` are the larger variants it
+tried (B and C reach their batch of 128 and 256 sequences through gradient accumulation); `tiny`
+trains in seconds on a CPU, for trying things and for the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    preset: str = "seed"
+    # model
+    n_layer: int = 8
+    n_head: int = 8
+    n_embd: int = 384
+    block_size: int = 64
+    dropout: float = 0.2
+    # optimisation
+    batch_size: int = 128  # sequences per micro-step
+    grad_accum: int = 1  # micro-steps per optimizer step
+    max_iters: int = 5000
+    lr: float = 3e-4
+    min_lr: float | None = None  # end of the cosine decay; None: lr / 10
+    warmup_iters: int = 100  # linear warmup from 0
+    weight_decay: float = 0.1  # on 2-D weights only
+    grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
+    # evaluation and logging
+    eval_interval: int = 250  # evaluate and checkpoint every this many steps (and at the end)
+    eval_tokens: int = 1_000_000  # fixed budget of validation (and train) tokens per evaluation; 0: the whole split
+    log_interval: int = 10
+    # reproducibility and hardware
+    seed: int = 1337
+    device: str = "auto"  # auto: cuda, then mps, then cpu
+    dtype: str = "auto"  # auto: bf16 on CUDA where supported (else fp16), fp32 elsewhere
+    compile: bool | None = None  # None: on for CUDA, off for CPU and MPS
+
+    @property
+    def final_lr(self) -> float:
+        return self.lr / 10 if self.min_lr is None else self.min_lr
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.grad_accum * self.block_size
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def check(self) -> None:
+        positive = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "max_iters",
+                    "eval_interval", "log_interval")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        if self.n_embd % self.n_head:
+            raise UserError(f"--n-embd {self.n_embd} is not divisible by --n-head {self.n_head}",
+                            f"each head gets n_embd / n_head dimensions; try --n-head {_divisor_near(self.n_embd, self.n_head)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"--dropout must be in [0, 1) (got {self.dropout})")
+        if self.lr <= 0 or self.final_lr < 0 or self.final_lr > self.lr:
+            raise UserError(f"learning rates must satisfy 0 <= --min-lr <= --lr and --lr > 0 "
+                            f"(got --lr {self.lr}, --min-lr {self.final_lr})")
+        if self.warmup_iters < 0 or self.weight_decay < 0 or self.grad_clip < 0 or self.eval_tokens < 0:
+            raise UserError("--warmup-iters, --weight-decay, --grad-clip and --eval-tokens cannot be negative")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise UserError(f"--dtype {self.dtype}: choose auto, float32, bfloat16 or float16")
+
+
+def _divisor_near(n: int, k: int) -> int:
+    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - k), d))
+
+
+PRESETS: dict[str, dict] = {
+    "seed": {},  # the dataclass defaults: gpt.py's best config
+    "A": dict(n_embd=768, n_head=12, n_layer=12, block_size=128, batch_size=64, lr=3e-5, dropout=0.2),
+    "B": dict(n_embd=768, n_head=12, n_layer=18, block_size=512, batch_size=16, grad_accum=8, lr=3e-4,
+              dropout=0.1),
+    "C": dict(n_embd=768, n_head=12, n_layer=24, block_size=1024, batch_size=32, grad_accum=8, lr=6e-4,
+              dropout=0.1),
+    "tiny": dict(n_embd=64, n_head=4, n_layer=2, block_size=32, batch_size=16, max_iters=200, lr=1e-3,
+                 warmup_iters=10, eval_interval=50, eval_tokens=16_384, dropout=0.0, log_interval=10),
+}
+FIELDS = {f.name for f in fields(TrainConfig)}
+
+
+def make_config(preset: str, **overrides) -> TrainConfig:
+    """The preset, then every override that is not None."""
+    if preset not in PRESETS:
+        raise UserError(f"--preset {preset}: no such preset", f"choose one of {', '.join(PRESETS)}")
+    unknown = set(overrides) - FIELDS
+    if unknown:
+        raise TypeError(f"unknown config fields: {sorted(unknown)}")
+    cfg = replace(TrainConfig(preset=preset), **PRESETS[preset])
+    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    cfg.check()
+    return cfg

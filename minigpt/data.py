@@ -1,0 +1,136 @@
+"""The memmap loader: the token shards of a prepared dataset, batches drawn from them, and fixed
+evaluation windows.
+
+A batch is a pure function of (seed, step, micro-step, rank): its window starts come from a Philox
+counter-based generator keyed by the seed, with (rank, micro-step, step) as its counter. Resuming at
+any step needs no replay, evaluation draws nothing, and more processes cut the same global batch.
+Windows of block_size + 1 tokens are uniform over every start position of every shard and never
+straddle two shards. One vectorised gather per shard touched; no per-row Python loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import UserError
+from .files import sha256_file
+from .shards import DATA_DIR, MANIFEST, read_manifest
+
+PREPARE_HINT = "run `minigpt-prepare` first (e.g. minigpt-prepare --docs 3000), or pass --data DIR"
+
+
+def find_dataset(path: Path | None) -> tuple[Path, str | None]:
+    """The dataset folder to train on, and a note when it was picked among several."""
+    if path is not None:
+        if read_manifest(path) is None:
+            what = "does not exist" if not Path(path).exists() else f"is not a complete minigpt dataset (no valid {MANIFEST})"
+            raise UserError(f"--data {path} {what}", PREPARE_HINT)
+        return Path(path), None
+    found = sorted((p for p in DATA_DIR.glob("*") if p.is_dir() and read_manifest(p) is not None),
+                   key=lambda p: ((p / MANIFEST).stat().st_mtime, p.name))
+    if not found:
+        raise UserError(f"no dataset under {DATA_DIR.resolve()}", PREPARE_HINT)
+    note = None
+    if len(found) > 1:
+        note = f"{len(found)} datasets under {DATA_DIR}/; using the newest, {found[-1].name} (choose with --data)"
+    return found[-1], note
+
+
+class TokenData:
+    """The train and val shards of one dataset folder, opened read-only with np.memmap."""
+
+    def __init__(self, folder: Path, verify: bool = False):
+        self.folder = Path(folder)
+        manifest_bytes = (self.folder / MANIFEST).read_bytes()
+        self.manifest = m = json.loads(manifest_bytes)
+        self.manifest_sha256 = hashlib.sha256(manifest_bytes).hexdigest()
+        self.dtype = np.dtype(m["dtype"])
+        vocab_path = self.folder / "vocab.json"
+        if not vocab_path.is_file() or sha256_file(vocab_path) != m["vocab_sha256"]:
+            raise UserError(f"{vocab_path} is missing or does not match the manifest's vocab_sha256",
+                            "the dataset is damaged: rerun minigpt-prepare with the same arguments to rebuild it")
+        self.shards: dict[str, list[np.memmap]] = {}
+        for split in ("train", "val"):
+            self.shards[split] = []
+            for sh in m["splits"][split]["shards"]:
+                path = self.folder / sh["file"]
+                size = path.stat().st_size if path.is_file() else None
+                if size != sh["tokens"] * self.dtype.itemsize:
+                    raise UserError(f"shard {path} is {'missing' if size is None else f'{size:,} bytes'}; the manifest "
+                                    f"says {sh['tokens'] * self.dtype.itemsize:,}",
+                                    "the dataset is damaged: rerun minigpt-prepare with the same arguments to rebuild it")
+                if verify and sha256_file(path) != sh["sha256"]:
+                    raise UserError(f"shard {path} does not match its sha256 in the manifest",
+                                    "the dataset is damaged: rerun minigpt-prepare with the same arguments to rebuild it")
+                self.shards[split].append(np.memmap(path, dtype=self.dtype, mode="r"))
+
+    def tokens(self, split: str) -> int:
+        return sum(len(s) for s in self.shards[split])
+
+    def _starts(self, split: str, T: int) -> np.ndarray:
+        """How many windows of T + 1 tokens start in each shard."""
+        return np.array([max(len(s) - T, 0) for s in self.shards[split]], dtype=np.int64)
+
+    def check_block_size(self, T: int) -> None:
+        for split in ("train", "val"):
+            if self._starts(split, T).sum() == 0:
+                longest = max((len(s) for s in self.shards[split]), default=0)
+                raise UserError(f"block_size {T} does not fit the {split} split: its longest shard has {longest:,} tokens",
+                                "use a smaller --block-size, or prepare more documents (--docs / --val-docs)")
+
+    def _gather(self, split: str, shard: np.ndarray, start: np.ndarray, T: int) -> np.ndarray:
+        out = np.empty((len(start), T + 1), dtype=np.int64)
+        offsets = np.arange(T + 1)
+        for s in np.unique(shard):  # one fancy-index gather per shard touched
+            rows = np.flatnonzero(shard == s)
+            out[rows] = self.shards[split][s][start[rows, None] + offsets]
+        return out
+
+    def batch(self, seed: int, step: int, micro: int, rank: int, B: int, T: int) -> np.ndarray:
+        """(B, T + 1) token windows of the train split for this key: inputs are [:, :-1], targets [:, 1:]."""
+        rng = np.random.Generator(np.random.Philox(key=seed, counter=[0, rank, micro, step]))
+        counts = self._starts("train", T)
+        ends = np.cumsum(counts)
+        r = rng.integers(0, ends[-1], size=B)
+        shard = np.searchsorted(ends, r, side="right")
+        return self._gather("train", shard, r - (ends[shard] - counts[shard]), T)
+
+    def eval_windows(self, split: str, T: int, max_tokens: int, seed: int) -> np.ndarray:
+        """A fixed set of (shard, start) windows: for val, consecutive non-overlapping windows from the
+        start of the split (all of it when max_tokens is 0); for train, that many spread at random by a
+        generator of its own, so the training batches never shift it."""
+        if split == "val":
+            per_shard = [np.stack([np.full(n, i), np.arange(n) * T], 1)
+                         for i, s in enumerate(self.shards[split]) if (n := (len(s) - 1) // T) > 0]
+            windows = np.concatenate(per_shard)
+        else:
+            counts = self._starts(split, T)
+            ends = np.cumsum(counts)
+            n = int(min(ends[-1], max(max_tokens // T, 1)))
+            rng = np.random.Generator(np.random.Philox(key=seed, counter=[1, 0, 0, 0]))
+            r = np.sort(rng.choice(ends[-1], size=n, replace=False))
+            shard = np.searchsorted(ends, r, side="right")
+            windows = np.stack([shard, r - (ends[shard] - counts[shard])], 1)
+        if max_tokens:
+            windows = windows[:max(max_tokens // T, 1)]
+        return windows
+
+    def eval_batches(self, split: str, windows: np.ndarray, B: int, T: int):
+        for i in range(0, len(windows), B):
+            w = windows[i:i + B]
+            yield self._gather(split, w[:, 0], w[:, 1], T)
+
+
+def to_device(batch: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets on the device; on CUDA through pinned memory and a non-blocking copy."""
+    t = torch.from_numpy(batch)
+    if device.type == "cuda":
+        t = t.pin_memory().to(device, non_blocking=True)
+    else:
+        t = t.to(device)
+    return t[:, :-1], t[:, 1:]

@@ -1,0 +1,314 @@
+"""minigpt-train: the training loop over a prepared dataset, with exact resume.
+
+Every source of randomness is keyed: batches by (seed, step, micro-step, rank) in data.py, weights by
+the seed, dropout by torch's generator, whose state is saved in every checkpoint. So on the CPU the
+same command gives the same metrics.jsonl (apart from timing fields), and a run stopped at any step
+and resumed ends with byte-identical weights.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import RUNS_DIR, RunFolder, versions
+from .config import TrainConfig
+from .data import TokenData, find_dataset, to_device
+from .errors import UserError
+from .model import GPT, GPTConfig
+
+# Peak dense bf16 tensor FLOP/s (no sparsity) from the vendors' data sheets, for MFU.
+PEAK_FLOPS = {"H200": 989e12, "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12,
+              "L40S": 362e12, "A10G": 70e12, "L4": 121e12, "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12}
+EXIT_NAN = 3
+
+
+@dataclass
+class Result:
+    run: Path
+    step: int
+    best_val_loss: float
+    tokens: int
+    seconds: float
+    stopped_by: str | None = None  # "SIGTERM" / "SIGINT" when a signal ended the run early
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}, but this torch has no CUDA device available",
+                        "use --device auto (or cpu); check `nvidia-smi` and that torch was installed with CUDA")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("--device mps, but MPS is not available here", "use --device auto (or cpu)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name}: not a device torch knows", "use auto, cpu, cuda, cuda:N or mps") from None
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32  # CPU and MPS: fp32, which is also what makes CPU runs exactly reproducible
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to lr, then cosine decay to min_lr at max_iters."""
+    if step < cfg.warmup_iters:
+        return cfg.lr * (step + 1) / cfg.warmup_iters
+    progress = (step - cfg.warmup_iters) / max(cfg.max_iters - cfg.warmup_iters, 1)
+    return cfg.final_lr + 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))) * (cfg.lr - cfg.final_lr)
+
+
+def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    decay = [p for p in params.values() if p.dim() >= 2]  # matrices and embeddings
+    no_decay = [p for p in params.values() if p.dim() < 2]  # biases and LayerNorm gains
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=device.type == "cuda")
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+
+
+class StopSignal:
+    """SIGTERM and Ctrl-C set a flag; the loop checkpoints at the end of the step and stops."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    def __enter__(self):
+        self._old = {s: signal.signal(s, self._set) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _set(self, signum, frame) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def train(cfg: TrainConfig, data: Path | None = None, out: Path | None = None, resume: bool = False,
+          force: bool = False, verify_data: bool = False, say=print, on_row=None) -> Result:
+    """Train (or with resume, continue) a run; `say` gets notes and log lines, `on_row` every metrics row."""
+    folder, note = find_dataset(data)
+    if note:
+        say(note)
+    dataset = TokenData(folder, verify=verify_data)
+    dataset.check_block_size(cfg.block_size)
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    run = RunFolder(out if out is not None else RUNS_DIR / f"{folder.name}-{cfg.preset}")
+    model_cfg = GPTConfig(vocab_size=dataset.manifest["vocab_size"], block_size=cfg.block_size, n_layer=cfg.n_layer,
+                          n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout)
+    config = {"model": model_cfg.to_json(), "train": cfg.to_json(),
+              "dataset": {"folder": str(folder.resolve()), "manifest_sha256": dataset.manifest_sha256,
+                          "vocab_sha256": dataset.manifest["vocab_sha256"]},
+              "versions": versions()}
+
+    torch.manual_seed(cfg.seed)
+    model = GPT(model_cfg).to(device)
+    optimizer = make_optimizer(model, cfg, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    step, best_val, tokens_seen = 0, float("inf"), 0
+    if resume:
+        state = _resume(run, config, device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        step, best_val, tokens_seen = state["step"], state["best_val_loss"], state["tokens_seen"]
+        torch.set_rng_state(state["rng_cpu"].cpu())
+        if device.type == "cuda" and "rng_cuda" in state:
+            torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
+        run.truncate_metrics(step)
+        say(f"resuming {run.path} at step {step:,} of {cfg.max_iters:,}")
+    else:
+        _check_fresh(run, force)
+        run.start(config, folder / "vocab.json")
+
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    compiled = _maybe_compile(model, cfg, device, say)
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
+    val_windows = dataset.eval_windows("val", cfg.block_size, cfg.eval_tokens, cfg.seed)
+    train_windows = dataset.eval_windows("train", cfg.block_size, cfg.eval_tokens, cfg.seed)
+    flops_peak = peak_flops(device)
+
+    def evaluate(split: str, windows: np.ndarray) -> float:
+        compiled.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for batch in dataset.eval_batches(split, windows, cfg.batch_size, cfg.block_size):
+                x, y = to_device(batch, device)
+                with autocast:
+                    _, loss = compiled(x, y)
+                total += loss.item() * len(batch)
+                count += len(batch)
+        compiled.train()
+        return total / count
+
+    def checkpoint() -> None:
+        state = {"step": step, "best_val_loss": best_val, "tokens_seen": tokens_seen,
+                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                 "rng_cpu": torch.get_rng_state(), "model_config": model_cfg.to_json(),
+                 "dataset": config["dataset"], "train": cfg.to_json()}
+        if device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state(device)
+        run.save(model, state)
+
+    def finite(loss: torch.Tensor) -> float:
+        """The step's loss; a NaN or inf stops training before any checkpoint can save broken weights."""
+        value = loss.item()
+        if not math.isfinite(value):
+            kept = "the last good checkpoint is kept" if run.exists() else "no checkpoint had been written yet"
+            raise UserError(f"the loss became {value} by step {step}; training stopped ({kept})",
+                            "lower --lr, keep --grad-clip on, or try --dtype float32", exit_code=EXIT_NAN)
+        return value
+
+    start_time = time.perf_counter()
+    window_time, window_tokens = start_time, 0
+    stopped_by = None
+    compiled.train()
+    with StopSignal() as stop:
+        while step < cfg.max_iters:
+            lr = lr_at(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            step_loss = torch.zeros((), device=device)
+            try:
+                for micro in range(cfg.grad_accum):
+                    x, y = to_device(dataset.batch(cfg.seed, step, micro, 0, cfg.batch_size, cfg.block_size), device)
+                    with autocast:
+                        _, loss = compiled(x, y)
+                    loss = loss / cfg.grad_accum
+                    scaler.scale(loss).backward()
+                    step_loss += loss.detach()  # no .item() here: the GPU is not waited on every step
+            except torch.cuda.OutOfMemoryError:
+                raise UserError(f"out of GPU memory at batch size {cfg.batch_size} x block {cfg.block_size}",
+                                f"use a smaller --batch-size with a larger --grad-accum (e.g. --batch-size "
+                                f"{max(cfg.batch_size // 2, 1)} --grad-accum {cfg.grad_accum * 2}): same tokens per step") from None
+            if cfg.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            tokens_seen += cfg.tokens_per_step
+            window_tokens += cfg.tokens_per_step
+
+            last = step == cfg.max_iters
+            if step % cfg.log_interval == 0 or step % cfg.eval_interval == 0 or last:
+                loss_value = finite(step_loss)
+                now = time.perf_counter()
+                tok_s = window_tokens / (now - window_time)
+                row = {"step": step, "tokens_seen": tokens_seen, "lr": lr, "train_loss": loss_value}
+                if step % cfg.eval_interval == 0 or last:
+                    val = evaluate("val", val_windows)
+                    row.update(train_eval_loss=evaluate("train", train_windows), val_loss=val, val_bpc=val / math.log(2))
+                    best_val = min(best_val, val)
+                row.update(tokens_per_s=round(tok_s, 1), elapsed_s=round(now - start_time, 3))
+                if flops_peak:
+                    row["mfu"] = round(model.flops_per_token() * tok_s / flops_peak, 4)
+                run.append_metrics(row)
+                (on_row or (lambda r: say(log_line(r, cfg))))(row)
+                if "val_loss" in row:
+                    checkpoint()
+                window_time, window_tokens = time.perf_counter(), 0
+            if stop.signum is not None and not last:
+                finite(step_loss)
+                checkpoint()
+                stopped_by = signal.Signals(stop.signum).name
+                break
+    return Result(run.path, step, best_val, tokens_seen, time.perf_counter() - start_time, stopped_by)
+
+
+def log_line(row: dict, cfg: TrainConfig) -> str:
+    s = f"step {row['step']:>6}/{cfg.max_iters}  loss {row['train_loss']:.4f}  lr {row['lr']:.2e}  {row['tokens_per_s']:,.0f} tok/s"
+    if "val_loss" in row:
+        s += f"  val {row['val_loss']:.4f} ({row['val_bpc']:.3f} bpc)"
+    if "mfu" in row:
+        s += f"  mfu {row['mfu']:.1%}"
+    return s
+
+
+def _check_fresh(run: RunFolder, force: bool) -> None:
+    if not run.exists() or force:
+        return
+    state_step, max_iters = _saved_progress(run)
+    if state_step is not None and state_step >= max_iters:
+        raise UserError(f"{run.path} already holds a finished run ({state_step:,} steps)",
+                        "choose another --out, or add --force to train over it")
+    raise UserError(f"{run.path} holds an unfinished run (checkpoint at step {state_step})",
+                    "add --resume to continue it, --force to start over, or choose another --out")
+
+
+def _saved_progress(run: RunFolder) -> tuple[int | None, int]:
+    try:
+        state = run.load_state(torch.device("cpu"))
+        return state["step"], state["train"]["max_iters"]
+    except Exception:
+        return None, 0
+
+
+def _resume(run: RunFolder, config: dict, device: torch.device) -> dict:
+    if not run.exists():
+        raise UserError(f"--resume: {run.path} has no checkpoint ({run.file('train_state.pt').name})",
+                        "drop --resume to start a new run there, or point --out at the run to continue")
+    try:
+        state = run.load_state(device)
+    except Exception as e:
+        raise UserError(f"--resume: cannot read {run.file('train_state.pt')}: {e}",
+                        "the checkpoint is damaged; start over with --force") from None
+    if state["dataset"]["manifest_sha256"] != config["dataset"]["manifest_sha256"]:
+        raise UserError(f"--resume: {run.path} was trained on another dataset ({state['dataset']['folder']})",
+                        "resume with the same --data, or start a new run with another --out")
+    if state["model_config"] != config["model"]:
+        diff = {k: (state["model_config"].get(k), v) for k, v in config["model"].items() if state["model_config"].get(k) != v}
+        raise UserError("--resume: the model shape differs from the checkpoint's: "
+                        + ", ".join(f"{k} was {a}, now {b}" for k, (a, b) in diff.items()),
+                        "resume with the run's own flags (see its config.json), or start a new run with another --out")
+    return state
+
+
+def _maybe_compile(model: GPT, cfg: TrainConfig, device: torch.device, say):
+    use = cfg.compile if cfg.compile is not None else device.type == "cuda"
+    if not use:
+        return model
+    try:
+        return torch.compile(model)
+    except Exception as e:  # e.g. no C compiler, or an unsupported platform: train uncompiled
+        say(f"torch.compile is not available here ({type(e).__name__}: {e}); training without it")
+        return model
+
+
+def summary(result: Result, config: TrainConfig) -> str:
+    lines = [f"run: {result.run}"]
+    if result.stopped_by:
+        lines.append(f"stopped by {result.stopped_by} at step {result.step:,}; checkpoint saved: continue with --resume")
+    else:
+        lines.append(f"finished {result.step:,} steps")
+    if math.isfinite(result.best_val_loss):
+        lines.append(f"best val loss {result.best_val_loss:.4f} nats/char ({result.best_val_loss / math.log(2):.4f} bits/char)")
+    lines.append(f"{result.tokens:,} tokens in {result.seconds:.1f} s; weights: {result.run / 'model.safetensors'}")
+    return "\n".join(lines)
