@@ -185,7 +185,7 @@ def train(cfg: TrainConfig, data: Path | None = None, out: Path | None = None, r
                             "lower --lr, keep --grad-clip on, or try --dtype float32", exit_code=EXIT_NAN)
         return value
 
-    start_time = time.perf_counter()
+    start_time, compile_checked = time.perf_counter(), False
     window_time, window_tokens = start_time, 0
     stopped_by = None
     compiled.train()
@@ -199,6 +199,8 @@ def train(cfg: TrainConfig, data: Path | None = None, out: Path | None = None, r
                 for micro in range(cfg.grad_accum):
                     x, y = to_device(dataset.batch(cfg.seed, step, micro, 0, cfg.batch_size, cfg.block_size), device)
                     with autocast:
+                        if compiled is not model and not compile_checked:
+                            compiled, compile_checked = _first_compiled_call(compiled, model, x, say), True
                         _, loss = compiled(x, y)
                     loss = loss / cfg.grad_accum
                     scaler.scale(loss).backward()
@@ -297,8 +299,23 @@ def _maybe_compile(model: GPT, cfg: TrainConfig, device: torch.device, say):
         return model
     try:
         return torch.compile(model)
-    except Exception as e:  # e.g. no C compiler, or an unsupported platform: train uncompiled
+    except Exception as e:  # e.g. an unsupported Python or platform: train uncompiled
         say(f"torch.compile is not available here ({type(e).__name__}: {e}); training without it")
+        return model
+
+
+def _first_compiled_call(compiled, model: GPT, x: torch.Tensor, say):
+    """torch.compile compiles on the first call; where that fails (no Triton, no C compiler, an
+    unsupported platform), say so and train the uncompiled model instead."""
+    try:
+        with torch.no_grad():
+            compiled(x[:1])
+        return compiled
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except Exception as e:
+        say(f"torch.compile failed here ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+            "training without it (--no-compile skips the attempt)")
         return model
 
 

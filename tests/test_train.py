@@ -157,10 +157,10 @@ def test_same_command_twice_gives_identical_results(dataset, tmp_path):
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
 
 
-@pytest.mark.parametrize("stop_at", [3, 20, 33])
-def test_sigterm_at_any_step_then_resume_is_byte_identical(dataset, tmp_path, monkeypatch, stop_at):
+@pytest.mark.parametrize("stop_at,accum", [(3, 1), (20, 2), (33, 1)])
+def test_sigterm_at_any_step_then_resume_is_byte_identical(dataset, tmp_path, monkeypatch, stop_at, accum):
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    args = (*TINY, "--dropout", 0.1, "--data", dataset)  # dropout: the RNG state must resume too
+    args = (*TINY, "--dropout", 0.1, "--grad-accum", accum, "--data", dataset)  # dropout: RNG state resumes too
     assert run_train(*args, "--out", whole).exit_code == 0
 
     original = TokenData.batch
@@ -262,6 +262,12 @@ def test_finished_run_is_not_overwritten_and_resume_checks_compatibility(dataset
     assert_error(run_train(*TINY, "--data", other, "--out", run, "--resume"), "another dataset")
     assert_error(run_train(*TINY, "--data", dataset, "--out", tmp_path / "none", "--resume"), "has no checkpoint")
     assert run_train(*TINY, "--max-iters", 5, "--data", dataset, "--out", run, "--force").exit_code == 0
+
+
+def test_compile_on_cpu_trains_the_same_model_or_falls_back_with_a_message(dataset, tmp_path):
+    r = run_train(*TINY, "--max-iters", 3, "--compile", "--data", dataset, "--out", tmp_path / "run")
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    assert (tmp_path / "run" / "model.safetensors").is_file()
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(dataset, tmp_path):
