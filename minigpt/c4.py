@@ -99,14 +99,15 @@ class Source:
         """Folder name under data/: the source and N (c4-en-3000, mirror-en-3000, ...)."""
         if self.data_files:
             stem = Path(self.data_files).name.split(".json")[0].split(".parquet")[0]
-            base = re.sub(r"[*?\[\]]+", "", stem).strip(".-_") + "-files"
+            stem = re.sub(r"[*?\[\]]+", "", stem).strip(".-_") or Path(self.data_files).parent.name
+            base = f"{stem}-files"
         else:
             base = Path(self.dataset).name if os.path.isabs(self.dataset) else self.dataset.split("/")[-1]
             base = f"{base}-{self.config}"
         return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{base}-{self.docs}").strip("_")
 
 
-def resolve_source(dataset: str | None, config: str, data_files: str | None, val_data_files: str | None,
+def resolve_source(dataset: str | None, config: str | None, data_files: str | None, val_data_files: str | None,
                    docs: int, val_docs: int | None) -> Source:
     """Check the command line's source arguments and turn them into a Source."""
     if docs < 1:
@@ -116,6 +117,10 @@ def resolve_source(dataset: str | None, config: str, data_files: str | None, val
     if val_docs < 1:
         raise UserError(f"--val-docs must be at least 1 (got {val_docs})",
                         "validation needs documents of its own; leave --val-docs out for N/10")
+    if data_files is not None and config is not None:
+        raise UserError("--config applies to --dataset, not to --data-files",
+                        "leave --config out with local files (they have no configs)")
+    config = config or DEFAULT_CONFIG
     if dataset is not None and data_files is not None:
         raise UserError("--dataset and --data-files both name the train documents",
                         "give one of them: a hub id or mirror folder in --dataset, or local files in --data-files")
@@ -189,7 +194,17 @@ def _tables(source: Source, split: str) -> Iterator[pa.Table]:
             raise UserError(f"cannot reach the Hugging Face Hub for {source.dataset}{offline}: {msg}", HUB_HINT) from None
         raise UserError(f"the connection failed while streaming {where}, after retries: {msg}",
                         "run the same command again (it starts the slice afresh), or " + HUB_HINT) from None
-    except (EOFError, gzip.BadGzipFile, zlib.error, pa.ArrowInvalid, json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (StopIteration, RuntimeError) as e:
+        # `datasets` infers the columns from the first file with next(): an empty file ends that early
+        if not (isinstance(e, StopIteration) or isinstance(e.__cause__, StopIteration)):
+            raise
+        raise UserError(f"{where} has no documents (an empty file?)", "give files with C4 records in them") from None
+    except pa.ArrowInvalid as e:
+        if "BatchSize must be greater than 0" in str(e):
+            raise UserError(f"{where} has no documents (an empty parquet file?)", "give files with C4 records in them") from None
+        raise UserError(f"cannot read {where}: {type(e).__name__}: {e}",
+                        "are the files complete C4-format JSON lines (or parquet) with a 'text' field?") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read {where}: {type(e).__name__}: {e}",
                         "are the files complete C4-format JSON lines (or parquet) with a 'text' field?") from None
     except FileNotFoundError as e:
@@ -229,9 +244,14 @@ def _normalize(table: pa.Table, where: str) -> pa.Table:
     if "text" not in names:
         raise UserError(f"{where} has no 'text' column (columns: {', '.join(names) or 'none'})",
                         "are you passing the right files? C4 records look like {\"text\": ..., \"url\": ..., \"timestamp\": ...}")
+    text_type = table.column("text").type
+    if text_type not in (pa.string(), pa.large_string()):
+        raise UserError(f"{where}: 'text' must be a string in every record, got {text_type}",
+                        "C4 records look like {\"text\": \"...\", \"url\": ..., \"timestamp\": ...}; fix or leave out "
+                        "the records whose text is a number, a list or an object")
     columns = []
     for name in COLUMNS:
-        if name in names:
+        if name in names:  # url and timestamp: kept as strings (a timestamp pyarrow parsed is formatted back)
             col = table.column(name)
             columns.append(col if col.type == pa.string() else col.cast(pa.string()))
         else:
@@ -264,9 +284,6 @@ class DocStream:
             got += len(table)
             self.docs += len(table)
             yield table
-
-    def close(self) -> None:
-        self._tables.close()
 
 
 def slice_streams(source: Source) -> list[tuple[str, Iterator[pa.Table]]]:

@@ -49,7 +49,8 @@ def prepare(
                                            help="M: validation documents, the first M of the validation split."),
     dataset: Optional[str] = typer.Option(None, "--dataset", show_default="allenai/c4",
                                           help="Hub id, or a local folder laid out like the hub repo."),
-    config: str = typer.Option("en", "--config", help="Dataset config (C4: en, en.noblocklist, realnewslike, ...)."),
+    config: Optional[str] = typer.Option(None, "--config", show_default="en",
+                                         help="Dataset config (C4: en, en.noblocklist, realnewslike, ...)."),
     data_files: Optional[str] = typer.Option(None, "--data-files", metavar="GLOB",
                                              help="Local C4-format files instead of --dataset (json, jsonl, json.gz, "
                                                   "parquet). Alone, validation is the M documents after the N."),

@@ -13,9 +13,11 @@ without touching the network; the same command on a complete dataset does nothin
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import queue
 import shutil
+import signal
 import threading
 import time
 from collections import deque
@@ -31,7 +33,7 @@ import pyarrow.parquet as pq
 from . import __version__
 from .c4 import BATCH_DOCS, SCHEMA, Source, slice_streams
 from .errors import UserError
-from .files import write_bytes_atomic, write_json_atomic
+from .files import fsync_path, sha256_file, write_bytes_atomic, write_json_atomic
 from .progress import Progress
 from .shards import DATA_DIR, FORMAT, MANIFEST, VERSION, ShardWriter, read_manifest
 from .vocab import CharCounter, Vocab, auto_min_count, char_lengths, utf8_bytes
@@ -81,12 +83,17 @@ def prepare(source: Source, build: BuildOptions, out: Path | None = None, force:
             progress: Progress | None = None) -> Result:
     build.check()
     progress = progress or Progress()
-    out = Path(out) if out is not None else DATA_DIR / source.default_name()
+    out = Path(os.path.abspath(out if out is not None else DATA_DIR / source.default_name()))  # `.` gets a name
     start = time.perf_counter()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder", "choose another --out")
+    if out == out.parent:
+        raise UserError(f"--out {out} is the root of the file system", "choose a folder for the dataset")
     _clean_stale(out)
     existing = read_manifest(out)
+    if existing is None and (out / MANIFEST).exists() and not force:
+        raise UserError(f"{out / MANIFEST} is not a manifest this version can read (damaged, or another format)",
+                        "add --force to rebuild the dataset there, or choose another --out")
     rebuild = False
     if existing is not None and not force:
         if existing["source"] != source.to_json():
@@ -97,7 +104,7 @@ def prepare(source: Source, build: BuildOptions, out: Path | None = None, force:
         rebuild = _raw_intact(out, existing)
         if not rebuild:
             raise UserError(f"{out} is damaged: its raw/ slice is missing or incomplete", "add --force to stream it again")
-    elif out.is_dir() and existing is None and any(out.iterdir()):
+    elif out.is_dir() and existing is None and not (out / MANIFEST).exists() and any(out.iterdir()):
         raise UserError(f"{out} exists and is not a minigpt dataset (it has no {MANIFEST})",
                         "choose another --out, or remove that folder yourself")
 
@@ -117,11 +124,13 @@ def prepare(source: Source, build: BuildOptions, out: Path | None = None, force:
         manifest = _build(tmp, source, files, build, counter.counts(), stats, progress)
         _swap(tmp, out)
     except OSError as e:
-        if isinstance(e, ConnectionError) or e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM,
-                                                             errno.EROFS, errno.ENOENT, errno.EEXIST, errno.ENOTDIR):
+        if isinstance(e, ConnectionError) or e.errno is None:
             raise
-        raise UserError(f"cannot write the dataset under {out.parent}: {e.strerror or e} ({e.filename or out})",
-                        "check free space and permissions, or choose another --out") from None
+        where = str(e.filename or "")
+        if where.startswith((str(tmp), str(out))) or e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise UserError(f"cannot write the dataset under {out.parent}: {e.strerror or e} ({where or out})",
+                            "check free space and permissions, or choose another --out") from None
+        raise UserError(f"cannot read {where}: {e.strerror or e}", "check the path and its permissions") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return Result(out, manifest, "rebuilt" if rebuild else "built", time.perf_counter() - start)
@@ -154,6 +163,7 @@ def _stream(source: Source, raw: Path, progress: Progress) -> tuple[CharCounter,
                 update(len(table), nbytes)
             if pending:
                 writer.write_table(pa.concat_tables(pending), row_group_size=1 << 30)
+        fsync_path(raw / f"{split}.parquet")  # on disk before the manifest that vouches for it
     return counter, stats
 
 
@@ -275,10 +285,10 @@ def _count_raw(path: Path) -> CharCounter:
 
 
 def _intact(out: Path, manifest: dict) -> bool:
-    """A quick check for the no-op rerun: every file there, each shard of the size the manifest says."""
+    """A quick check for the no-op rerun: every file there, the vocabulary's hash, each shard's size."""
     itemsize = 1 if manifest["dtype"] == "uint8" else 2
     try:
-        return (out / "vocab.json").is_file() and _raw_intact(out, manifest) and all(
+        return sha256_file(out / "vocab.json") == manifest["vocab_sha256"] and _raw_intact(out, manifest) and all(
             (out / sh["file"]).stat().st_size == sh["tokens"] * itemsize
             for s in SPLITS for sh in manifest["splits"][s]["shards"])
     except OSError:
@@ -306,22 +316,40 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 def _swap(tmp: Path, out: Path) -> None:
-    """Rename the finished folder into place; an old dataset there is moved aside first, then removed."""
+    """Rename the finished folder into place; an old dataset there is moved aside first, then removed.
+
+    Ctrl-C and SIGTERM wait until both renames are done; after a kill in between, the next run's
+    _clean_stale puts the complete folder back.
+    """
     old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
+    blocked = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        fsync_path(out.parent)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     shutil.rmtree(old, ignore_errors=True)
 
 
 def _clean_stale(out: Path) -> None:
-    """Remove what an interrupted or killed run left beside `out` (its process is gone)."""
+    """Deal with what an interrupted or killed run left beside `out` (its process is gone): a complete
+    dataset (one with a manifest) is put back where `out` is missing one; the rest is removed."""
     if not out.parent.is_dir():
         return
-    for p in list(out.parent.glob(f".{out.name}.tmp-*")) + list(out.parent.glob(f".{out.name}.old-*")):
-        pid = p.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            shutil.rmtree(p, ignore_errors=True)
+    name = glob.escape(out.name)
+    stale = [p for p in sorted(out.parent.glob(f".{name}.tmp-*")) + sorted(out.parent.glob(f".{name}.old-*"))
+             if (pid := p.name.rsplit("-", 1)[-1]).isdigit() and int(pid) != os.getpid() and not _alive(int(pid))]
+    for p in stale:  # a finished .tmp (the newer dataset) before an .old one
+        if not (out / MANIFEST).exists() and read_manifest(p) is not None:
+            if out.exists() and not any(out.iterdir()):
+                out.rmdir()
+            if not out.exists():
+                os.replace(p, out)
+                continue
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:

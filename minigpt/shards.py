@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ import numpy as np
 DATA_DIR = Path("data")  # where minigpt-prepare writes datasets and minigpt-train looks for them
 MANIFEST = "manifest.json"
 FORMAT = "minigpt-dataset"
+REQUIRED = {"dtype", "vocab_size", "vocab_sha256", "eot", "unk", "source", "source_files", "build", "splits"}
+SPLIT_KEYS = {"docs", "chars", "bytes", "tokens", "unk", "shards"}
 VERSION = 1
 
 
@@ -35,6 +38,8 @@ class ShardWriter:
         self.shards.append({"file": name, "tokens": 0, "sha256": None})
 
     def _finish(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())  # on disk before the manifest that vouches for it
         self._file.close()
         self.shards[-1]["sha256"] = self._hash.hexdigest()
         self._file = None
@@ -71,4 +76,11 @@ def read_manifest(folder: Path) -> dict | None:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return manifest if isinstance(manifest, dict) and manifest.get("format") == FORMAT else None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not REQUIRED <= manifest.keys():
+        return None
+    try:
+        if all(SPLIT_KEYS <= manifest["splits"][s].keys() for s in ("train", "val")):
+            return manifest
+    except (KeyError, TypeError, AttributeError):
+        pass
+    return None

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -330,3 +331,58 @@ def test_mirror_without_features_block_gives_the_same_slice(tmp_path):
         assert run_inprocess("--dataset", m, "--docs", 30, "--val-docs", 5, "--out", tmp_path / f"ds-{m.name}").code == 0
     ra, rb = (pq.read_table(tmp_path / f"ds-{n}" / "raw" / "train.parquet") for n in "ab")
     assert ra.equals(rb) and ra.column("timestamp").to_pylist()[0] == train[0][0]["timestamp"].replace("T", " ")[:-1]
+
+
+@pytest.mark.parametrize("lines,needle", [
+    (['{"text": 5}', '{"text": 6}'], "'text' must be a string"),
+    (['{"text": "a"}', '{"text": 5}'], "'text' must be a string"),
+    (['{"text": ["a", "b"]}'], "'text' must be a string"),
+    ([], "has no documents"),
+])
+def test_text_that_is_not_a_string_or_no_documents(tmp_path, lines, needle):
+    f = tmp_path / "x.json"
+    f.write_text("".join(line + "\n" for line in lines))
+    r = run_inprocess("--data-files", f, "--docs", 1, "--val-docs", 1, "--out", tmp_path / "ds")
+    assert_clean_error(r, needle, out=tmp_path / "ds")
+
+
+def test_out_dot_and_config_with_data_files(mirror, tmp_path):
+    here = tmp_path / "here"
+    here.mkdir()
+    os.chdir(here)
+    assert run_inprocess("--dataset", mirror, "--docs", 10, "--out", ".").code == 0
+    assert (here / "manifest.json").is_file() and sorted(os.listdir(tmp_path)) == ["here", "mirror"]
+    r = run_inprocess("--data-files", mirror / "en" / "c4-train.*", "--config", "en", "--out", tmp_path / "x")
+    assert_clean_error(r, "--config applies to --dataset")
+
+
+def dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_a_kill_between_the_two_renames_loses_nothing(mirror, tmp_path):
+    out = tmp_path / "ds"
+    args = ("--dataset", mirror, "--docs", 20, "--out", out)
+    assert run_inprocess(*args).code == 0
+    before = files_of(out)
+    os.replace(out, tmp_path / f".ds.old-{dead_pid()}")  # what a kill right after the first rename leaves
+    r = run_inprocess(*args)
+    assert r.code == 0 and "nothing to do" in r.stdout, r.output
+    assert files_of(out) == before and sorted(os.listdir(tmp_path)) == ["ds", "mirror"]
+
+
+def test_tampered_vocab_or_manifest(mirror, tmp_path):
+    out = tmp_path / "ds"
+    args = ("--dataset", mirror, "--docs", 20, "--out", out)
+    assert run_inprocess(*args).code == 0
+    good = (out / "vocab.json").read_bytes()
+    (out / "vocab.json").write_bytes(good + b" ")
+    r = run_inprocess(*args)
+    assert r.code == 0 and "rebuilt" in r.stdout and (out / "vocab.json").read_bytes() == good
+    m = json.loads((out / "manifest.json").read_text())
+    del m["build"]
+    (out / "manifest.json").write_text(json.dumps(m))
+    assert_clean_error(run_inprocess(*args), "not a manifest this version can read", "--force")
+    assert run_inprocess(*args, "--force").code == 0 and (out / "vocab.json").read_bytes() == good
