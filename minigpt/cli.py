@@ -160,10 +160,60 @@ def train_cli() -> None:
     _run(train_app)
 
 
-def _not_built(name: str) -> None:
-    print(f"{name} is not built yet: minigpt-prepare and minigpt-train work in this version", file=sys.stderr)
-    sys.exit(2)
+sample_app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False,
+                         help="Generate text from a run folder made by minigpt-train (weights, config and "
+                              "vocabulary are all it needs).")
+
+
+@sample_app.command()
+def sample(
+    run: Optional[Path] = typer.Option(None, "--run", show_default="the newest run under runs/", help="Run folder."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Text to continue (default: a document start)."),
+    prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", help="Read the prompt from a UTF-8 file."),
+    num_samples: int = typer.Option(1, "--num-samples", help="How many samples, one after another."),
+    max_new_tokens: int = typer.Option(500, "--max-new-tokens", help="Characters to generate per sample."),
+    temperature: float = typer.Option(0.8, "--temperature", help="0 is greedy; higher is more random."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="Sample only among the k most likely characters."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus: the smallest set reaching probability p."),
+    seed: int = typer.Option(1337, "--seed", help="The same seed gives the same text."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    stop_at_eot: bool = typer.Option(False, "--stop-at-eot", help="End a sample at the end of a document."),
+    allow_unk: bool = typer.Option(False, "--allow-unk", help="Map prompt characters outside the vocabulary to <unk>."),
+) -> None:
+    import torch
+
+    from .engine import Engine, SamplingParams, find_run
+
+    try:
+        if prompt is not None and prompt_file is not None:
+            raise UserError("--prompt and --prompt-file both give a prompt", "use one of them")
+        if num_samples < 1 or max_new_tokens < 1:
+            raise UserError(f"--num-samples and --max-new-tokens must be at least 1 (got {num_samples}, {max_new_tokens})")
+        params = SamplingParams(temperature, top_k, top_p)
+        params.check()
+        if prompt_file is not None:
+            try:
+                prompt = prompt_file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise UserError(f"cannot read --prompt-file {prompt_file}: {e}", "give a readable UTF-8 text file") from None
+        engine = Engine.load(find_run(run), device)
+        ids, unknown = engine.encode_prompt(prompt or "", allow_unk)
+    except UserError as e:
+        raise _fail(e) from None
+    if unknown:
+        print(f"warning: {len(unknown)} prompt character(s) outside the vocabulary became <unk>: "
+              + ", ".join(repr(c) for c in unknown[:20]), file=sys.stderr)
+    generator = torch.Generator(device=engine.device).manual_seed(seed)
+    for i in range(num_samples):
+        if num_samples > 1:
+            print(f"{'-' * 20} sample {i + 1} of {num_samples} {'-' * 20}", flush=True)
+        sys.stdout.write(prompt or "")
+        for token in engine.stream(ids, max_new_tokens, params, generator, stop_at_eot):
+            sys.stdout.write(engine.show(token))
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    sys.stdout.flush()
 
 
 def sample_cli() -> None:
-    _not_built("minigpt-sample")
+    _run(sample_app)

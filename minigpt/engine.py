@@ -1,0 +1,167 @@
+"""The inference engine: a run folder loaded on its own, and text generated with a KV cache.
+
+    from minigpt.engine import Engine
+    engine = Engine.load("runs/c4-en-3000-seed")
+    print(engine.generate("The weather today", max_new_tokens=200, temperature=0.8, seed=1))
+
+The prompt is run through the model once (prefill), then each new token is one forward step over
+the cache. Sliding window: the model has learned positions only up to block_size, so when the
+context fills the window, the cache is rebuilt from the most recent block_size // 2 tokens and
+generation goes on from there. Until then, greedy output is token for token what recomputing the
+whole context at every step gives; past it, the model sees between block_size / 2 and block_size
+tokens of context, and one prefill every block_size / 2 tokens keeps the cost low.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from .checkpoint import CONFIG, RUNS_DIR, VOCAB, WEIGHTS
+from .errors import UserError
+from .model import GPT, GPTConfig, KVCache
+from .trainer import resolve_device
+from .vocab import Vocab
+
+UNK_SHOWN = "\ufffd"  # how <unk> is printed: the Unicode replacement character
+
+
+def find_run(path: Path | None) -> Path:
+    """The run folder to sample from: the one given, or the newest under runs/."""
+    if path is not None:
+        return Path(path)
+    found = sorted((p for p in RUNS_DIR.glob("*") if (p / WEIGHTS).is_file()), key=lambda p: (p / WEIGHTS).stat().st_mtime)
+    if not found:
+        raise UserError(f"no trained run under {RUNS_DIR.resolve()}",
+                        "train one first with `minigpt-train` (e.g. minigpt-train --preset tiny), or pass --run DIR")
+    return found[-1]
+
+
+@dataclass
+class SamplingParams:
+    temperature: float = 0.8  # 0: greedy
+    top_k: int | None = None  # keep the k most likely tokens
+    top_p: float | None = None  # keep the smallest set of tokens whose probability reaches p
+
+    def check(self) -> None:
+        if self.temperature < 0:
+            raise UserError(f"--temperature must be 0 or more (got {self.temperature})", "0 is greedy; 0.8 is a good start")
+        if self.top_k is not None and self.top_k < 1:
+            raise UserError(f"--top-k must be at least 1 (got {self.top_k})", "leave it out to keep every token")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise UserError(f"--top-p must be in (0, 1] (got {self.top_p})", "e.g. 0.9; leave it out to keep every token")
+
+
+def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Temperature, then top-k, then top-p (nucleus): excluded tokens get -inf. logits: (B, vocab)."""
+    logits = logits / params.temperature
+    if params.top_k is not None and params.top_k < logits.size(-1):
+        kth = torch.topk(logits, params.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if params.top_p is not None and params.top_p < 1:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        # drop a token when the tokens before it already reach top_p (the first one always stays)
+        drop = probs.cumsum(dim=-1) - probs >= params.top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+class Engine:
+    def __init__(self, model: GPT, vocab: Vocab, device: torch.device):
+        self.model, self.vocab, self.device = model.eval(), vocab, device
+
+    @classmethod
+    def load(cls, run: Path | str, device: str = "auto") -> "Engine":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_model
+
+        run = Path(run)
+        if not run.is_dir():
+            raise UserError(f"--run {run}: no such folder", "pass a run folder written by minigpt-train")
+        missing = [name for name in (CONFIG, VOCAB, WEIGHTS) if not (run / name).is_file()]
+        if missing:
+            raise UserError(f"{run} is missing {', '.join(missing)}",
+                            "a run folder needs config.json, vocab.json and model.safetensors; was training finished?")
+        try:
+            cfg = GPTConfig(**json.loads((run / CONFIG).read_text(encoding="utf-8"))["model"])
+            vocab = Vocab.load(run / VOCAB)
+        except (ValueError, KeyError, TypeError) as e:
+            raise UserError(f"{run}: cannot read config.json or vocab.json ({type(e).__name__}: {e})",
+                            "the run folder is damaged; train again or restore it") from None
+        if cfg.vocab_size != len(vocab):
+            raise UserError(f"{run}: the model has {cfg.vocab_size} tokens but vocab.json has {len(vocab)}",
+                            "vocab.json does not belong to these weights; copy the dataset's vocab.json back")
+        dev = resolve_device(device)
+        model = GPT(cfg)
+        try:
+            load_model(model, str(run / WEIGHTS), device=str(dev))
+        except SafetensorError as e:
+            raise UserError(f"{run / WEIGHTS} is not a readable safetensors file ({e})",
+                            "the file is damaged or incomplete; take it from the run's checkpoint again") from None
+        except RuntimeError as e:
+            first = str(e).splitlines()[0]
+            raise UserError(f"{run / WEIGHTS} does not match config.json: {first}",
+                            "the weights and config.json come from different runs") from None
+        return cls(model.to(dev), vocab, dev)
+
+    def encode_prompt(self, prompt: str, allow_unk: bool = False) -> tuple[list[int], list[str]]:
+        """<eot> (a document start) and the prompt's tokens; and the prompt characters outside the vocabulary."""
+        known = set(self.vocab.itos[2:])
+        unknown = sorted({c for c in prompt if c not in known})
+        if unknown and not allow_unk:
+            shown = ", ".join(repr(c) for c in unknown[:20]) + (" ..." if len(unknown) > 20 else "")
+            raise UserError(f"the prompt has {len(unknown)} character(s) outside the vocabulary: {shown}",
+                            "remove them, or add --allow-unk to map them to <unk>")
+        return [self.vocab.eot] + self.vocab.encode(prompt), unknown
+
+    @torch.no_grad()
+    def stream(self, ids: list[int], max_new_tokens: int, params: SamplingParams, generator: torch.Generator,
+               stop_at_eot: bool = False, use_cache: bool = True) -> Iterator[int]:
+        """Yields new token ids one at a time. use_cache=False recomputes the whole window each step."""
+        T = self.model.config.block_size
+        context, cache, logits = list(ids), None, None
+
+        def prefill(tokens: list[int]) -> torch.Tensor:
+            nonlocal cache
+            cache = KVCache(self.model.config, 1, self.device)
+            return self.model(torch.tensor([tokens], device=self.device), cache=cache)[0][:, -1]
+
+        for _ in range(max_new_tokens):
+            if not use_cache:
+                logits = self.model(torch.tensor([context[-T:]], device=self.device))[0][:, -1]
+            elif cache is None:
+                logits = prefill(context[-T:])
+            if params.temperature == 0:
+                token = int(torch.argmax(logits, dim=-1))
+            else:
+                probs = torch.softmax(filter_logits(logits.float(), params), dim=-1)
+                token = int(torch.multinomial(probs, 1, generator=generator))
+            context.append(token)
+            yield token
+            if stop_at_eot and token == self.vocab.eot:
+                return
+            if use_cache:  # one step over the cache, or, when the window is full, a fresh half window
+                if cache.pos < T:
+                    logits = self.model(torch.tensor([[token]], device=self.device), cache=cache)[0][:, -1]
+                else:
+                    logits = prefill(context[-(T // 2):])
+
+    def show(self, token: int) -> str:
+        """A token as printed: <unk> as the replacement character, <eot> as a visible marker."""
+        if token == self.vocab.unk:
+            return UNK_SHOWN
+        return "\n<eot>\n" if token == self.vocab.eot else self.vocab.itos[token]
+
+    def generate(self, prompt: str = "", max_new_tokens: int = 200, temperature: float = 0.8, top_k: int | None = None,
+                 top_p: float | None = None, seed: int = 1337, stop_at_eot: bool = False, allow_unk: bool = False) -> str:
+        """The prompt's continuation as a string (for Python use; the CLI streams)."""
+        params = SamplingParams(temperature, top_k, top_p)
+        params.check()
+        ids, _ = self.encode_prompt(prompt, allow_unk)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        return "".join(self.show(t) for t in self.stream(ids, max_new_tokens, params, generator, stop_at_eot))
