@@ -66,11 +66,18 @@ def train_display(max_iters: int, line: Callable[[dict], str], enabled: bool | N
     columns = (TextColumn("step"), MofNCompleteColumn(), BarColumn(),
                TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}  {task.fields[tok_s]:,.0f} tok/s"),
                TextColumn("ETA"), TimeRemainingColumn())
-    with Bar(*columns, console=console) as bar:
-        task = bar.add_task("train", total=max_iters, loss=float("nan"), lr=0.0, tok_s=0.0)
+    bar = Bar(*columns, console=console)
+    task = None
 
-        def on_row(row: dict) -> None:
-            bar.update(task, completed=row["step"], loss=row["train_loss"], lr=row["lr"], tok_s=row["tokens_per_s"])
-            if "val_loss" in row:
-                console.print(line(row))
+    def on_row(row: dict) -> None:  # the bar appears with the first logged step, not before checks pass
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task("train", total=max_iters, loss=float("nan"), lr=0.0, tok_s=0.0)
+        bar.update(task, completed=row["step"], loss=row["train_loss"], lr=row["lr"], tok_s=row["tokens_per_s"])
+        if "val_loss" in row:
+            console.print(line(row))
+    try:
         yield console.print, on_row
+    finally:
+        bar.stop()
