@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The GPU checks and benchmarks in one go, for a lent GPU machine (figures go into BENCHMARKS.md).
+#
+#   bash bench/gpu_checks.sh [STEP ...]     # steps: env tests trainbench seedrun samplebench ddp quality
+#
+# Needs a prepared dataset in $DATA (default data/c4-bench-3000: `python prepare.py --dataset
+# bench/.corpus/c4-800mb --docs 3000 --out data/c4-bench-3000`) and torch with CUDA; `datasets` is
+# not needed there. Each step has its own time limit, logs to $OUT/log.txt and leaves JSON in $OUT.
+set -u
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+OUT=${OUT:-bench/results/gpu}
+DATA=${DATA:-data/c4-bench-3000}
+RUNS=${RUNS:-/tmp/minigpt-runs}
+PY=${PY:-python3}
+mkdir -p "$OUT" "$RUNS"
+LOG="$OUT/log.txt"
+
+step() {  # step NAME LIMIT_S COMMAND...: run it with a limit, log everything, print a short tail
+  local name=$1 limit=$2
+  shift 2
+  echo "=== $name ($(date -u +%H:%M:%S)): $*" | tee -a "$LOG"
+  local t0=$SECONDS
+  timeout "$limit" "$@" >>"$LOG" 2>&1
+  local rc=$?
+  echo "=== $name: rc=$rc, $((SECONDS - t0)) s" | tee -a "$LOG"
+  return $rc
+}
+
+env_info() {
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+  $PY -c "import sys, torch, numpy, safetensors; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'numpy', numpy.__version__, 'safetensors', safetensors.__version__); print(torch.cuda.get_device_name())"
+  nproc
+  date -u
+}
+
+seed_run() {  # the seed preset's 5,000 iterations through the CLI, as a user runs it
+  rm -rf "$RUNS/seed"
+  local t0
+  t0=$($PY -c 'import time; print(time.time())')
+  $PY train.py --data "$DATA" --out "$RUNS/seed" ${SEED_ARGS:-} || return
+  $PY -c "import time; print(f'wall time of the whole command: {time.time() - $t0:.1f} s')"
+  cp "$RUNS/seed/metrics.jsonl" "$OUT/seed_metrics.jsonl"
+  $PY sample.py --run "$RUNS/seed" --max-new-tokens 400 --seed 1 --prompt "The "
+}
+
+export OUT DATA RUNS PY
+export -f env_info seed_run
+for s in ${@:-env tests trainbench seedrun samplebench}; do
+  case $s in
+    env) step env 60 bash -c env_info ;;
+    tests) step tests 300 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py ;;
+    trainbench) step trainbench 240 $PY bench/train_bench.py --data "$DATA" --preset seed --steps 200 --warmup 30 \
+                  --json "$OUT/train_bench.json" ;;
+    seedrun) step seedrun 240 bash -c seed_run ;;
+    samplebench) step samplebench 150 bash -c "$PY bench/sample_bench.py --device cuda --run $RUNS/seed --json $OUT/sample_bench_64.json && $PY bench/sample_bench.py --device cuda --block-size 256 --json $OUT/sample_bench_256.json" ;;
+    *) echo "unknown step $s" ;;
+  esac
+done
+grep -h "^===\|passed\|failed\|tok/s\|MFU\|speed-up\|finished\|best val\|wall time\|tokens in" "$LOG" | tail -60
