@@ -1,7 +1,7 @@
 """Benchmark minigpt-train: training throughput and the cost of drawing a batch.
 
     python bench/train_bench.py --data data/c4-en-3000                     # seed preset, this device
-    python bench/train_bench.py --data DIR --preset tiny --steps 30 --no-compile-variant
+    python bench/train_bench.py --data DIR --preset tiny --steps 30 --compile off
 
 1. Tokens/s and ms/step of the training step (forward, backward, clip, AdamW) for a preset on the
    available device, after warm-up, with and without torch.compile (compile only where it is on by
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from minigpt.config import make_config  # noqa: E402
 from minigpt.data import TokenData, find_dataset, to_device  # noqa: E402
 from minigpt.model import GPT, GPTConfig  # noqa: E402
-from minigpt.trainer import lr_at, make_optimizer, peak_flops, resolve_device, resolve_dtype  # noqa: E402
+from minigpt.trainer import compile_model, lr_at, make_optimizer, peak_flops, resolve_device, resolve_dtype  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -56,13 +56,14 @@ def time_draws(fn, n: int) -> float:
     return (time.perf_counter() - start) / n
 
 
-def time_training(cfg, dataset: TokenData, device: torch.device, compile_model: bool, steps: int, warmup: int) -> dict:
+def time_training(cfg, dataset: TokenData, device: torch.device, use_compile: bool, steps: int, warmup: int) -> dict:
     torch.manual_seed(cfg.seed)
     dtype = resolve_dtype(cfg.dtype, device)
     model = GPT(GPTConfig(vocab_size=dataset.manifest["vocab_size"], block_size=cfg.block_size, n_layer=cfg.n_layer,
                           n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout)).to(device)
     opt = make_optimizer(model, cfg, device)
-    run = torch.compile(model) if compile_model else model
+    run = compile_model(model, device) if use_compile else model
+    graphs = use_compile and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     if device.type == "cuda":
@@ -76,6 +77,8 @@ def time_training(cfg, dataset: TokenData, device: torch.device, compile_model: 
             g["lr"] = lr_at(step, cfg)
         for micro in range(cfg.grad_accum):
             x, y = to_device(dataset.batch(cfg.seed, step, micro, 0, cfg.batch_size, cfg.block_size), device)
+            if graphs:
+                torch.compiler.cudagraph_mark_step_begin()
             with autocast:
                 _, loss = run(x, y)
             scaler.scale(loss / cfg.grad_accum).backward()
@@ -88,7 +91,7 @@ def time_training(cfg, dataset: TokenData, device: torch.device, compile_model: 
     seconds = (time.perf_counter() - t0) / steps
     tok_s = cfg.tokens_per_step / seconds
     peak = peak_flops(device)
-    return {"compile": compile_model, "ms_per_step": round(seconds * 1000, 2), "tokens_per_s": round(tok_s, 1),
+    return {"compile": use_compile, "ms_per_step": round(seconds * 1000, 2), "tokens_per_s": round(tok_s, 1),
             "mfu": round(model.flops_per_token() * tok_s / peak, 4) if peak else None,
             "est_s_for_max_iters": round(seconds * cfg.max_iters, 1), "final_loss": round(loss.item(), 4)}
 

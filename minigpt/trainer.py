@@ -149,23 +149,30 @@ def train(cfg: TrainConfig, data: Path | None = None, out: Path | None = None, r
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     compiled = _maybe_compile(model, cfg, device, say)
+    graphs = compiled is not model and device.type == "cuda"
+
+    def forward(x: torch.Tensor, y: torch.Tensor):
+        if graphs:  # a new iteration: CUDA graph outputs of the last one may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
+        return compiled(x, y)
     autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
     val_windows = dataset.eval_windows("val", cfg.block_size, cfg.eval_tokens, cfg.seed)
     train_windows = dataset.eval_windows("train", cfg.block_size, cfg.eval_tokens, cfg.seed)
     flops_peak = peak_flops(device)
 
     def evaluate(split: str, windows: np.ndarray) -> float:
+        """Mean loss over fixed windows. Full batches go through the compiled model; a last, shorter batch
+        through the plain one, so that no new shape makes torch.compile build (and capture) again."""
         compiled.eval()
-        total, count = 0.0, 0
+        total = torch.zeros((), device=device)
         with torch.no_grad():
             for batch in dataset.eval_batches(split, windows, cfg.batch_size, cfg.block_size):
                 x, y = to_device(batch, device)
                 with autocast:
-                    _, loss = compiled(x, y)
-                total += loss.item() * len(batch)
-                count += len(batch)
+                    _, loss = forward(x, y) if len(batch) == cfg.batch_size else model(x, y)
+                total += loss.float() * len(batch)  # summed on the device: one sync per evaluation
         compiled.train()
-        return total / count
+        return total.item() / len(windows)
 
     def checkpoint() -> None:
         state = {"step": step, "best_val_loss": best_val, "tokens_seen": tokens_seen,
@@ -200,8 +207,9 @@ def train(cfg: TrainConfig, data: Path | None = None, out: Path | None = None, r
                     x, y = to_device(dataset.batch(cfg.seed, step, micro, 0, cfg.batch_size, cfg.block_size), device)
                     with autocast:
                         if compiled is not model and not compile_checked:
-                            compiled, compile_checked = _first_compiled_call(compiled, model, x, say), True
-                        _, loss = compiled(x, y)
+                            compiled, compile_checked = _first_compiled_call(compiled, model, x, y, say), True
+                            graphs = graphs and compiled is not model
+                        _, loss = forward(x, y)
                     loss = loss / cfg.grad_accum
                     scaler.scale(loss).backward()
                     step_loss += loss.detach()  # no .item() here: the GPU is not waited on every step
@@ -231,7 +239,7 @@ def train(cfg: TrainConfig, data: Path | None = None, out: Path | None = None, r
                     best_val = min(best_val, val)
                 row.update(tokens_per_s=round(tok_s, 1), elapsed_s=round(now - start_time, 3))
                 if flops_peak:
-                    row["mfu"] = round(model.flops_per_token() * tok_s / flops_peak, 4)
+                    row["mfu"] = round(model.flops_per_token() * tok_s / flops_peak, 6)
                 run.append_metrics(row)
                 (on_row or (lambda r: say(log_line(r, cfg))))(row)
                 if "val_loss" in row:
@@ -294,22 +302,32 @@ def _resume(run: RunFolder, config: dict, device: torch.device) -> dict:
 
 
 def _maybe_compile(model: GPT, cfg: TrainConfig, device: torch.device, say):
+    """torch.compile, on CUDA with CUDA graphs: at these model sizes a step is a few hundred small
+    kernels, and launching them from Python costs more than running them (BENCHMARKS.md)."""
     use = cfg.compile if cfg.compile is not None else device.type == "cuda"
     if not use:
         return model
     try:
-        return torch.compile(model)
+        return compile_model(model, device)
     except Exception as e:  # e.g. an unsupported Python or platform: train uncompiled
         say(f"torch.compile is not available here ({type(e).__name__}: {e}); training without it")
         return model
 
 
-def _first_compiled_call(compiled, model: GPT, x: torch.Tensor, say):
+def compile_model(model: GPT, device: torch.device):
+    return torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else None)
+
+
+def _first_compiled_call(compiled, model: GPT, x: torch.Tensor, y: torch.Tensor, say):
     """torch.compile compiles on the first call; where that fails (no Triton, no C compiler, an
-    unsupported platform), say so and train the uncompiled model instead."""
+    unsupported platform), say so and train the uncompiled model instead. The trial call is the
+    evaluation graph (eval mode, full batch, no grad), which evaluation needs anyway."""
     try:
+        compiled.eval()
         with torch.no_grad():
-            compiled(x[:1])
+            if x.is_cuda:
+                torch.compiler.cudagraph_mark_step_begin()
+            compiled(x, y)
         return compiled
     except torch.cuda.OutOfMemoryError:
         raise
@@ -317,6 +335,8 @@ def _first_compiled_call(compiled, model: GPT, x: torch.Tensor, say):
         say(f"torch.compile failed here ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
             "training without it (--no-compile skips the attempt)")
         return model
+    finally:
+        compiled.train()
 
 
 def summary(result: Result, config: TrainConfig) -> str:

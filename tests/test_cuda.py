@@ -76,7 +76,7 @@ def test_training_on_cuda_learns_and_writes_a_sampleable_run(dataset, tmp_path, 
     evals = [row for row in rows if "val_loss" in row]
     assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 0.1 and math.isfinite(evals[-1]["val_loss"])
     if peak_flops(torch.device("cuda")):
-        assert all(0 < row["mfu"] < 1 for row in rows)
+        assert all(0 <= row["mfu"] < 1 for row in rows) and rows[-1]["mfu"] > 0
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["train"]["device"] == "auto"
     # the weights are plain fp32 tensors that load on the CPU
