@@ -37,7 +37,7 @@ def build(cfg, dataset, device, compile_mode):
 
 
 def make_step(cfg, dataset, device, model, run, opt, staged: bool, clip: bool):
-    fixed = to_device(dataset.batch(cfg.seed, 0, 0, 0, cfg.batch_size, cfg.block_size), device)
+    fixed = to_device(dataset.batch(cfg.seed, 0, 0, cfg.batch_size, cfg.block_size), device)
     it = [0]
 
     def step():
@@ -45,7 +45,7 @@ def make_step(cfg, dataset, device, model, run, opt, staged: bool, clip: bool):
         if staged:
             x, y = fixed
         else:
-            x, y = to_device(dataset.batch(cfg.seed, it[0], 0, 0, cfg.batch_size, cfg.block_size), device)
+            x, y = to_device(dataset.batch(cfg.seed, it[0], 0, cfg.batch_size, cfg.block_size), device)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             _, loss = run(x, y)
         loss.backward()
@@ -105,7 +105,7 @@ def main() -> None:
     # the forward pass alone, as evaluation runs it
     model, run, _ = build(cfg, dataset, device, "default")
     run.eval()
-    x, y = to_device(dataset.batch(cfg.seed, 0, 0, 0, cfg.batch_size, cfg.block_size), device)
+    x, y = to_device(dataset.batch(cfg.seed, 0, 0, cfg.batch_size, cfg.block_size), device)
 
     def fwd():
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
@@ -115,9 +115,9 @@ def main() -> None:
     # host-side costs: one tiny kernel launch, one batch draw + pinned copy
     a = torch.ones(16, device=device)
     results["us per tiny op (a + 1)"] = round(timed(lambda: a + 1, 2000, 100) * 1000, 2)
-    batch = dataset.batch(cfg.seed, 0, 0, 0, cfg.batch_size, cfg.block_size)
+    batch = dataset.batch(cfg.seed, 0, 0, cfg.batch_size, cfg.block_size)
     results["us per to_device"] = round(timed(lambda: to_device(batch, device), 500, 50) * 1000, 2)
-    results["us per batch draw"] = round(timed(lambda: dataset.batch(cfg.seed, 3, 0, 0, cfg.batch_size, cfg.block_size),
+    results["us per batch draw"] = round(timed(lambda: dataset.batch(cfg.seed, 3, 0, cfg.batch_size, cfg.block_size),
                                                500, 50) * 1000, 2)
     print(json.dumps({"bench": "step_profile", "device": torch.cuda.get_device_name(), "torch": torch.__version__,
                       "preset": args.preset, "ms_per_step": results}))

@@ -76,7 +76,7 @@ def time_training(cfg, dataset: TokenData, device: torch.device, use_compile: bo
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         for micro in range(cfg.grad_accum):
-            x, y = to_device(dataset.batch(cfg.seed, step, micro, 0, cfg.batch_size, cfg.block_size), device)
+            x, y = to_device(dataset.batch(cfg.seed, step, micro, cfg.batch_size, cfg.block_size), device)
             if graphs:
                 torch.compiler.cudagraph_mark_step_begin()
             with autocast:
@@ -120,7 +120,7 @@ def main() -> None:
 
     def keyed():  # both sides end with (inputs, targets) CPU tensors of int64
         step[0] += 1
-        batch = torch.from_numpy(dataset.batch(cfg.seed, step[0], 0, 0, B, T))
+        batch = torch.from_numpy(dataset.batch(cfg.seed, step[0], 0, B, T))
         return batch[:, :-1], batch[:, 1:]
     ours = time_draws(keyed, args.draws)
     loop = time_draws(lambda: nanogpt_batch(biggest, dataset.dtype, B, T), args.draws)

@@ -7,6 +7,7 @@ the command has removed what it had half-written.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -33,7 +34,11 @@ def _run(app: typer.Typer) -> None:
 
 
 def _fail(e: UserError) -> typer.Exit:
-    print(f"error: {e}", file=sys.stderr)
+    from .distributed import env_rank
+
+    rank = env_rank()
+    if rank == 0 or e.local:  # under torchrun every rank meets a shared error; one message is enough
+        print(f"{f'[rank {rank}] ' if rank else ''}error: {e}", file=sys.stderr)
     return typer.Exit(e.exit_code)
 
 
@@ -137,21 +142,30 @@ def train(
     dtype: Optional[str] = typer.Option(None, "--dtype", help="auto, float32, bfloat16 or float16."),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", show_default="on for CUDA",
                                            help="torch.compile the model."),
+    backend: str = typer.Option("auto", "--backend", help="Under torchrun: nccl, gloo, or auto (nccl on CUDA, "
+                                "gloo on CPUs)."),
+    dist_timeout: float = typer.Option(300, "--dist-timeout", metavar="SECONDS",
+                                       help="Under torchrun: how long a rank waits to reach the others."),
 ) -> None:
-    from .config import make_config
+    flags = dict(locals())  # first, before any name is bound here: the flags as given
+    if "WORLD_SIZE" in os.environ:  # under torchrun, before torch loads: c10d's C++ log repeats, with stack
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")  # frames, the errors minigpt explains
+    from .config import FIELDS, make_config
+    from .distributed import env_rank
     from .progress import train_display
     from .trainer import log_line, summary, train as run_train
 
-    overrides = {k: v for k, v in locals().items() if k not in ("preset", "data", "out", "resume", "force",
-                                                                 "verify_data", "make_config", "train_display",
-                                                                 "log_line", "summary", "run_train")}
+    overrides = {k: v for k, v in flags.items() if k in FIELDS and k != "preset"}
     try:
         cfg = make_config(preset, **overrides)
-        with train_display(cfg.max_iters, lambda row: log_line(row, cfg)) as (say, on_row):
-            result = run_train(cfg, data, out, resume, force, verify_data, say=say, on_row=on_row)
+        with train_display(cfg.max_iters, lambda row: log_line(row, cfg), enabled=None if env_rank() == 0 else False) \
+                as (say, on_row):
+            result = run_train(cfg, data, out, resume, force, verify_data, say=say, on_row=on_row, backend=backend,
+                               dist_timeout=dist_timeout)
     except UserError as e:
         raise _fail(e) from None
-    print(summary(result, cfg))
+    if env_rank() == 0:
+        print(summary(result, cfg))
     if result.stopped_by:
         raise typer.Exit(128 + getattr(signal, result.stopped_by))
 

@@ -1,9 +1,10 @@
 """The memmap loader: the token shards of a prepared dataset, batches drawn from them, and fixed
 evaluation windows.
 
-A batch is a pure function of (seed, step, micro-step, rank): its window starts come from a Philox
-counter-based generator keyed by the seed, with (rank, micro-step, step) as its counter. Resuming at
-any step needs no replay, evaluation draws nothing, and more processes cut the same global batch.
+A batch is a pure function of (seed, step, micro-batch): its window starts come from a Philox
+counter-based generator keyed by the seed, with (micro-batch, step) as its counter. Resuming at any
+step needs no replay, evaluation draws nothing, and K processes under torchrun, each taking its own
+micro-batches of the step, draw exactly the windows of one process.
 Windows of block_size + 1 tokens are uniform over every start position of every shard and never
 straddle two shards. One vectorised gather per shard touched; no per-row Python loop.
 """
@@ -94,14 +95,16 @@ class TokenData:
             out[rows] = shards[s][start[rows, None] + offsets]
         return out
 
-    def batch(self, seed: int, step: int, micro: int, rank: int, B: int, T: int) -> np.ndarray:
-        """(B, T + 1) token windows of the train split for this key: inputs are [:, :-1], targets [:, 1:]."""
+    def batch(self, seed: int, step: int, micro: int, B: int, T: int) -> np.ndarray:
+        """(B, T + 1) token windows of the train split, micro-batch `micro` of optimizer step `step`:
+        inputs are [:, :-1], targets [:, 1:]. Under torchrun each rank asks for its own micro-batches
+        of the step (distributed.micro_batches), so the rank is part of the key through `micro`."""
         counts = self._starts("train", T)
         ends = np.cumsum(counts)
-        # Philox is counter-based: (rank, micro, step) in the high counter words give every key its own
+        # Philox is counter-based: (micro, step) in the high counter words give every key its own
         # stream, and the low word has room for 2**64 draws. Raw 64-bit draws modulo the number of
         # windows: the bias is below 2**-30 for any dataset that fits on a disk.
-        raw = np.random.Philox(key=seed, counter=[0, rank, micro, step]).random_raw(B)
+        raw = np.random.Philox(key=seed, counter=[0, 0, micro, step]).random_raw(B)
         r = (raw % np.uint64(ends[-1])).astype(np.int64)
         shard = np.searchsorted(ends, r, side="right")
         return self._gather("train", shard, r - (ends[shard] - counts[shard]), T)

@@ -6,11 +6,12 @@ and exits non-zero without a traceback; anything else is a bug and keeps its tra
 
 
 class UserError(Exception):
-    def __init__(self, message: str, hint: str | None = None, exit_code: int = 2):
+    def __init__(self, message: str, hint: str | None = None, exit_code: int = 2, local: bool = False):
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.exit_code = exit_code
+        self.local = local  # under torchrun: this rank's own fault (the others did not meet it), so it speaks
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n---> HINT: {self.hint}"

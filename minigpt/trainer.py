@@ -17,10 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .checkpoint import RUNS_DIR, RunFolder, versions
 from .config import TrainConfig
 from .data import TokenData, find_dataset, to_device
+from .distributed import Dist, micro_batches, setup
 from .errors import UserError
 from .model import GPT, GPTConfig
 
@@ -108,14 +110,29 @@ class StopSignal:
 
 
 def train(cfg: TrainConfig, data: Path | None = None, out: Path | None = None, resume: bool = False,
-          force: bool = False, verify_data: bool = False, say=print, on_row=None) -> Result:
-    """Train (or with resume, continue) a run; `say` gets notes and log lines, `on_row` every metrics row."""
-    folder, note = find_dataset(data)
+          force: bool = False, verify_data: bool = False, say=print, on_row=None, backend: str = "auto",
+          dist_timeout: float = 300.0) -> Result:
+    """Train (or with resume, continue) a run; `say` gets notes and log lines, `on_row` every metrics row.
+    Under torchrun, every rank calls this; rank 0 alone speaks and writes (see distributed.py)."""
+    d, device = setup(resolve_device(cfg.device), backend, dist_timeout)
+    if not d.main:
+        say, on_row = (lambda *_: None), (lambda row: None)
+    try:
+        result = _train(cfg, d, device, data, out, resume, force, verify_data, say, on_row)
+    except BaseException:
+        d.close(clean=False)
+        raise
+    d.close(clean=True)
+    return result
+
+
+def _train(cfg: TrainConfig, d: Dist, device: torch.device, data, out, resume, force, verify_data, say, on_row) -> Result:
+    folder, note = d.agree(lambda: find_dataset(data))
     if note:
         say(note)
     dataset = TokenData(folder, verify=verify_data)
     dataset.check_block_size(cfg.block_size)
-    device = resolve_device(cfg.device)
+    micros = micro_batches(cfg.grad_accum, d)
     dtype = resolve_dtype(cfg.dtype, device)
     run = RunFolder(out if out is not None else RUNS_DIR / f"{folder.name}-{cfg.preset}")
     model_cfg = GPTConfig(vocab_size=dataset.manifest["vocab_size"], block_size=cfg.block_size, n_layer=cfg.n_layer,
@@ -125,37 +142,49 @@ def train(cfg: TrainConfig, data: Path | None = None, out: Path | None = None, r
                           "vocab_sha256": dataset.manifest["vocab_sha256"]},
               "versions": versions()}
 
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = GPT(model_cfg).to(device)
     optimizer = make_optimizer(model, cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     step, best_val, tokens_seen = 0, float("inf"), 0
     if resume:
-        state = _resume(run, config, device)
+        state = d.agree(lambda: _resume(run, config))
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         step, best_val, tokens_seen = state["step"], state["best_val_loss"], state["tokens_seen"]
-        torch.set_rng_state(state["rng_cpu"].cpu())
-        if device.type == "cuda" and "rng_cuda" in state:
-            torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
-        run.truncate_metrics(step)
+        if len(state["rng"]) == d.world_size:
+            _set_rng(state["rng"][d.rank], device)
+        else:
+            say(f"the checkpoint was written by {len(state['rng'])} process(es), this run has {d.world_size}: "
+                "the batches are the same, dropout masks start afresh")
+            torch.manual_seed(cfg.seed + 1_000_003 * step + d.rank)
+        if d.main:
+            run.truncate_metrics(step)
         say(f"resuming {run.path} at step {step:,} of {cfg.max_iters:,}")
     else:
-        _check_fresh(run, force)
-        run.start(config, folder / "vocab.json")
+        d.agree(lambda: (_check_fresh(run, force), run.start(config, folder / "vocab.json")))
+        if d.rank:
+            torch.manual_seed(cfg.seed + d.rank)  # dropout masks of their own for the other ranks
 
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    compiled = _maybe_compile(model, cfg, device, say)
-    graphs = compiled is not model and device.type == "cuda"
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
+    compiled = _maybe_compile(model, cfg, device, say, graphs=not d.enabled)
+    if compiled is not model and step < cfg.max_iters:
+        x, y = to_device(dataset.batch(cfg.seed, step, micros[0], cfg.batch_size, cfg.block_size), device)
+        with autocast:
+            compiled = _first_compiled_call(compiled, model, x, y, cfg, say)
+    graphs = compiled is not model and device.type == "cuda" and not d.enabled
+    net = DDP(compiled, device_ids=[device.index] if device.type == "cuda" else None) if d.enabled else compiled
 
-    def forward(x: torch.Tensor, y: torch.Tensor):
+    def forward(module, x: torch.Tensor, y: torch.Tensor):
         if graphs:  # a new iteration: CUDA graph outputs of the last one may be overwritten
             torch.compiler.cudagraph_mark_step_begin()
-        return compiled(x, y)
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
+        return module(x, y)
+
+    # every rank evaluates its share of the fixed windows; the sums are added up across ranks
     val_windows = dataset.eval_windows("val", cfg.block_size, cfg.eval_tokens, cfg.seed)
     train_windows = dataset.eval_windows("train", cfg.block_size, cfg.eval_tokens, cfg.seed)
     flops_peak = peak_flops(device)
@@ -166,22 +195,21 @@ def train(cfg: TrainConfig, data: Path | None = None, out: Path | None = None, r
         compiled.eval()
         total = torch.zeros((), device=device)
         with torch.no_grad():
-            for batch in dataset.eval_batches(split, windows, cfg.batch_size, cfg.block_size):
+            for batch in dataset.eval_batches(split, windows[d.rank::d.world_size], cfg.batch_size, cfg.block_size):
                 x, y = to_device(batch, device)
                 with autocast:
-                    _, loss = forward(x, y) if len(batch) == cfg.batch_size else model(x, y)
+                    _, loss = forward(compiled, x, y) if len(batch) == cfg.batch_size else model(x, y)
                 total += loss.float() * len(batch)  # summed on the device: one sync per evaluation
         compiled.train()
-        return total.item() / len(windows)
+        return d.sum(total).item() / len(windows)
 
     def checkpoint() -> None:
-        state = {"step": step, "best_val_loss": best_val, "tokens_seen": tokens_seen,
-                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                 "rng_cpu": torch.get_rng_state(), "model_config": model_cfg.to_json(),
-                 "dataset": config["dataset"], "train": cfg.to_json()}
-        if device.type == "cuda":
-            state["rng_cuda"] = torch.cuda.get_rng_state(device)
-        run.save(model, state)
+        rng = d.gather({"cpu": torch.get_rng_state(), **({"cuda": torch.cuda.get_rng_state(device)}
+                                                         if device.type == "cuda" else {})})
+        if d.main:
+            run.save(model, {"step": step, "best_val_loss": best_val, "tokens_seen": tokens_seen,
+                             "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng,
+                             "model_config": model_cfg.to_json(), "dataset": config["dataset"], "train": cfg.to_json()})
 
     def finite(loss: torch.Tensor) -> float:
         """The step's loss; a NaN or inf stops training before any checkpoint can save broken weights."""
@@ -192,7 +220,7 @@ def train(cfg: TrainConfig, data: Path | None = None, out: Path | None = None, r
                             "lower --lr, keep --grad-clip on, or try --dtype float32", exit_code=EXIT_NAN)
         return value
 
-    start_time, compile_checked = time.perf_counter(), False
+    start_time = time.perf_counter()
     window_time, window_tokens = start_time, 0
     stopped_by = None
     compiled.train()
@@ -203,20 +231,17 @@ def train(cfg: TrainConfig, data: Path | None = None, out: Path | None = None, r
                 group["lr"] = lr
             step_loss = torch.zeros((), device=device)
             try:
-                for micro in range(cfg.grad_accum):
-                    x, y = to_device(dataset.batch(cfg.seed, step, micro, 0, cfg.batch_size, cfg.block_size), device)
-                    with autocast:
-                        if compiled is not model and not compile_checked:
-                            compiled, compile_checked = _first_compiled_call(compiled, model, x, y, say), True
-                            graphs = graphs and compiled is not model
-                        _, loss = forward(x, y)
-                    loss = loss / cfg.grad_accum
-                    scaler.scale(loss).backward()
-                    step_loss += loss.detach()  # no .item() here: the GPU is not waited on every step
+                for i, micro in enumerate(micros):
+                    x, y = to_device(dataset.batch(cfg.seed, step, micro, cfg.batch_size, cfg.block_size), device)
+                    # DDP averages gradients over ranks on the last micro-step only
+                    sync = net.no_sync() if d.enabled and i < len(micros) - 1 else nullcontext()
+                    with sync:
+                        with autocast:
+                            _, loss = forward(net, x, y)
+                        scaler.scale(loss / len(micros)).backward()
+                    step_loss += loss.detach() / cfg.grad_accum  # no .item(): the GPU is not waited on every step
             except torch.cuda.OutOfMemoryError:
-                raise UserError(f"out of GPU memory at batch size {cfg.batch_size} x block {cfg.block_size}",
-                                f"use a smaller --batch-size with a larger --grad-accum (e.g. --batch-size "
-                                f"{max(cfg.batch_size // 2, 1)} --grad-accum {cfg.grad_accum * 2}): same tokens per step") from None
+                raise _oom(cfg) from None
             if cfg.grad_clip > 0:
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -229,7 +254,7 @@ def train(cfg: TrainConfig, data: Path | None = None, out: Path | None = None, r
 
             last = step == cfg.max_iters
             if step % cfg.log_interval == 0 or step % cfg.eval_interval == 0 or last:
-                loss_value = finite(step_loss)
+                loss_value = finite(d.sum(step_loss))
                 now = time.perf_counter()
                 tok_s = window_tokens / (now - window_time)
                 row = {"step": step, "tokens_seen": tokens_seen, "lr": lr, "train_loss": loss_value}
@@ -239,18 +264,31 @@ def train(cfg: TrainConfig, data: Path | None = None, out: Path | None = None, r
                     best_val = min(best_val, val)
                 row.update(tokens_per_s=round(tok_s, 1), elapsed_s=round(now - start_time, 3))
                 if flops_peak:
-                    row["mfu"] = round(model.flops_per_token() * tok_s / flops_peak, 6)
-                run.append_metrics(row)
+                    row["mfu"] = round(model.flops_per_token() * tok_s / (flops_peak * d.world_size), 6)
+                if d.main:
+                    run.append_metrics(row)
                 (on_row or (lambda r: say(log_line(r, cfg))))(row)
                 if "val_loss" in row:
                     checkpoint()
                 window_time, window_tokens = time.perf_counter(), 0
-            if stop.signum is not None and not last:
-                finite(step_loss)
+            if d.any(stop.signum is not None) and not last:  # a signal to any rank stops them all here
+                finite(d.sum(step_loss))
                 checkpoint()
-                stopped_by = signal.Signals(stop.signum).name
+                stopped_by = signal.Signals(stop.signum).name if stop.signum else "SIGTERM"
                 break
     return Result(run.path, step, best_val, tokens_seen, time.perf_counter() - start_time, stopped_by)
+
+
+def _set_rng(rng: dict, device: torch.device) -> None:
+    torch.set_rng_state(rng["cpu"].cpu())
+    if device.type == "cuda" and "cuda" in rng:
+        torch.cuda.set_rng_state(rng["cuda"].cpu(), device)
+
+
+def _oom(cfg: TrainConfig) -> UserError:
+    return UserError(f"out of GPU memory at batch size {cfg.batch_size} x block {cfg.block_size}",
+                     f"use a smaller --batch-size with a larger --grad-accum (e.g. --batch-size "
+                     f"{max(cfg.batch_size // 2, 1)} --grad-accum {cfg.grad_accum * 2}): same tokens per step")
 
 
 def log_line(row: dict, cfg: TrainConfig) -> str:
@@ -281,12 +319,12 @@ def _saved_progress(run: RunFolder) -> tuple[int | None, int]:
         return None, 0
 
 
-def _resume(run: RunFolder, config: dict, device: torch.device) -> dict:
+def _resume(run: RunFolder, config: dict) -> dict:
     if not run.exists():
         raise UserError(f"--resume: {run.path} has no checkpoint ({run.file('train_state.pt').name})",
                         "drop --resume to start a new run there, or point --out at the run to continue")
     try:
-        state = run.load_state(device)
+        state = run.load_state(torch.device("cpu"))
     except Exception as e:
         raise UserError(f"--resume: cannot read {run.file('train_state.pt')}: {e}",
                         "the checkpoint is damaged; start over with --force") from None
@@ -301,24 +339,25 @@ def _resume(run: RunFolder, config: dict, device: torch.device) -> dict:
     return state
 
 
-def _maybe_compile(model: GPT, cfg: TrainConfig, device: torch.device, say):
+def _maybe_compile(model: GPT, cfg: TrainConfig, device: torch.device, say, graphs: bool = True):
     """torch.compile, on CUDA with CUDA graphs: at these model sizes a step is a few hundred small
     kernels, and launching them from Python costs more than running them (BENCHMARKS.md)."""
     use = cfg.compile if cfg.compile is not None else device.type == "cuda"
     if not use:
         return model
     try:
-        return compile_model(model, device)
+        return compile_model(model, device, graphs)
     except Exception as e:  # e.g. an unsupported Python or platform: train uncompiled
         say(f"torch.compile is not available here ({type(e).__name__}: {e}); training without it")
         return model
 
 
-def compile_model(model: GPT, device: torch.device):
-    return torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else None)
+def compile_model(model: GPT, device: torch.device, graphs: bool = True):
+    """CUDA graphs are left out under DDP, whose gradient hooks run between the captured kernels."""
+    return torch.compile(model, mode="reduce-overhead" if graphs and device.type == "cuda" else None)
 
 
-def _first_compiled_call(compiled, model: GPT, x: torch.Tensor, y: torch.Tensor, say):
+def _first_compiled_call(compiled, model: GPT, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, say):
     """torch.compile compiles on the first call; where that fails (no Triton, no C compiler, an
     unsupported platform), say so and train the uncompiled model instead. The trial call is the
     evaluation graph (eval mode, full batch, no grad), which evaluation needs anyway."""
@@ -330,7 +369,7 @@ def _first_compiled_call(compiled, model: GPT, x: torch.Tensor, y: torch.Tensor,
             compiled(x, y)
         return compiled
     except torch.cuda.OutOfMemoryError:
-        raise
+        raise _oom(cfg) from None
     except Exception as e:
         say(f"torch.compile failed here ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
             "training without it (--no-compile skips the attempt)")

@@ -59,7 +59,7 @@ def metrics(run: Path) -> list[dict]:
 
 def test_batches_reach_the_gpu_unchanged(dataset):
     data = TokenData(dataset)
-    batch = data.batch(1, 5, 0, 0, 64, 32)
+    batch = data.batch(1, 5, 0, 64, 32)
     x, y = to_device(batch, torch.device("cuda"))
     assert x.is_cuda and x.shape == (64, 32)
     assert torch.equal(x.cpu(), torch.from_numpy(batch[:, :-1])) and torch.equal(y.cpu(), torch.from_numpy(batch[:, 1:]))
@@ -92,10 +92,10 @@ def test_sigterm_then_resume_on_cuda_ends_where_an_uninterrupted_run_does(datase
     assert run_cli("train_app", *args, "--out", whole).exit_code == 0
     original = TokenData.batch
 
-    def batch(self, seed, step, micro, rank, B, T):
+    def batch(self, seed, step, micro, B, T):
         if step == 25 and micro == 0:
             signal.raise_signal(signal.SIGTERM)
-        return original(self, seed, step, micro, rank, B, T)
+        return original(self, seed, step, micro, B, T)
     monkeypatch.setattr(TokenData, "batch", batch)
     assert run_cli("train_app", *args, "--out", parts).exit_code == 143
     monkeypatch.setattr(TokenData, "batch", original)

@@ -58,9 +58,9 @@ def without_timing(rows):
 
 def test_batch_is_a_pure_function_of_its_key(dataset):
     a, b = TokenData(dataset), TokenData(dataset)
-    key = dict(seed=7, step=123, micro=2, rank=1, B=8, T=32)
+    key = dict(seed=7, step=123, micro=2, B=8, T=32)
     first = a.batch(**key)
-    for other in (dict(key, step=124), dict(key, micro=3), dict(key, rank=0), dict(key, seed=8)):
+    for other in (dict(key, step=124), dict(key, micro=3), dict(key, micro=0), dict(key, seed=8)):
         a.batch(**other)  # other draws in between change nothing
         assert not np.array_equal(a.batch(**other), first)
     assert np.array_equal(b.batch(**key), first) and np.array_equal(a.batch(**key), first)
@@ -73,11 +73,11 @@ def test_windows_never_straddle_shards(dataset):
     T = 60
     # every legal window, shard by shard: a drawn window must be one of them
     legal = {tuple(w) for s in data.shards["train"] for w in np.lib.stride_tricks.sliding_window_view(np.asarray(s), T + 1)}
-    rows = np.concatenate([data.batch(1, step, 0, 0, 64, T) for step in range(40)])
+    rows = np.concatenate([data.batch(1, step, 0, 64, T) for step in range(40)])
     assert all(tuple(r) in legal for r in rows)
     # and draws reach the last tokens of shards (uniform over every start, ends included)
     lasts = {tuple(np.asarray(s)[-(T + 1):]) for s in data.shards["train"]}
-    rows = np.concatenate([data.batch(2, step, 0, 0, 256, T) for step in range(200)])
+    rows = np.concatenate([data.batch(2, step, 0, 256, T) for step in range(200)])
     assert lasts & {tuple(r) for r in rows}
 
 
@@ -165,10 +165,10 @@ def test_sigterm_at_any_step_then_resume_is_byte_identical(dataset, tmp_path, mo
 
     original = TokenData.batch
 
-    def batch(self, seed, step, micro, rank, B, T):
+    def batch(self, seed, step, micro, B, T):
         if step == stop_at and micro == 0:
             signal.raise_signal(signal.SIGTERM)  # delivered mid-step, as a real `kill` would be
-        return original(self, seed, step, micro, rank, B, T)
+        return original(self, seed, step, micro, B, T)
     monkeypatch.setattr(TokenData, "batch", batch)
     r = run_train(*args, "--out", parts)
     assert r.exit_code == 143 and "--resume" in r.stdout, r.output
