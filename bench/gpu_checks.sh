@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks and benchmarks in one go, for a lent GPU machine (figures go into BENCHMARKS.md).
 #
-#   bash bench/gpu_checks.sh [STEP ...]     # steps: env tests trainbench seedrun samplebench ddp quality
+#   bash bench/gpu_checks.sh [STEP ...]     # steps: env tests trainbench seedrun quality ddp samplebench
 #
 # Needs a prepared dataset in $DATA (default data/c4-bench-3000: `python prepare.py --dataset
 # bench/.corpus/c4-800mb --docs 3000 --out data/c4-bench-3000`) and torch with CUDA; `datasets` is
@@ -48,12 +48,16 @@ export -f env_info seed_run
 for s in ${@:-env tests trainbench seedrun samplebench}; do
   case $s in
     env) step env 60 bash -c env_info ;;
-    tests) step tests 300 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py ;;
+    tests) step tests 150 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py ;;
     trainbench) step trainbench 240 $PY bench/train_bench.py --data "$DATA" --preset seed --steps 200 --warmup 30 \
                   --json "$OUT/train_bench.json" ;;
-    seedrun) step seedrun 240 bash -c seed_run ;;
+    seedrun) step seedrun 180 bash -c seed_run ;;
+    quality) step quality 150 $PY bench/quality_bench.py --data "$DATA" --shape seed --device cuda --variants old \
+               --lrs 3e-4 --jobs 1 --compile --json "$OUT/quality_seed_old.json" ;;
+    ddp) step ddp 100 $PY -m torch.distributed.run --standalone --nproc_per_node=1 -m minigpt.train --preset seed \
+           --max-iters 300 --eval-interval 300 --data "$DATA" --out "$RUNS/ddp1" ;;
     samplebench) step samplebench 150 bash -c "$PY bench/sample_bench.py --device cuda --run $RUNS/seed --json $OUT/sample_bench_64.json && $PY bench/sample_bench.py --device cuda --block-size 256 --json $OUT/sample_bench_256.json" ;;
     *) echo "unknown step $s" ;;
   esac
 done
-grep -h "^===\|passed\|failed\|tok/s\|MFU\|speed-up\|finished\|best val\|wall time\|tokens in" "$LOG" | tail -60
+grep -h "^===\|passed\|failed\|tok/s\|MFU\|speed-up\|finished\|best val\|wall time\|tokens in\|\[1/1\]\|^old\|error" "$LOG" | grep -v "^step " | tail -60

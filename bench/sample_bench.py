@@ -55,10 +55,9 @@ def main() -> None:
     if args.run:
         engine = Engine.load(args.run, args.device)
     else:
-        cfg = make_config(args.preset, block_size=args.block_size)
         torch.manual_seed(0)
-        model = GPT(GPTConfig(vocab_size=args.vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
-                              n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=0.0))
+        cfg = make_config(args.preset, block_size=args.block_size, dropout=0.0)
+        model = GPT(GPTConfig.from_train(cfg, args.vocab_size))
         vocab = Vocab(["<eot>", "<unk>"] + [chr(32 + i) for i in range(args.vocab_size - 2)])
         device = resolve_device(args.device)
         engine = Engine(model.to(device), vocab, device)

@@ -24,19 +24,18 @@ sys.path.insert(0, str(ROOT))
 from minigpt.config import make_config  # noqa: E402
 from minigpt.data import TokenData, find_dataset, to_device  # noqa: E402
 from minigpt.model import GPT, GPTConfig  # noqa: E402
-from minigpt.trainer import make_optimizer  # noqa: E402
+from minigpt.trainer import make_optimizers  # noqa: E402
 
 
 def build(cfg, dataset, device, compile_mode):
     torch.manual_seed(cfg.seed)
-    model = GPT(GPTConfig(vocab_size=dataset.manifest["vocab_size"], block_size=cfg.block_size, n_layer=cfg.n_layer,
-                          n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout)).to(device)
-    opt = make_optimizer(model, cfg, device)
+    model = GPT(GPTConfig.from_train(cfg, dataset.manifest["vocab_size"])).to(device)
+    opts = make_optimizers(model, cfg, device)
     run = model if compile_mode is None else torch.compile(model, mode=compile_mode)
-    return model, run, opt
+    return model, run, opts
 
 
-def make_step(cfg, dataset, device, model, run, opt, staged: bool, clip: bool):
+def make_step(cfg, dataset, device, model, run, opts, staged: bool, clip: bool):
     fixed = to_device(dataset.batch(cfg.seed, 0, 0, cfg.batch_size, cfg.block_size), device)
     it = [0]
 
@@ -51,8 +50,9 @@ def make_step(cfg, dataset, device, model, run, opt, staged: bool, clip: bool):
         loss.backward()
         if clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        for opt in opts:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
         return loss
     return step
 

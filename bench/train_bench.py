@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from minigpt.config import make_config  # noqa: E402
 from minigpt.data import TokenData, find_dataset, to_device  # noqa: E402
 from minigpt.model import GPT, GPTConfig  # noqa: E402
-from minigpt.trainer import compile_model, lr_at, make_optimizer, peak_flops, resolve_device, resolve_dtype  # noqa: E402
+from minigpt.trainer import compile_model, lr_at, make_optimizers, peak_flops, resolve_device, resolve_dtype  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -59,9 +59,8 @@ def time_draws(fn, n: int) -> float:
 def time_training(cfg, dataset: TokenData, device: torch.device, use_compile: bool, steps: int, warmup: int) -> dict:
     torch.manual_seed(cfg.seed)
     dtype = resolve_dtype(cfg.dtype, device)
-    model = GPT(GPTConfig(vocab_size=dataset.manifest["vocab_size"], block_size=cfg.block_size, n_layer=cfg.n_layer,
-                          n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout)).to(device)
-    opt = make_optimizer(model, cfg, device)
+    model = GPT(GPTConfig.from_train(cfg, dataset.manifest["vocab_size"])).to(device)
+    opts = make_optimizers(model, cfg, device)
     run = compile_model(model, device) if use_compile else model
     graphs = use_compile and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
@@ -73,8 +72,9 @@ def time_training(cfg, dataset: TokenData, device: torch.device, use_compile: bo
         if step == warmup:
             sync(device)
             t0 = time.perf_counter()
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
+        for opt in opts:
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg)
         for micro in range(cfg.grad_accum):
             x, y = to_device(dataset.batch(cfg.seed, step, micro, cfg.batch_size, cfg.block_size), device)
             if graphs:
@@ -82,11 +82,14 @@ def time_training(cfg, dataset: TokenData, device: torch.device, use_compile: bo
             with autocast:
                 _, loss = run(x, y)
             scaler.scale(loss / cfg.grad_accum).backward()
-        scaler.unscale_(opt)
+        for opt in opts:
+            scaler.unscale_(opt)
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(opt)
+        for opt in opts:
+            scaler.step(opt)
         scaler.update()
-        opt.zero_grad(set_to_none=True)
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
     sync(device)
     seconds = (time.perf_counter() - t0) / steps
     tok_s = cfg.tokens_per_step / seconds

@@ -21,14 +21,23 @@ class TrainConfig:
     n_embd: int = 384
     block_size: int = 64
     dropout: float = 0.2
+    bias: bool = False  # biases in Linear and LayerNorm layers (none: better in BENCHMARKS.md's ablation)
+    tie_weights: bool = True  # the output head shares the token embedding
+    init: str = "gpt2"  # gpt2, zero (residual projections start at 0) or torch (PyTorch's defaults)
+    mlp: str = "relu2"  # relu2 (ReLU squared) or gelu
+    pos: str = "rope"  # rope (rotary), or learned position embeddings
+    qk_norm: bool = True  # RMS-normalise queries and keys
     # optimisation
     batch_size: int = 128  # sequences per micro-step
     grad_accum: int = 1  # micro-steps per optimizer step
     max_iters: int = 5000
     lr: float = 3e-4
     min_lr: float | None = None  # end of the cosine decay; None: lr / 10
-    warmup_iters: int = 100  # linear warmup from 0
+    warmup_iters: int = 20  # linear warmup from 0 (Muon needs little)
     weight_decay: float = 0.1  # on 2-D weights only
+    optimizer: str = "muon"  # muon: Muon for the blocks' matrices, AdamW for the rest; or adamw for all
+    schedule: str = "cosine"  # after warmup: cosine to min_lr, wsd (flat, then linear over the last 20%), constant
+    beta2: float = 0.95  # AdamW's second-moment decay
     grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
     # evaluation and logging
     eval_interval: int = 250  # evaluate and checkpoint every this many steps (and at the end)
@@ -67,8 +76,14 @@ class TrainConfig:
                             f"(got --lr {self.lr}, --min-lr {self.final_lr})")
         if self.warmup_iters < 0 or self.weight_decay < 0 or self.grad_clip < 0 or self.eval_tokens < 0:
             raise UserError("--warmup-iters, --weight-decay, --grad-clip and --eval-tokens cannot be negative")
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise UserError(f"--dtype {self.dtype}: choose auto, float32, bfloat16 or float16")
+        choices = {"dtype": ("auto", "float32", "bfloat16", "float16"), "init": ("gpt2", "zero", "torch"),
+                   "mlp": ("gelu", "relu2"), "pos": ("learned", "rope"), "optimizer": ("adamw", "muon"),
+                   "schedule": ("cosine", "wsd", "constant")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UserError(f"--{name} {getattr(self, name)}: choose {', '.join(allowed)}")
+        if not 0 < self.beta2 < 1:
+            raise UserError(f"--beta2 must be in (0, 1) (got {self.beta2})")
 
 
 def _divisor_near(n: int, k: int) -> int:
@@ -86,6 +101,8 @@ PRESETS: dict[str, dict] = {
                  warmup_iters=10, eval_interval=50, eval_tokens=16_384, dropout=0.0, log_interval=10),
 }
 FIELDS = {f.name for f in fields(TrainConfig)}
+MODEL_FIELDS = ("block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "tie_weights", "init", "mlp", "pos",
+                "qk_norm")  # the TrainConfig fields that make the GPTConfig
 
 
 def make_config(preset: str, **overrides) -> TrainConfig:

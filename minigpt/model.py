@@ -26,11 +26,36 @@ class GPTConfig:
     n_head: int = 8
     n_embd: int = 384
     dropout: float = 0.2
-    bias: bool = True  # biases in Linear and LayerNorm, as in GPT-2
+    bias: bool = False  # biases in Linear and LayerNorm (GPT-2 had them)
     tie_weights: bool = True  # the head shares the token embedding matrix
+    init: str = "gpt2"  # gpt2: N(0, 0.02), residual projections / sqrt(2 n_layer); zero: those start at 0; torch
+    mlp: str = "relu2"  # relu2 (ReLU squared), or gelu
+    pos: str = "rope"  # rope (rotary, in attention), or learned position embeddings up to block_size
+    qk_norm: bool = True  # RMS-normalise queries and keys per head before attention
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_train(cls, cfg, vocab_size: int) -> "GPTConfig":
+        """The model part of a TrainConfig."""
+        from .config import MODEL_FIELDS
+
+        return cls(vocab_size=vocab_size, **{name: getattr(cfg, name) for name in MODEL_FIELDS})
+
+    def check(self) -> None:
+        for name, allowed in (("init", INITS), ("mlp", MLPS), ("pos", POSITIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+
+
+INITS, MLPS, POSITIONS = ("gpt2", "zero", "torch"), ("gelu", "relu2"), ("learned", "rope")
+
+
+def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs of channels (first half, second half) by position-dependent angles. x: (B, nh, T, hs)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
 class KVCache:
@@ -55,15 +80,20 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         assert cfg.n_embd % cfg.n_head == 0
-        self.n_head, self.n_embd, self.dropout = cfg.n_head, cfg.n_embd, cfg.dropout
+        self.n_head, self.n_embd, self.dropout, self.qk_norm = cfg.n_head, cfg.n_embd, cfg.dropout, cfg.qk_norm
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # q, k, v in one matmul
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)  # the projection gpt.py never applied
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        if self.qk_norm:
+            q, k = F.rms_norm(q, (q.size(-1),)), F.rms_norm(k, (k.size(-1),))
+        if rope is not None:  # (T, hs / 2) angles of these positions
+            q, k = rotary(q, *rope), rotary(k, *rope)
         if cache is None or cache.pos == 0:
             if cache is not None:
                 cache.put(layer, k, v)
@@ -86,8 +116,10 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = nn.Dropout(cfg.dropout)
 
+        self.act = F.gelu if cfg.mlp == "gelu" else (lambda h: F.relu(h).square())
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
 
 
 class Block(nn.Module):
@@ -98,27 +130,37 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache, layer)  # Pre-LN: the residual stream is never normalised in place
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0, rope=None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer, rope)  # Pre-LN: the residual stream is never normalised in place
         return x + self.mlp(self.ln_2(x))
 
 
 class GPT(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
+        cfg.check()
         self.config = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
-        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_weights:
             self.lm_head.weight = self.wte.weight
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):  # residual projections, scaled by depth (GPT-2)
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        if cfg.pos == "rope":  # angles for every position, computed once; not weights, so not saved
+            hs = cfg.n_embd // cfg.n_head
+            freq = 1.0 / (10000 ** (torch.arange(0, hs, 2, dtype=torch.float32) / hs))
+            angles = torch.outer(torch.arange(cfg.block_size, dtype=torch.float32), freq)  # (block_size, hs / 2)
+            self.register_buffer("rope_cos", angles.cos(), persistent=False)
+            self.register_buffer("rope_sin", angles.sin(), persistent=False)
+        if cfg.init != "torch":
+            self.apply(self._init_weights)
+            for name, p in self.named_parameters():
+                if name.endswith("c_proj.weight"):  # residual projections: scaled by depth (GPT-2), or zero
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer)) if cfg.init == "gpt2" else nn.init.zeros_(p)
+            if cfg.init == "zero" and not cfg.tie_weights:
+                nn.init.zeros_(self.lm_head.weight)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -129,17 +171,22 @@ class GPT(nn.Module):
 
     def num_params(self, non_embedding: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())
-        return n - self.wpe.weight.numel() if non_embedding else n
+        return n - self.wpe.weight.numel() if non_embedding and self.wpe is not None else n
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
         B, T = idx.shape
         start = cache.pos if cache is not None else 0  # positions continue after what the cache holds
         if start + T > self.config.block_size:
             raise ValueError(f"{start + T} tokens of context are more than block_size {self.config.block_size}")
-        pos = torch.arange(start, start + T, device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        x = self.wte(idx)  # (B, T, C)
+        rope = None
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(start, start + T, device=idx.device))
+        else:
+            rope = self.rope_cos[start:start + T].to(x.dtype), self.rope_sin[start:start + T].to(x.dtype)
+        x = self.drop(x)
         for i, block in enumerate(self.blocks):
-            x = block(x, cache, i)
+            x = block(x, cache, i, rope)
         if cache is not None:
             cache.pos += T
         logits = self.lm_head(self.ln_f(x))  # (B, T, vocab)

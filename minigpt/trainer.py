@@ -68,20 +68,40 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
+WSD_COOLDOWN = 0.2  # wsd: the share of the steps over which the rate falls linearly to min_lr
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to lr, then cosine decay to min_lr at max_iters."""
+    """Linear warmup to lr, then the schedule: cosine to min_lr at max_iters, wsd or constant."""
     if step < cfg.warmup_iters:
         return cfg.lr * (step + 1) / cfg.warmup_iters
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "wsd":
+        left = (cfg.max_iters - step) / max(WSD_COOLDOWN * cfg.max_iters, 1)
+        return cfg.final_lr + min(left, 1.0) * (cfg.lr - cfg.final_lr)
     progress = (step - cfg.warmup_iters) / max(cfg.max_iters - cfg.warmup_iters, 1)
     return cfg.final_lr + 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))) * (cfg.lr - cfg.final_lr)
 
 
-def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+def make_optimizers(model: GPT, cfg: TrainConfig, device: torch.device) -> list[torch.optim.Optimizer]:
+    """AdamW with weight decay on matrices and embeddings only; or, with --optimizer muon, Muon for the
+    blocks' matrices (its update scaled to AdamW's size, so the same --lr fits both) and AdamW for the
+    embeddings, the head and the 1-D gains and biases."""
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    adam_kw = dict(lr=cfg.lr, betas=(0.9, cfg.beta2), fused=device.type == "cuda")
+    if cfg.optimizer == "muon":
+        hidden = [p for n, p in params.items() if p.dim() == 2 and n.startswith("blocks.")]
+        rest = [p for n, p in params.items() if not (p.dim() == 2 and n.startswith("blocks."))]
+        embed = [p for p in rest if p.dim() >= 2]
+        gains = [p for p in rest if p.dim() < 2]
+        return [torch.optim.Muon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw"),
+                torch.optim.AdamW([{"params": embed, "weight_decay": cfg.weight_decay},
+                                   {"params": gains, "weight_decay": 0.0}], **adam_kw)]
     decay = [p for p in params.values() if p.dim() >= 2]  # matrices and embeddings
     no_decay = [p for p in params.values() if p.dim() < 2]  # biases and LayerNorm gains
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=device.type == "cuda")
+    return [torch.optim.AdamW(groups, **adam_kw)]
 
 
 def peak_flops(device: torch.device) -> float | None:
@@ -135,8 +155,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, data, out, resume, f
     micros = micro_batches(cfg.grad_accum, d)
     dtype = resolve_dtype(cfg.dtype, device)
     run = RunFolder(out if out is not None else RUNS_DIR / f"{folder.name}-{cfg.preset}")
-    model_cfg = GPTConfig(vocab_size=dataset.manifest["vocab_size"], block_size=cfg.block_size, n_layer=cfg.n_layer,
-                          n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout)
+    model_cfg = GPTConfig.from_train(cfg, dataset.manifest["vocab_size"])
     config = {"model": model_cfg.to_json(), "train": cfg.to_json(),
               "dataset": {"folder": str(folder.resolve()), "manifest_sha256": dataset.manifest_sha256,
                           "vocab_sha256": dataset.manifest["vocab_sha256"]},
@@ -144,13 +163,14 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, data, out, resume, f
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = GPT(model_cfg).to(device)
-    optimizer = make_optimizer(model, cfg, device)
+    optimizers = make_optimizers(model, cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     step, best_val, tokens_seen = 0, float("inf"), 0
     if resume:
         state = d.agree(lambda: _resume(run, config))
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        for opt, opt_state in zip(optimizers, state["optimizer"]):
+            opt.load_state_dict(opt_state)
         scaler.load_state_dict(state["scaler"])
         step, best_val, tokens_seen = state["step"], state["best_val_loss"], state["tokens_seen"]
         if len(state["rng"]) == d.world_size:
@@ -208,7 +228,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, data, out, resume, f
                                                          if device.type == "cuda" else {})})
         if d.main:
             run.save(model, {"step": step, "best_val_loss": best_val, "tokens_seen": tokens_seen,
-                             "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng,
+                             "optimizer": [o.state_dict() for o in optimizers], "scaler": scaler.state_dict(), "rng": rng,
                              "model_config": model_cfg.to_json(), "dataset": config["dataset"], "train": cfg.to_json()})
 
     def finite(loss: torch.Tensor) -> float:
@@ -227,8 +247,9 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, data, out, resume, f
     with StopSignal() as stop:
         while step < cfg.max_iters:
             lr = lr_at(step, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            for opt in optimizers:
+                for group in opt.param_groups:
+                    group["lr"] = lr
             step_loss = torch.zeros((), device=device)
             try:
                 for i, micro in enumerate(micros):
@@ -243,11 +264,14 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, data, out, resume, f
             except torch.cuda.OutOfMemoryError:
                 raise _oom(cfg) from None
             if cfg.grad_clip > 0:
-                scaler.unscale_(optimizer)
+                for opt in optimizers:
+                    scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
+            for opt in optimizers:
+                scaler.step(opt)
             scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
             step += 1
             tokens_seen += cfg.tokens_per_step
             window_tokens += cfg.tokens_per_step

@@ -45,9 +45,10 @@ def tokens(engine, prompt, n, *, seed=0, use_cache=True, stop=False, **params):
     return list(engine.stream(ids, n, SamplingParams(**params), gen, stop_at_eot=stop, use_cache=use_cache))
 
 
-def test_kv_cache_logits_match_full_recomputation():
+@pytest.mark.parametrize("options", [{}, dict(pos="rope", qk_norm=True), dict(pos="learned", mlp="relu2")])
+def test_kv_cache_logits_match_full_recomputation(options):
     torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=40, block_size=24, n_layer=3, n_head=4, n_embd=32, dropout=0.0)
+    cfg = GPTConfig(vocab_size=40, block_size=24, n_layer=3, n_head=4, n_embd=32, dropout=0.0, **options)
     model = GPT(cfg).eval()
     x = torch.randint(0, 40, (2, 24))
     with torch.no_grad():

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from c4mirror import make_docs, write_c4_mirror
 from conftest import ROOT, run_inprocess
 from minigpt.checkpoint import TIMING_FIELDS
-from minigpt.config import PRESETS, make_config
+from minigpt.config import PRESETS, TrainConfig, make_config
 from minigpt.data import TokenData
 from minigpt.errors import UserError
 from minigpt.model import GPT, GPTConfig
@@ -99,7 +99,7 @@ def test_model_shapes_tying_and_causality():
     m = GPT(cfg).eval()
     assert m.lm_head.weight is m.wte.weight
     x = torch.randint(0, 50, (3, 16))
-    logits, loss = m(x, x)
+    logits, loss = m(x, torch.randint(0, 50, (3, 16)))  # at init, about uniform over the vocabulary
     assert logits.shape == (3, 16, 50) and abs(loss.item() - math.log(50)) < 0.5
     y = x.clone()
     y[:, 10:] = (y[:, 10:] + 1) % 50  # changing the future must not change the past
@@ -107,6 +107,36 @@ def test_model_shapes_tying_and_causality():
     for name, p in m.named_parameters():
         if name.endswith("c_proj.weight"):
             assert abs(p.std().item() - 0.02 / math.sqrt(4)) < 0.004
+
+
+@pytest.mark.parametrize("options", [dict(pos="rope", qk_norm=True, mlp="relu2", bias=False),
+                                     dict(pos="learned", qk_norm=False, mlp="gelu", bias=True),
+                                     dict(tie_weights=False, init="zero"), dict(init="torch")])
+def test_model_options_keep_shapes_and_causality(options):
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=4, n_embd=32, dropout=0.0, **options)).eval()
+    x = torch.randint(0, 50, (2, 16))
+    logits, loss = m(x, x)
+    assert logits.shape == (2, 16, 50) and math.isfinite(loss.item())
+    y = x.clone()
+    y[:, 9:] = (y[:, 9:] + 1) % 50
+    assert torch.allclose(m(y)[0][:, :9], logits[:, :9], atol=1e-5)
+    assert (m.wpe is None) == (m.config.pos == "rope")
+    if options.get("init") == "zero":
+        assert all(not p.any() for n, p in m.named_parameters() if n.endswith("c_proj.weight") or n == "lm_head.weight")
+
+
+def test_learning_rate_schedules():
+    from minigpt.trainer import lr_at
+
+    cos, wsd, const = (make_config("tiny", max_iters=100, warmup_iters=10, lr=1.0, min_lr=0.1, schedule=s)
+                       for s in ("cosine", "wsd", "constant"))
+    for cfg in (cos, wsd, const):
+        assert [lr_at(s, cfg) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])  # the same linear warmup
+    assert lr_at(55, cos) == pytest.approx(0.55) and lr_at(100, cos) == pytest.approx(0.1)
+    assert lr_at(50, wsd) == lr_at(80, wsd) == 1.0 and lr_at(90, wsd) == pytest.approx(0.55)
+    assert lr_at(100, wsd) == pytest.approx(0.1)
+    assert {lr_at(s, const) for s in range(10, 100)} == {1.0}
 
 
 # ---- presets ----
@@ -157,10 +187,18 @@ def test_same_command_twice_gives_identical_results(dataset, tmp_path):
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
 
 
-@pytest.mark.parametrize("stop_at,accum", [(3, 1), (20, 2), (33, 1)])
-def test_sigterm_at_any_step_then_resume_is_byte_identical(dataset, tmp_path, monkeypatch, stop_at, accum):
+@pytest.mark.parametrize("stop_at,accum,flags", [
+    (3, 1, ()), (20, 2, ()), (33, 1, ()),
+    (12, 1, "the other choices"),  # the optimizer (and its state) and model options that the default does not use
+])
+def test_sigterm_at_any_step_then_resume_is_byte_identical(dataset, tmp_path, monkeypatch, stop_at, accum, flags):
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    args = (*TINY, "--dropout", 0.1, "--grad-accum", accum, "--data", dataset)  # dropout: RNG state resumes too
+    if flags == "the other choices":
+        d = TrainConfig()
+        flags = ("--optimizer", "adamw" if d.optimizer == "muon" else "muon", "--pos", "learned" if d.pos == "rope" else "rope",
+                 "--mlp", "gelu" if d.mlp == "relu2" else "relu2", "--qk-norm" if not d.qk_norm else "--no-qk-norm",
+                 "--schedule", "cosine" if d.schedule == "wsd" else "wsd")
+    args = (*TINY, *flags, "--dropout", 0.1, "--grad-accum", accum, "--data", dataset)  # dropout: RNG state too
     assert run_train(*args, "--out", whole).exit_code == 0
 
     original = TokenData.batch
@@ -241,6 +279,8 @@ def test_damaged_dataset(dataset, tmp_path):
     (("--n-embd", 66), "not divisible by --n-head"),
     (("--device", "cuda"), "no CUDA device"),
     (("--batch-size", 0), "--batch-size must be at least 1"),
+    (("--optimizer", "sgd"), "--optimizer sgd: choose adamw, muon"),
+    (("--pos", "alibi"), "--pos alibi: choose learned, rope"),
 ])
 def test_bad_settings(dataset, tmp_path, flags, needle):
     if flags[0] == "--device" and torch.cuda.is_available():
