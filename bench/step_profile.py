@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from minigpt.config import make_config  # noqa: E402
 from minigpt.data import TokenData, find_dataset, to_device  # noqa: E402
 from minigpt.model import GPT, GPTConfig  # noqa: E402
-from minigpt.trainer import make_optimizers  # noqa: E402
+from minigpt.optim import make_optimizers  # noqa: E402
 
 
 def build(cfg, dataset, device, compile_mode):

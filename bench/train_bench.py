@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 from minigpt.config import make_config  # noqa: E402
 from minigpt.data import TokenData, find_dataset, to_device  # noqa: E402
 from minigpt.model import GPT, GPTConfig  # noqa: E402
-from minigpt.trainer import compile_model, lr_at, make_optimizers, peak_flops, resolve_device, resolve_dtype  # noqa: E402
+from minigpt.optim import lr_at, make_optimizers  # noqa: E402
+from minigpt.trainer import compile_model, peak_flops, resolve_device, resolve_dtype  # noqa: E402
 
 
 def sync(device: torch.device) -> None:

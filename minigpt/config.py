@@ -97,7 +97,7 @@ PRESETS: dict[str, dict] = {
               dropout=0.1),
     "C": dict(n_embd=768, n_head=12, n_layer=24, block_size=1024, batch_size=32, grad_accum=8, lr=6e-4,
               dropout=0.1),
-    "tiny": dict(n_embd=64, n_head=4, n_layer=2, block_size=32, batch_size=16, max_iters=200, lr=1e-3,
+    "tiny": dict(n_embd=64, n_head=4, n_layer=2, block_size=32, batch_size=16, max_iters=200, lr=1e-2,
                  warmup_iters=10, eval_interval=50, eval_tokens=16_384, dropout=0.0, log_interval=10),
 }
 FIELDS = {f.name for f in fields(TrainConfig)}

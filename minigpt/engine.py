@@ -5,7 +5,7 @@
     print(engine.generate("The weather today", max_new_tokens=200, temperature=0.8, seed=1))
 
 The prompt is run through the model once (prefill), then each new token is one forward step over
-the cache. Sliding window: the model has learned positions only up to block_size, so when the
+the cache. Sliding window: the model was trained on positions up to block_size only, so when the
 context fills the window, the cache is rebuilt from the most recent block_size // 2 tokens and
 generation goes on from there. Until then, greedy output is token for token what recomputing the
 whole context at every step gives; past it, the model sees between block_size / 2 and block_size

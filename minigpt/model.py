@@ -1,11 +1,12 @@
-"""The GPT: nanoGPT's shape with the old gpt.py's defects fixed.
+"""The GPT: nanoGPT's shape with the old gpt.py's defects fixed, and the choices that won the ablation.
 
 Pre-LN blocks (LayerNorm before attention and MLP, residual stream left alone), one fused qkv
-projection, causal attention through `F.scaled_dot_product_attention` (flash/memory-efficient kernels
-where available), the attention output projection applied, a GELU MLP, dropout, learned positions
-up to `block_size`, the token embedding tied to the output head, and GPT-2's init: N(0, 0.02), with
-the projections into the residual stream scaled by 1/sqrt(2 * n_layer) so its variance does not grow
-with depth.
+projection, queries and keys RMS-normalised per head (QK-norm) and rotated by position (RoPE), causal
+attention through `F.scaled_dot_product_attention` (flash/memory-efficient kernels where available),
+the attention output projection applied, a ReLU-squared MLP, dropout, no biases, the token embedding
+tied to the output head, and GPT-2's init: N(0, 0.02), with the projections into the residual stream
+scaled by 1/sqrt(2 * n_layer) so its variance does not grow with depth. Each choice is a GPTConfig
+field (and a minigpt-train flag); BENCHMARKS.md has the measurements behind the defaults.
 """
 
 from __future__ import annotations

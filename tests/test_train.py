@@ -127,7 +127,7 @@ def test_model_options_keep_shapes_and_causality(options):
 
 
 def test_learning_rate_schedules():
-    from minigpt.trainer import lr_at
+    from minigpt.optim import lr_at
 
     cos, wsd, const = (make_config("tiny", max_iters=100, warmup_iters=10, lr=1.0, min_lr=0.1, schedule=s)
                        for s in ("cosine", "wsd", "constant"))
