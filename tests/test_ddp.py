@@ -141,3 +141,12 @@ def test_a_rank_that_cannot_reach_the_others_says_so(dataset, tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert f"rank 1 of 2 could not reach the other processes at 127.0.0.1:{port} within 1 s" in r.stderr
     assert "--dist-timeout" in r.stderr
+
+
+def test_an_error_rank_0_finds_stops_every_rank_with_one_message(dataset, tmp_path):
+    """Only rank 0 looks at the run folder; the others must not wait for it in a collective."""
+    train_here(*TINY, "--max-iters", 5, "--eval-interval", 5, "--data", dataset, "--out", tmp_path / "run")
+    r = torchrun(*TINY, "--max-iters", 5, "--eval-interval", 5, "--grad-accum", 2, "--data", dataset,
+                 "--out", tmp_path / "run")
+    assert r.returncode != 0
+    assert r.stderr.count("already holds a finished run") == 1 and "--force" in r.stderr, r.stderr
