@@ -51,7 +51,7 @@ for s in ${@:-env tests trainbench seedrun samplebench}; do
     tests) step tests 150 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py ;;
     trainbench) step trainbench 240 $PY bench/train_bench.py --data "$DATA" --preset seed --steps 200 --warmup 30 \
                   --json "$OUT/train_bench.json" ;;
-    seedrun) step seedrun 180 bash -c seed_run ;;
+    seedrun) step seedrun 300 bash -c seed_run ;;
     quality) step quality 150 $PY bench/quality_bench.py --data "$DATA" --shape seed --device cuda --variants old \
                --lrs 3e-4 --jobs 1 --compile --json "$OUT/quality_seed_old.json" ;;
     ddp) step ddp 100 $PY -m torch.distributed.run --standalone --nproc_per_node=1 -m minigpt.train --preset seed \
