@@ -12,6 +12,12 @@ from dataclasses import asdict, dataclass, fields, replace
 from .errors import UserError
 
 
+# The values each choice field takes (GPTConfig checks the model's three against the same lists).
+CHOICES = {"dtype": ("auto", "float32", "bfloat16", "float16"), "init": ("gpt2", "zero", "torch"),
+           "mlp": ("gelu", "relu2"), "pos": ("learned", "rope"), "optimizer": ("adamw", "muon"),
+           "schedule": ("cosine", "wsd", "constant")}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     preset: str = "seed"
@@ -76,10 +82,7 @@ class TrainConfig:
                             f"(got --lr {self.lr}, --min-lr {self.final_lr})")
         if self.warmup_iters < 0 or self.weight_decay < 0 or self.grad_clip < 0 or self.eval_tokens < 0:
             raise UserError("--warmup-iters, --weight-decay, --grad-clip and --eval-tokens cannot be negative")
-        choices = {"dtype": ("auto", "float32", "bfloat16", "float16"), "init": ("gpt2", "zero", "torch"),
-                   "mlp": ("gelu", "relu2"), "pos": ("learned", "rope"), "optimizer": ("adamw", "muon"),
-                   "schedule": ("cosine", "wsd", "constant")}
-        for name, allowed in choices.items():
+        for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{name} {getattr(self, name)}: choose {', '.join(allowed)}")
         if not 0 < self.beta2 < 1:

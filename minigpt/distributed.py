@@ -23,9 +23,6 @@ import torch.distributed as dist
 
 from .errors import UserError
 
-HINT = "start it with torchrun, e.g. torchrun --nproc_per_node=2 -m minigpt.train --preset tiny"
-
-
 def launched() -> bool:
     """True under torchrun (or anything else that sets its environment variables)."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
@@ -38,7 +35,6 @@ def env_rank() -> int:
 @dataclass
 class Dist:
     rank: int = 0
-    local_rank: int = 0
     world_size: int = 1
     enabled: bool = False  # a process group exists (launched by torchrun, even with one process)
     cpu_group: object = None  # gloo, for agreeing on flags and objects without touching the GPU stream
@@ -127,7 +123,7 @@ def setup(device: torch.device, backend: str, timeout_s: float) -> tuple[Dist, t
                         "check that every node runs the same torchrun command with the same --rdzv-endpoint "
                         "(or --master-addr/--master-port), that the port is open between the machines, "
                         "or raise --dist-timeout", local=True) from None
-    return Dist(rank, local_rank, world, True, cpu_group), device
+    return Dist(rank, world, True, cpu_group), device
 
 
 def micro_batches(grad_accum: int, d: Dist) -> range:

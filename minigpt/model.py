@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from .config import CHOICES, MODEL_FIELDS
+
 
 @dataclass(frozen=True)
 class GPTConfig:
@@ -40,17 +42,13 @@ class GPTConfig:
     @classmethod
     def from_train(cls, cfg, vocab_size: int) -> "GPTConfig":
         """The model part of a TrainConfig."""
-        from .config import MODEL_FIELDS
-
         return cls(vocab_size=vocab_size, **{name: getattr(cfg, name) for name in MODEL_FIELDS})
 
     def check(self) -> None:
-        for name, allowed in (("init", INITS), ("mlp", MLPS), ("pos", POSITIONS)):
+        for name in ("init", "mlp", "pos"):
+            allowed = CHOICES[name]
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
-
-
-INITS, MLPS, POSITIONS = ("gpt2", "zero", "torch"), ("gelu", "relu2"), ("learned", "rope")
 
 
 def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -156,12 +156,13 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, data, out, resume, f
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
-    compiled = _maybe_compile(model, cfg, device, say, graphs=not d.enabled)
+    graphs = device.type == "cuda" and not d.enabled  # CUDA graphs, where compiled (not under DDP)
+    compiled = _maybe_compile(model, cfg, device, say, graphs)
     if compiled is not model and step < cfg.max_iters:
         x, y = to_device(dataset.batch(cfg.seed, step, micros[0], cfg.batch_size, cfg.block_size), device)
         with autocast:
             compiled = _first_compiled_call(compiled, model, x, y, cfg, say)
-    graphs = compiled is not model and device.type == "cuda" and not d.enabled
+    graphs = graphs and compiled is not model
     net = DDP(compiled, device_ids=[device.index] if device.type == "cuda" else None) if d.enabled else compiled
 
     def forward(module, x: torch.Tensor, y: torch.Tensor):
@@ -328,7 +329,7 @@ def _resume(run: RunFolder, config: dict) -> dict:
     return state
 
 
-def _maybe_compile(model: GPT, cfg: TrainConfig, device: torch.device, say, graphs: bool = True):
+def _maybe_compile(model: GPT, cfg: TrainConfig, device: torch.device, say, graphs: bool):
     """torch.compile, on CUDA with CUDA graphs: at these model sizes a step is a few hundred small
     kernels, and launching them from Python costs more than running them (BENCHMARKS.md)."""
     use = cfg.compile if cfg.compile is not None else device.type == "cuda"
