@@ -5,6 +5,7 @@ Nothing here reaches a network: local runs set HF_HUB_OFFLINE, and hub runs go t
 """
 
 import atexit
+import json
 import os
 import shutil
 import subprocess
@@ -36,14 +37,25 @@ class Ran:
         return self.stdout + self.stderr
 
 
+def invoke(app, *args):
+    """A minigpt command (a typer app of minigpt.cli) in this process; a bug's exception is re-raised."""
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return r
+
+
 def run_inprocess(*args: str) -> Ran:
     """minigpt-prepare in this process (local sources only)."""
     from minigpt.cli import prepare_app
 
-    r = CliRunner().invoke(prepare_app, [str(a) for a in args])
-    if r.exception is not None and not isinstance(r.exception, SystemExit):
-        raise r.exception
+    r = invoke(prepare_app, *args)
     return Ran(r.exit_code, r.stdout, r.stderr)
+
+
+def metrics(run: Path) -> list[dict]:
+    """A run folder's metrics.jsonl, one dict per line."""
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 def hub_env(hub_url: str | None) -> dict:

@@ -14,10 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from c4mirror import make_docs, write_c4_mirror
-from conftest import run_inprocess
+from conftest import invoke, metrics, run_inprocess
 from minigpt import c4
 from minigpt.data import TokenData, to_device
 from minigpt.engine import Engine
@@ -47,14 +46,7 @@ def dataset(tmp_path_factory) -> Path:
 def run_cli(app_name: str, *args):
     from minigpt import cli
 
-    r = CliRunner().invoke(getattr(cli, app_name), [str(a) for a in args])
-    if r.exception is not None and not isinstance(r.exception, SystemExit):
-        raise r.exception
-    return r
-
-
-def metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return invoke(getattr(cli, app_name), *args)
 
 
 def test_batches_reach_the_gpu_unchanged(dataset):

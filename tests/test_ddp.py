@@ -1,6 +1,5 @@
 """minigpt-train under torchrun on the CPU: two gloo processes, the same windows and losses as one."""
 
-import json
 import os
 import signal
 import socket
@@ -11,10 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
 from c4mirror import make_docs, write_c4_mirror
-from conftest import run_inprocess
+from conftest import invoke, metrics, run_inprocess
 from minigpt.checkpoint import TIMING_FIELDS
 
 TINY = ("--preset", "tiny", "--eval-tokens", 2048, "--log-interval", 5)
@@ -41,13 +39,9 @@ def torchrun(*args, nproc: int = 2, wait: bool = True):
 def train_here(*args):
     from minigpt.cli import train_app
 
-    r = CliRunner().invoke(train_app, [str(a) for a in args])
+    r = invoke(train_app, *args)
     assert r.exit_code == 0, r.output
     return r
-
-
-def metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 def assert_same_losses(a: list[dict], b: list[dict], rel: float) -> None:

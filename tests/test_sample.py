@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from conftest import run_inprocess
+from conftest import invoke, run_inprocess
 from c4mirror import make_docs, write_c4_mirror
 from minigpt.engine import Engine, SamplingParams, filter_logits
 from minigpt.model import GPT, GPTConfig, KVCache
@@ -24,8 +23,7 @@ def run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sample")
     mirror = write_c4_mirror(root / "mirror", [make_docs(150, seed=21)], [make_docs(20, seed=22)])
     assert run_inprocess("--dataset", mirror, "--docs", 150, "--val-docs", 20, "--out", root / "ds").code == 0
-    r = CliRunner().invoke(train_app, ["--preset", "tiny", "--max-iters", "150", "--data", str(root / "ds"),
-                                       "--out", str(root / "run")])
+    r = invoke(train_app, "--preset", "tiny", "--max-iters", 150, "--data", root / "ds", "--out", root / "run")
     assert r.exit_code == 0, r.output
     return root / "run"
 
@@ -33,10 +31,7 @@ def run(tmp_path_factory) -> Path:
 def run_sample(*args):
     from minigpt.cli import sample_app
 
-    r = CliRunner().invoke(sample_app, [str(a) for a in args])
-    if r.exception is not None and not isinstance(r.exception, SystemExit):
-        raise r.exception
-    return r
+    return invoke(sample_app, *args)
 
 
 def tokens(engine, prompt, n, *, seed=0, use_cache=True, stop=False, **params):

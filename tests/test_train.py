@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_model
-from typer.testing import CliRunner
 
 from c4mirror import make_docs, write_c4_mirror
-from conftest import ROOT, run_inprocess
+from conftest import ROOT, invoke, metrics, run_inprocess
 from minigpt.checkpoint import TIMING_FIELDS
 from minigpt.config import PRESETS, TrainConfig, make_config
 from minigpt.data import TokenData
@@ -40,14 +39,7 @@ def dataset(tmp_path_factory) -> Path:
 def run_train(*args):
     from minigpt.cli import train_app
 
-    r = CliRunner().invoke(train_app, [str(a) for a in args])
-    if r.exception is not None and not isinstance(r.exception, SystemExit):
-        raise r.exception
-    return r
-
-
-def metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return invoke(train_app, *args)
 
 
 def without_timing(rows):
