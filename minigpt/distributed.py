@@ -14,6 +14,7 @@ with the same message instead of leaving the others waiting in a collective.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -84,6 +85,7 @@ class Dist:
         teardown); after an error this rank may be alone, so it leaves at once and torchrun stops the rest."""
         if self.enabled and dist.is_initialized():
             if clean:
+                gc.collect()  # DDP's reducer holds the group: free it while the peers are still connected
                 dist.barrier(group=self.cpu_group)
             dist.destroy_process_group()
 
