@@ -52,7 +52,7 @@ class GPTConfig:
 
 
 def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs of channels (first half, second half) by position-dependent angles. x: (B, nh, T, hs)."""
+    """Rotate pairs of channels (first half, second half) by position-dependent angles. x: (..., T, hs)."""
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
@@ -87,12 +87,14 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
                 rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        hs = C // self.n_head
+        qkv = self.c_attn(x).view(B, T, 3, self.n_head, hs).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+        qk, v = qkv[:2], qkv[2]  # queries and keys are normalised and rotated together: half the ops per token
         if self.qk_norm:
-            q, k = F.rms_norm(q, (q.size(-1),)), F.rms_norm(k, (k.size(-1),))
+            qk = F.rms_norm(qk, (hs,))
         if rope is not None:  # (T, hs / 2) angles of these positions
-            q, k = rotary(q, *rope), rotary(k, *rope)
+            qk = rotary(qk, *rope)
+        q, k = qk.unbind(0)  # (B, nh, T, hs)
         if cache is None or cache.pos == 0:
             if cache is not None:
                 cache.put(layer, k, v)
@@ -104,7 +106,7 @@ class CausalSelfAttention(nn.Module):
                 L = k.size(2) - T
                 mask = torch.ones(T, L + T, dtype=torch.bool, device=x.device).tril(diagonal=L)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
+        y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
         return self.resid_dropout(self.c_proj(y))
 
 
