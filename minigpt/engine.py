@@ -15,11 +15,14 @@ tokens of context, and one prefill every block_size / 2 tokens keeps the cost lo
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import torch
+import torch.nn as nn
+from torch.nn import functional as F
 
 from .checkpoint import CONFIG, RUNS_DIR, VOCAB, WEIGHTS
 from .errors import UserError
@@ -71,12 +74,52 @@ def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     return logits
 
 
+class CPUDecodeLinear(nn.Module):
+    """nn.Linear laid out for one-token steps on the CPU.
+
+    A decoding step multiplies one row of activations by every weight matrix, so it is bound by memory
+    bandwidth; MKL's matrix-vector product runs on one core and reaches about a quarter of what the
+    memory gives on our 2-core machine (BENCHMARKS.md). Here the weight is stored transposed and cut along
+    the input dimension into one slab per thread: `bmm` multiplies the slabs in parallel and a small sum
+    adds the partial results. Several rows (a prefill) take the usual matrix product on the same storage.
+    """
+
+    def __init__(self, linear: nn.Linear, parts: int):
+        super().__init__()
+        out_features, in_features = linear.weight.shape
+        slabs = linear.weight.detach().t().contiguous().view(parts, in_features // parts, out_features)
+        self.register_buffer("slabs", slabs, persistent=False)  # (parts, in / parts, out)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts, _, out_features = self.slabs.shape
+        if x.shape[:-1].numel() > 1:
+            return F.linear(x, self.slabs.view(-1, out_features).t(), self.bias)
+        y = torch.bmm(x.reshape(parts, 1, -1), self.slabs).sum(0).view(*x.shape[:-1], out_features)
+        return y if self.bias is None else y + self.bias
+
+
+def cpu_decode_layout(model: GPT) -> GPT:
+    """Swap the blocks' Linear layers for CPUDecodeLinear, in place: for a model that only generates."""
+    threads = torch.get_num_threads()
+    for block in model.blocks:
+        for parent in (block.attn, block.mlp):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, nn.Linear):
+                    setattr(parent, name, CPUDecodeLinear(child, math.gcd(child.in_features, threads)))
+    return model
+
+
 class Engine:
-    def __init__(self, model: GPT, vocab: Vocab, device: torch.device):
+    def __init__(self, model: GPT, vocab: Vocab, device: torch.device, cpu_layout: bool = True):
+        """Takes the model over for inference: on the CPU its Linear layers get the decoding layout
+        (cpu_layout=False keeps them, e.g. to time the plain model)."""
+        if device.type == "cpu" and cpu_layout:
+            cpu_decode_layout(model)
         self.model, self.vocab, self.device = model.eval(), vocab, device
 
     @classmethod
-    def load(cls, run: Path | str, device: str = "auto") -> "Engine":
+    def load(cls, run: Path | str, device: str = "auto", cpu_layout: bool = True) -> "Engine":
         from safetensors import SafetensorError
         from safetensors.torch import load_model
 
@@ -107,7 +150,7 @@ class Engine:
             first = str(e).splitlines()[0]
             raise UserError(f"{run / WEIGHTS} does not match config.json: {first}",
                             "the weights and config.json come from different runs") from None
-        return cls(model.to(dev), vocab, dev)
+        return cls(model.to(dev), vocab, dev, cpu_layout)
 
     def encode_prompt(self, prompt: str, allow_unk: bool = False) -> tuple[list[int], list[str]]:
         """<eot> (a document start) and the prompt's tokens; and the prompt characters outside the vocabulary."""
@@ -119,7 +162,7 @@ class Engine:
                             "remove them, or add --allow-unk to map them to <unk>")
         return [self.vocab.eot] + self.vocab.encode(prompt), unknown
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def stream(self, ids: list[int], max_new_tokens: int, params: SamplingParams, generator: torch.Generator,
                stop_at_eot: bool = False, use_cache: bool = True) -> Iterator[int]:
         """Yields new token ids one at a time. use_cache=False recomputes the whole window each step."""

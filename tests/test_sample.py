@@ -11,7 +11,7 @@ import torch
 
 from conftest import invoke, run_inprocess
 from c4mirror import make_docs, write_c4_mirror
-from minigpt.engine import Engine, SamplingParams, filter_logits
+from minigpt.engine import CPUDecodeLinear, Engine, SamplingParams, filter_logits
 from minigpt.model import GPT, GPTConfig, KVCache
 
 
@@ -55,13 +55,28 @@ def test_kv_cache_logits_match_full_recomputation(options):
     assert torch.allclose(torch.cat(parts, dim=1), full, atol=1e-5)
 
 
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("parts", [1, 2, 3])
+def test_cpu_decode_layout_computes_what_linear_computes(parts, bias):
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(48, 20, bias=bias)
+    fast = CPUDecodeLinear(linear, parts)
+    for shape in [(1, 1, 48), (1, 48), (2, 5, 48), (1, 7, 48)]:  # one row (bmm over slabs), several (matmul)
+        x = torch.randn(shape)
+        with torch.no_grad():
+            assert torch.allclose(fast(x), linear(x), atol=1e-6)
+
+
 def test_greedy_with_cache_is_token_for_token_full_recomputation(run):
     engine = Engine.load(run)
+    plain = Engine.load(run, cpu_layout=False)  # the old way: the plain model over the whole window
+    assert isinstance(engine.model.blocks[0].mlp.c_fc, CPUDecodeLinear)
     T = engine.model.config.block_size
     for prompt in ("", "The market", "Prices rose in the café"):
         n = T - 1 - len(prompt)  # the whole window, <eot> + prompt + generated
         cached = tokens(engine, prompt, n, temperature=0.0)
-        assert cached == tokens(engine, prompt, n, temperature=0.0, use_cache=False)
+        assert cached == tokens(plain, prompt, n, temperature=0.0, use_cache=False)
+        assert cached == tokens(plain, prompt, n, temperature=0.0)
         assert len(cached) == n
     # past the window the documented policy takes over: it still yields every token asked for
     assert len(tokens(engine, "The market", 3 * T, temperature=0.0)) == 3 * T
