@@ -1,5 +1,6 @@
 """minigpt-train on the CPU: keyed batches, the model, exact reruns and resume, the run folder, errors."""
 
+import copy
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from minigpt.config import PRESETS, TrainConfig, make_config
 from minigpt.data import TokenData
 from minigpt.errors import UserError
 from minigpt.model import GPT, GPTConfig
+from minigpt.optim import Muon
 
 TINY = ("--preset", "tiny", "--max-iters", 40, "--eval-interval", 20, "--log-interval", 5, "--eval-tokens", 2048)
 
@@ -132,6 +134,27 @@ def test_learning_rate_schedules():
 
 
 # ---- presets ----
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_batched_muon_is_torch_muon_bit_for_bit(nesterov):
+    torch.manual_seed(0)
+    shapes = [(48, 16), (16, 16), (64, 16), (16, 64), (48, 16), (64, 16)]  # tall, square and wide, shapes repeated
+    ours = [torch.nn.Parameter(torch.randn(s) * 0.1) for s in shapes]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    kw = dict(lr=0.02, weight_decay=0.1, nesterov=nesterov, adjust_lr_fn="match_rms_adamw")
+    opt, ref = Muon(ours, **kw), torch.optim.Muon(theirs, **kw)
+    start = ours[0].detach().clone()
+    for step in range(4):
+        for a, b in zip(ours, theirs):
+            a.grad = torch.randn_like(a) * 0.01
+            b.grad = a.grad.clone()
+        opt.step()
+        ref.step()
+        assert all(torch.equal(a, b) for a, b in zip(ours, theirs)), f"step {step}"
+        if step == 1:  # the states interchange: a checkpoint of either resumes in the other
+            opt.load_state_dict(copy.deepcopy(ref.state_dict()))  # a copy, as a checkpoint file would be
+    assert not torch.equal(ours[0], start)  # the parameters did move
+
 
 def test_presets_and_overrides():
     seed = make_config("seed")
