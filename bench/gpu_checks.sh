@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks and benchmarks in one go, for a lent GPU machine (figures go into BENCHMARKS.md).
 #
-#   bash bench/gpu_checks.sh [STEP ...]     # steps: env tests trainbench seedrun quality ddp samplebench
+#   bash bench/gpu_checks.sh [STEP ...]     # steps: env tests muon trainbench seedrun quality ddp samplebench
 #
 # Needs a prepared dataset in $DATA (default data/c4-bench-3000: `python prepare.py --dataset
 # bench/.corpus/c4-800mb --docs 3000 --out data/c4-bench-3000`) and torch with CUDA; `datasets` is
@@ -49,6 +49,7 @@ for s in ${@:-env tests trainbench seedrun samplebench}; do
   case $s in
     env) step env 60 bash -c env_info ;;
     tests) step tests 150 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py ;;
+    muon) step muon 60 $PY bench/muon_bench.py --device cuda --json "$OUT/muon_bench.json" ;;
     trainbench) step trainbench 240 $PY bench/train_bench.py --data "$DATA" --preset seed --steps 200 --warmup 30 \
                   --json "$OUT/train_bench.json" ;;
     seedrun) step seedrun 300 bash -c seed_run ;;
@@ -60,4 +61,4 @@ for s in ${@:-env tests trainbench seedrun samplebench}; do
     *) echo "unknown step $s" ;;
   esac
 done
-grep -h "^===\|passed\|failed\|tok/s\|MFU\|speed-up\|finished\|best val\|wall time\|tokens in\|\[1/1\]\|^old\|error" "$LOG" | grep -v "^step " | tail -60
+grep -h "^===\|ms/step\|passed\|failed\|tok/s\|MFU\|speed-up\|finished\|best val\|wall time\|tokens in\|\[1/1\]\|^old\|error" "$LOG" | grep -v "^step " | tail -60

@@ -60,8 +60,8 @@ class Muon(torch.optim.Optimizer):
     torch.optim.Muon runs the Newton-Schulz iteration one matrix at a time: ~30 small kernels per
     matrix, 930 operations a step for the seed preset's 32 matrices, which on a GPU costs more in
     launches than in arithmetic. Here the matrices of each shape (4 shapes in a GPT) are stacked and
-    iterated together, and the momentum and parameter updates are foreach operations: 98 operations a
-    step. The result is bit for bit torch.optim.Muon's on the CPU (a test checks it), with the same
+    iterated together, and the momentum and parameter updates are foreach operations: 102 operations
+    a step (bench/muon_bench.py). The result is bit for bit torch.optim.Muon's on the CPU (a test checks it), with the same
     hyperparameters and the same state (a momentum buffer per matrix), so checkpoints interchange.
     """
 
