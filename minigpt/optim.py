@@ -61,8 +61,9 @@ class Muon(torch.optim.Optimizer):
     matrix, 930 operations a step for the seed preset's 32 matrices, which on a GPU costs more in
     launches than in arithmetic. Here the matrices of each shape (4 shapes in a GPT) are stacked and
     iterated together, and the momentum and parameter updates are foreach operations: 102 operations
-    a step (bench/muon_bench.py). The result is bit for bit torch.optim.Muon's on the CPU (a test checks it), with the same
-    hyperparameters and the same state (a momentum buffer per matrix), so checkpoints interchange.
+    a step (bench/muon_bench.py). The result is bit for bit torch.optim.Muon's on the CPU (a test
+    checks it), with the same hyperparameters and the same state (a momentum buffer per matrix), so
+    checkpoints interchange.
     """
 
     def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
