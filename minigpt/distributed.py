@@ -24,6 +24,7 @@ import torch.distributed as dist
 
 from .errors import UserError
 
+
 def launched() -> bool:
     """True under torchrun (or anything else that sets its environment variables)."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ

@@ -79,7 +79,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         assert cfg.n_embd % cfg.n_head == 0
-        self.n_head, self.n_embd, self.dropout, self.qk_norm = cfg.n_head, cfg.n_embd, cfg.dropout, cfg.qk_norm
+        self.n_head, self.dropout, self.qk_norm = cfg.n_head, cfg.dropout, cfg.qk_norm
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # q, k, v in one matmul
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)  # the projection gpt.py never applied
         self.resid_dropout = nn.Dropout(cfg.dropout)
@@ -116,7 +116,6 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
         self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = nn.Dropout(cfg.dropout)
-
         self.act = F.gelu if cfg.mlp == "gelu" else (lambda h: F.relu(h).square())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -159,7 +158,10 @@ class GPT(nn.Module):
             self.apply(self._init_weights)
             for name, p in self.named_parameters():
                 if name.endswith("c_proj.weight"):  # residual projections: scaled by depth (GPT-2), or zero
-                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer)) if cfg.init == "gpt2" else nn.init.zeros_(p)
+                    if cfg.init == "gpt2":
+                        nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+                    else:
+                        nn.init.zeros_(p)
             if cfg.init == "zero" and not cfg.tie_weights:
                 nn.init.zeros_(self.lm_head.weight)
 
