@@ -133,8 +133,6 @@ def test_learning_rate_schedules():
     assert {lr_at(s, const) for s in range(10, 100)} == {1.0}
 
 
-# ---- presets ----
-
 @pytest.mark.parametrize("nesterov", [True, False])
 def test_batched_muon_is_torch_muon_bit_for_bit(nesterov):
     torch.manual_seed(0)
@@ -155,6 +153,8 @@ def test_batched_muon_is_torch_muon_bit_for_bit(nesterov):
             opt.load_state_dict(copy.deepcopy(ref.state_dict()))  # a copy, as a checkpoint file would be
     assert not torch.equal(ours[0], start)  # the parameters did move
 
+
+# ---- presets ----
 
 def test_presets_and_overrides():
     seed = make_config("seed")
