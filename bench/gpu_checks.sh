@@ -2,7 +2,10 @@
 # The GPU checks and benchmarks in one go, for a lent GPU machine (figures go into BENCHMARKS.md).
 #
 #   bash bench/gpu_checks.sh [STEP ...]     # steps: env tests muon trainbench seedrun quality ddp samplebench
+#   bash bench/gpu_checks.sh env trainbench seedrun bg:tests bg:quality bg:ddp
 #
+# A step written bg:NAME runs in the background, beside the next ones, with a log of its own that is
+# appended to the main log when all have ended: for checks whose time is not a figure (tests, losses).
 # Needs a prepared dataset in $DATA (default data/c4-bench-3000: `python prepare.py --dataset
 # bench/.corpus/c4-800mb --docs 3000 --out data/c4-bench-3000`) and torch with CUDA; `datasets` is
 # not needed there. Each step has its own time limit, logs to $OUT/log.txt and leaves JSON in $OUT.
@@ -43,22 +46,45 @@ seed_run() {  # the seed preset's 5,000 iterations through the CLI, as a user ru
   $PY sample.py --run "$RUNS/seed" --max-new-tokens 400 --seed 1 --prompt "The "
 }
 
+ddp_run() {  # the one-GPU path through torchrun (no CUDA graphs under DDP), and its metrics
+  rm -rf "$RUNS/ddp1"
+  $PY -m torch.distributed.run --standalone --nproc_per_node=1 -m minigpt.train --preset seed --max-iters 300 \
+    --eval-interval 300 --data "$DATA" --out "$RUNS/ddp1" || return
+  tail -n 3 "$RUNS/ddp1/metrics.jsonl"
+}
+
 export OUT DATA RUNS PY
-export -f env_info seed_run
+export -f env_info seed_run ddp_run
+BG=$(mktemp -d)
 for s in ${@:-env tests trainbench seedrun samplebench}; do
-  case $s in
-    env) step env 60 bash -c env_info ;;
-    tests) step tests 150 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py ;;
-    muon) step muon 60 $PY bench/muon_bench.py --device cuda --json "$OUT/muon_bench.json" ;;
-    trainbench) step trainbench 240 $PY bench/train_bench.py --data "$DATA" --preset seed --steps 200 --warmup 30 \
-                  --json "$OUT/train_bench.json" ;;
-    seedrun) step seedrun 300 bash -c seed_run ;;
-    quality) step quality 150 $PY bench/quality_bench.py --data "$DATA" --shape seed --device cuda --variants old \
-               --lrs 3e-4 --jobs 1 --compile --json "$OUT/quality_seed_old.json" ;;
-    ddp) step ddp 100 $PY -m torch.distributed.run --standalone --nproc_per_node=1 -m minigpt.train --preset seed \
-           --max-iters 300 --eval-interval 300 --data "$DATA" --out "$RUNS/ddp1" ;;
-    samplebench) step samplebench 150 bash -c "$PY bench/sample_bench.py --device cuda --run $RUNS/seed --json $OUT/sample_bench_64.json && $PY bench/sample_bench.py --device cuda --block-size 256 --json $OUT/sample_bench_256.json" ;;
-    *) echo "unknown step $s" ;;
+  name=${s#bg:}
+  run=step
+  if [ "$name" != "$s" ]; then  # in the background, logging apart
+    run="bg_step"
+  fi
+  case $name in
+    env) cmd=(60 bash -c env_info) ;;
+    tests) cmd=(300 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py) ;;
+    muon) cmd=(60 $PY bench/muon_bench.py --device cuda --json "$OUT/muon_bench.json") ;;
+    trainbench) cmd=(240 $PY bench/train_bench.py --data "$DATA" --preset seed --steps 200 --warmup 20 \
+                  --variants "${TRAIN_VARIANTS:-compile+graph,compile,graph}" --json "$OUT/train_bench.json") ;;
+    seedrun) cmd=(300 bash -c seed_run) ;;
+    quality) cmd=(240 $PY bench/quality_bench.py --data "$DATA" --shape seed --device cuda --variants old \
+               --lrs 3e-4 --jobs 1 --compile --json "$OUT/quality_seed_old.json") ;;
+    ddp) cmd=(200 bash -c ddp_run) ;;
+    samplebench) cmd=(150 bash -c "$PY bench/sample_bench.py --device cuda --run $RUNS/seed --json $OUT/sample_bench_64.json && $PY bench/sample_bench.py --device cuda --block-size 256 --json $OUT/sample_bench_256.json") ;;
+    *) echo "unknown step $s"; continue ;;
   esac
+  if [ $run = bg_step ]; then
+    (LOG="$BG/$name.log" step "$name" "${cmd[@]}" >/dev/null) &
+    echo "=== $name: started in the background ($(date -u +%H:%M:%S))" | tee -a "$LOG"
+  else
+    step "$name" "${cmd[@]}"
+  fi
 done
+wait
+for f in "$BG"/*.log; do
+  [ -e "$f" ] && cat "$f" >>"$LOG"
+done
+grep -h "^===" "$BG"/*.log 2>/dev/null
 grep -h "^===\|ms/step\|passed\|failed\|tok/s\|MFU\|speed-up\|finished\|best val\|wall time\|tokens in\|\[1/1\]\|^old\|error" "$LOG" | grep -v "^step " | tail -60

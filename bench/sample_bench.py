@@ -5,9 +5,10 @@
     python bench/sample_bench.py --run runs/c4-en-3000-seed --device cuda
 
 Generates --new-tokens characters at batch 1, greedy, from the same weights: with the engine (KV
-cache; on the CPU the decoding layout of engine.CPUDecodeLinear), and the old script's way on the plain
-model (crop the context to block_size and run the whole window through it for every new token). On the
-CPU also the KV cache on the plain model, to show what the layout adds. The methods take turns for
+cache; on the CPU the decoding layout of engine.CPUDecodeLinear, on CUDA the step as a CUDA graph,
+engine.GraphedDecode), the old script's way on the plain model (crop the context to block_size and run
+the whole window through it for every new token), and the KV cache on the plain model, to show what
+the layout or the graph adds. The methods take turns for
 --repeat rounds and the medians are reported. Speed does not depend on what the weights learned, so
 without --run the model is the preset's shape with its initial weights.
 Prints a line per method, then one JSON line.
@@ -57,8 +58,9 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    if args.run:  # two copies of the weights: the engine's (CPU decoding layout) and the plain model
-        engine, plain = Engine.load(args.run, args.device), Engine.load(args.run, args.device, cpu_layout=False)
+    if args.run:  # two copies of the weights: the engine's (CPU layout or CUDA graph) and the plain model
+        engine = Engine.load(args.run, args.device)
+        plain = Engine.load(args.run, args.device, cpu_layout=False, cuda_graph=False)
     else:
         torch.manual_seed(0)
         cfg = make_config(args.preset, block_size=args.block_size, dropout=0.0)
@@ -66,12 +68,11 @@ def main() -> None:
         vocab = Vocab(["<eot>", "<unk>"] + [chr(32 + i) for i in range(args.vocab_size - 2)])
         device = resolve_device(args.device)
         model = model.to(device)
-        engine, plain = Engine(copy.deepcopy(model), vocab, device), Engine(model, vocab, device, cpu_layout=False)
+        engine = Engine(copy.deepcopy(model), vocab, device)
+        plain = Engine(model, vocab, device, cpu_layout=False, cuda_graph=False)
     dev = engine.device
-    # the old script's way runs the plain model; on the CPU the cache is also timed without the layout
-    methods = {"cache": (engine, True), "recompute": (plain, False)}
-    if dev.type == "cpu":
-        methods["cache_plain_layout"] = (plain, True)
+    # the old script's way runs the plain model; the cache is also timed on it (no CPU layout, no CUDA graph)
+    methods = {"cache": (engine, True), "recompute": (plain, False), "cache_plain": (plain, True)}
     ids = [engine.vocab.eot]
     for eng, use_cache in methods.values():
         timed(eng, ids, 20, use_cache)  # warm-up: allocator, kernels
@@ -83,16 +84,20 @@ def main() -> None:
             times[name].append(seconds)
     median = {name: statistics.median(t) for name, t in times.items()}
     T = engine.model.config.block_size
-    same = next((i for i, (a, b) in enumerate(zip(outputs["cache"], outputs["recompute"])) if a != b), args.new_tokens)
+    def agree(a: list[int], b: list[int]) -> int:
+        return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), args.new_tokens)
+    same = agree(outputs["cache"], outputs["recompute"])
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
     rate = {f"{k}_tokens_per_s": round(args.new_tokens / v, 1) for k, v in median.items()}
     result = {"bench": "sample", "date": time.strftime("%Y-%m-%d"), "device": name, "torch": torch.__version__,
               "threads": torch.get_num_threads(), "model": engine.model.config.to_json(), "new_tokens": args.new_tokens,
               "repeat": args.repeat, **rate, "speedup": round(median["recompute"] / median["cache"], 2),
-              "identical_tokens_before_divergence": same, "block_size": T}
+              "identical_tokens_before_divergence": same,
+              "identical_to_plain_cache": agree(outputs["cache"], outputs["cache_plain"]), "block_size": T}
     print(f"{args.new_tokens} new tokens on {dev.type} ({name}), block_size {T}, batch 1, "
           f"median of {args.repeat}:", file=sys.stderr)
-    labels = {"cache": "KV cache", "recompute": "recompute", "cache_plain_layout": "KV cache, nn.Linear layout"}
+    plain_label = "KV cache, no CUDA graph" if dev.type == "cuda" else "KV cache, nn.Linear layout"
+    labels = {"cache": "KV cache (engine)", "recompute": "recompute", "cache_plain": plain_label}
     for k in median:
         print(f"  {labels[k]:27s} {rate[k + '_tokens_per_s']:10,.1f} tok/s", file=sys.stderr)
     print(f"  speed-up {result['speedup']:.2f}x; greedy outputs identical for the first {same} tokens "

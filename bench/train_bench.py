@@ -1,11 +1,12 @@
 """Benchmark minigpt-train: training throughput and the cost of drawing a batch.
 
     python bench/train_bench.py --data data/c4-en-3000                     # seed preset, this device
-    python bench/train_bench.py --data DIR --preset tiny --steps 30 --compile off
+    python bench/train_bench.py --data DIR --preset tiny --steps 30 --variants eager,compile
 
-1. Tokens/s and ms/step of the training step (forward, backward, clip, AdamW) for a preset on the
-   available device, after warm-up, with and without torch.compile (compile only where it is on by
-   default or asked for), and MFU on CUDA against the peak table in minigpt/trainer.py.
+1. Tokens/s and ms/step of minigpt-train's training step (minigpt/step.py: forward, backward, clip,
+   the optimizers) for a preset on the available device, after warm-up: eager, compiled, and on CUDA
+   also captured as one CUDA graph, with and without torch.compile; MFU on CUDA against the peak
+   table in minigpt/trainer.py.
 2. In the same run, the batch draw: minigpt's keyed, vectorised gather against the nanoGPT way (a
    Python loop over rows, one slice of the memmap each, then torch.stack), for the preset's batch,
    as a ratio and as a share of one training step.
@@ -28,10 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from minigpt.config import make_config  # noqa: E402
-from minigpt.data import TokenData, find_dataset, to_device  # noqa: E402
+from minigpt.data import TokenData, find_dataset  # noqa: E402
 from minigpt.model import GPT, GPTConfig  # noqa: E402
 from minigpt.optim import lr_at, make_optimizers  # noqa: E402
-from minigpt.trainer import compile_model, peak_flops, resolve_device, resolve_dtype  # noqa: E402
+from minigpt.step import GraphedStep, Step  # noqa: E402
+from minigpt.trainer import peak_flops, resolve_device, resolve_dtype  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -57,47 +59,38 @@ def time_draws(fn, n: int) -> float:
     return (time.perf_counter() - start) / n
 
 
-def time_training(cfg, dataset: TokenData, device: torch.device, use_compile: bool, steps: int, warmup: int) -> dict:
+def time_training(cfg, dataset: TokenData, device: torch.device, variant: str, steps: int, warmup: int) -> dict:
+    """ms/step of minigpt-train's own step (minigpt/step.py) in one variant: eager, compile, graph (the
+    whole step as a CUDA graph) or compile+graph (what minigpt-train does on CUDA)."""
     torch.manual_seed(cfg.seed)
     dtype = resolve_dtype(cfg.dtype, device)
     model = GPT(GPTConfig.from_train(cfg, dataset.manifest["vocab_size"])).to(device)
     opts = make_optimizers(model, cfg, device)
-    run = compile_model(model, device) if use_compile else model
-    graphs = use_compile and device.type == "cuda"
+    net = torch.compile(model) if "compile" in variant else model
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32, cache_enabled="graph" not in variant)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
+
+    def batches(step: int) -> list[np.ndarray]:
+        return [dataset.batch(cfg.seed, step, m, cfg.batch_size, cfg.block_size) for m in range(cfg.grad_accum)]
+    args = (net, model, opts, cfg.grad_accum, cfg.grad_clip, autocast, scaler, False, device)
+    start = time.perf_counter()
+    train_step = GraphedStep(*args, first=batches(0)) if "graph" in variant else Step(*args)
     t0 = None
     for step in range(warmup + steps):
         if step == warmup:
             sync(device)
             t0 = time.perf_counter()
-        for opt in opts:
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg)
-        for micro in range(cfg.grad_accum):
-            x, y = to_device(dataset.batch(cfg.seed, step, micro, cfg.batch_size, cfg.block_size), device)
-            if graphs:
-                torch.compiler.cudagraph_mark_step_begin()
-            with autocast:
-                _, loss = run(x, y)
-            scaler.scale(loss / cfg.grad_accum).backward()
-        for opt in opts:
-            scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        for opt in opts:
-            scaler.step(opt)
-        scaler.update()
-        for opt in opts:
-            opt.zero_grad(set_to_none=True)
+        loss = train_step(batches(step), lr_at(step, cfg))
     sync(device)
     seconds = (time.perf_counter() - t0) / steps
     tok_s = cfg.tokens_per_step / seconds
     peak = peak_flops(device)
-    return {"compile": use_compile, "ms_per_step": round(seconds * 1000, 2), "tokens_per_s": round(tok_s, 1),
+    return {"variant": variant, "ms_per_step": round(seconds * 1000, 2), "tokens_per_s": round(tok_s, 1),
             "mfu": round(model.flops_per_token() * tok_s / peak, 4) if peak else None,
-            "est_s_for_max_iters": round(seconds * cfg.max_iters, 1), "final_loss": round(loss.item(), 4)}
+            "setup_and_warmup_s": round(t0 - start, 1), "est_s_for_max_iters": round(seconds * cfg.max_iters, 1),
+            "final_loss": round(loss.item(), 4)}
 
 
 def main() -> None:
@@ -107,8 +100,8 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--steps", type=int, default=50, help="timed steps")
     ap.add_argument("--warmup", type=int, default=10, help="untimed steps first (compilation happens here)")
-    ap.add_argument("--compile", choices=["auto", "both", "off"], default="auto",
-                    help="auto: both variants on CUDA, uncompiled elsewhere")
+    ap.add_argument("--variants", default="auto", help="comma-separated: eager, compile, graph, compile+graph "
+                    "(graph: the whole step as one CUDA graph); auto: all four on CUDA, eager elsewhere")
     ap.add_argument("--draws", type=int, default=200, help="batch draws timed per method")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -129,13 +122,21 @@ def main() -> None:
     ours = time_draws(keyed, args.draws)
     loop = time_draws(lambda: nanogpt_batch(biggest, dataset.dtype, B, T), args.draws)
 
-    variants = {"auto": [False, True] if device.type == "cuda" else [False], "both": [False, True], "off": [False]}
-    runs = [time_training(cfg, dataset, device, c, args.steps, args.warmup) for c in variants[args.compile]]
-    step_s = min(r["ms_per_step"] for r in runs) / 1000
+    variants = args.variants.split(",") if args.variants != "auto" else \
+        ["eager", "compile", "graph", "compile+graph"] if device.type == "cuda" else ["eager"]
+    runs = []
+    for v in variants:
+        try:
+            runs.append(time_training(cfg, dataset, device, v, args.steps, args.warmup))
+        except Exception as e:  # e.g. no Triton for compile: report it, time the others
+            print(f"{v}: failed ({type(e).__name__}: {str(e).splitlines()[0][:300]})", file=sys.stderr)
+            runs.append({"variant": v, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"})
+    timed = [r for r in runs if "error" not in r]
+    step_s = min(r["ms_per_step"] for r in timed) / 1000
     draw_share = ours * cfg.grad_accum / step_s
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    for r in runs:
-        print(f"{args.preset} on {device.type} ({name}), compile={r['compile']}: {r['ms_per_step']:.1f} ms/step, "
+    for r in timed:
+        print(f"{args.preset} on {device.type} ({name}), {r['variant']}: {r['ms_per_step']:.2f} ms/step, "
               f"{r['tokens_per_s']:,.0f} tok/s" + (f", MFU {r['mfu']:.1%}" if r["mfu"] else "")
               + f", {cfg.max_iters:,} iters ~ {r['est_s_for_max_iters']:.0f} s", file=sys.stderr)
     print(f"batch draw (B={B}, T={T}): keyed gather {ours * 1e6:.0f} us, nanoGPT row loop {loop * 1e6:.0f} us "

@@ -153,6 +153,9 @@ def train(
     dtype: Optional[str] = typer.Option(None, "--dtype", help="auto, float32, bfloat16 or float16."),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", show_default="on for CUDA",
                                            help="torch.compile the model."),
+    cuda_graphs: Optional[bool] = typer.Option(None, "--cuda-graphs/--no-cuda-graphs", show_default="on",
+                                               help="On CUDA (one process, bf16 or fp32): capture the whole "
+                                                    "training step as one CUDA graph and replay it."),
     backend: str = typer.Option("auto", "--backend", help="Under torchrun: nccl, gloo, or auto (nccl on CUDA, "
                                 "gloo on CPUs)."),
     dist_timeout: float = typer.Option(300, "--dist-timeout", metavar="SECONDS",

@@ -54,6 +54,7 @@ class TrainConfig:
     device: str = "auto"  # auto: cuda, then mps, then cpu
     dtype: str = "auto"  # auto: bf16 on CUDA where supported (else fp16), fp32 elsewhere
     compile: bool | None = None  # None: on for CUDA, off for CPU and MPS
+    cuda_graphs: bool = True  # on CUDA, in one process, in bf16 or fp32: the whole step replayed as one CUDA graph
 
     @property
     def final_lr(self) -> float:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -27,6 +28,7 @@ from torch.nn import functional as F
 from .checkpoint import CONFIG, RUNS_DIR, VOCAB, WEIGHTS
 from .errors import UserError
 from .model import GPT, GPTConfig, KVCache
+from .step import capture
 from .trainer import resolve_device
 from .vocab import Vocab
 
@@ -110,16 +112,48 @@ def cpu_decode_layout(model: GPT) -> GPT:
     return model
 
 
+class GraphedDecode:
+    """The one-token step over a KV cache, batch 1, captured as a CUDA graph.
+
+    On a GPU a step of a small model is some hundred kernels of microseconds each, and launching them
+    from Python costs more than running them (BENCHMARKS.md: there the cache alone gave no speed-up).
+    The graph reads the token and its position from two tensors, writes keys and values into a fixed
+    cache (the attention masks the slots past the position) and leaves the logits in a fixed tensor.
+    Prefills go through the model as usual, into the same cache."""
+
+    def __init__(self, model: GPT, device: torch.device):
+        self.cache = KVCache(model.config, 1, device)
+        self.token = torch.zeros((1, 1), dtype=torch.long, device=device)
+        self.index = torch.zeros(1, dtype=torch.long, device=device)
+        self.cache.index = self.index
+        try:
+            self.graph, self.logits = capture(lambda: model(self.token, cache=self.cache)[0][:, -1], device, warmup=2)
+        finally:
+            self.cache.index = None
+
+    def __call__(self, token: int) -> torch.Tensor:
+        """The logits after `token` at position cache.pos; read them before the next call."""
+        self.token.fill_(token)
+        self.index.fill_(self.cache.pos)
+        self.graph.replay()
+        self.cache.pos += 1
+        return self.logits
+
+
 class Engine:
-    def __init__(self, model: GPT, vocab: Vocab, device: torch.device, cpu_layout: bool = True):
+    def __init__(self, model: GPT, vocab: Vocab, device: torch.device, cpu_layout: bool = True,
+                 cuda_graph: bool = True):
         """Takes the model over for inference: on the CPU its Linear layers get the decoding layout
-        (cpu_layout=False keeps them, e.g. to time the plain model)."""
+        (cpu_layout=False keeps them, e.g. to time the plain model); on CUDA, batch-1 decoding steps
+        replay a CUDA graph (cuda_graph=False launches them one by one)."""
         if device.type == "cpu" and cpu_layout:
             cpu_decode_layout(model)
         self.model, self.vocab, self.device = model.eval(), vocab, device
+        self.cuda_graph = cuda_graph and device.type == "cuda"
+        self._graphed: GraphedDecode | None = None
 
     @classmethod
-    def load(cls, run: Path | str, device: str = "auto", cpu_layout: bool = True) -> "Engine":
+    def load(cls, run: Path | str, device: str = "auto", cpu_layout: bool = True, cuda_graph: bool = True) -> "Engine":
         from safetensors import SafetensorError
         from safetensors.torch import load_model
 
@@ -150,7 +184,7 @@ class Engine:
             first = str(e).splitlines()[0]
             raise UserError(f"{run / WEIGHTS} does not match config.json: {first}",
                             "the weights and config.json come from different runs") from None
-        return cls(model.to(dev), vocab, dev, cpu_layout)
+        return cls(model.to(dev), vocab, dev, cpu_layout, cuda_graph)
 
     def encode_prompt(self, prompt: str, allow_unk: bool = False) -> tuple[list[int], list[str]]:
         """<eot> (a document start) and the prompt's tokens; and the prompt characters outside the vocabulary."""
@@ -167,17 +201,18 @@ class Engine:
                stop_at_eot: bool = False, use_cache: bool = True) -> Iterator[int]:
         """Yields new token ids one at a time. use_cache=False recomputes the whole window each step."""
         T = self.model.config.block_size
-        context, cache, logits = list(ids), None, None
+        context, logits = list(ids), None
+        graphed = self._graphed_decode() if use_cache else None
+        cache = graphed.cache if graphed else KVCache(self.model.config, 1, self.device)
 
         def prefill(tokens: list[int]) -> torch.Tensor:
-            nonlocal cache
-            cache = KVCache(self.model.config, 1, self.device)
+            cache.pos = 0  # the slots past the new tokens are never read (sliced off, or masked)
             return self.model(torch.tensor([tokens], device=self.device), cache=cache)[0][:, -1]
 
-        for _ in range(max_new_tokens):
+        for i in range(max_new_tokens):
             if not use_cache:
                 logits = self.model(torch.tensor([context[-T:]], device=self.device))[0][:, -1]
-            elif cache is None:
+            elif i == 0:
                 logits = prefill(context[-T:])
             if params.temperature == 0:
                 token = int(torch.argmax(logits, dim=-1))
@@ -189,10 +224,23 @@ class Engine:
             if stop_at_eot and token == self.vocab.eot:
                 return
             if use_cache:  # one step over the cache, or, when the window is full, a fresh half window
-                if cache.pos < T:
+                if cache.pos < T and graphed:
+                    logits = graphed(token)
+                elif cache.pos < T:
                     logits = self.model(torch.tensor([[token]], device=self.device), cache=cache)[0][:, -1]
                 else:
                     logits = prefill(context[-(T // 2):])
+
+    def _graphed_decode(self) -> GraphedDecode | None:
+        """The captured decoding step on CUDA, made on first use; None elsewhere, or where capture fails."""
+        if self.cuda_graph and self._graphed is None:
+            try:
+                self._graphed = GraphedDecode(self.model, self.device)
+            except Exception as e:
+                print(f"note: CUDA graph capture failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                      "decoding without it", file=sys.stderr)
+                self.cuda_graph = False
+        return self._graphed
 
     def show(self, token: int) -> str:
         """A token as printed: <unk> as the replacement character, <eot> as a visible marker."""

@@ -66,6 +66,9 @@ class KVCache:
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.pos = 0  # positions filled (the model advances it after all layers have put theirs)
+        # CUDA graph decoding (engine.py): one token at the position held in this (1,) tensor, so that one
+        # captured step serves every position; the model then leaves pos to the caller
+        self.index: torch.Tensor | None = None
 
     def put(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store the new positions' keys and values; return all of them so far."""
@@ -95,7 +98,12 @@ class CausalSelfAttention(nn.Module):
         if rope is not None:  # (T, hs / 2) angles of these positions
             qk = rotary(qk, *rope)
         q, k = qk.unbind(0)  # (B, nh, T, hs)
-        if cache is None or cache.pos == 0:
+        if cache is not None and cache.index is not None:  # one token; later slots are masked out
+            cache.k[layer].index_copy_(2, cache.index, k)
+            cache.v[layer].index_copy_(2, cache.index, v)
+            seen = (torch.arange(cache.k.size(3), device=x.device) <= cache.index).view(1, -1)  # (1, block_size)
+            y = F.scaled_dot_product_attention(q, cache.k[layer], cache.v[layer], attn_mask=seen)
+        elif cache is None or cache.pos == 0:
             if cache is not None:
                 cache.put(layer, k, v)
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
@@ -181,16 +189,18 @@ class GPT(nn.Module):
         start = cache.pos if cache is not None else 0  # positions continue after what the cache holds
         if start + T > self.config.block_size:
             raise ValueError(f"{start + T} tokens of context are more than block_size {self.config.block_size}")
+        # the positions: a slice, or for CUDA graph decoding the tensor the graph reads each step
+        at = cache.index if cache is not None and cache.index is not None else slice(start, start + T)
         x = self.wte(idx)  # (B, T, C)
         rope = None
         if self.wpe is not None:
-            x = x + self.wpe(torch.arange(start, start + T, device=idx.device))
+            x = x + self.wpe.weight[at]
         else:
-            rope = self.rope_cos[start:start + T].to(x.dtype), self.rope_sin[start:start + T].to(x.dtype)
+            rope = self.rope_cos[at].to(x.dtype), self.rope_sin[at].to(x.dtype)  # (T, hs / 2)
         x = self.drop(x)
         for i, block in enumerate(self.blocks):
             x = block(x, cache, i, rope)
-        if cache is not None:
+        if cache is not None and cache.index is None:
             cache.pos += T
         logits = self.lm_head(self.ln_f(x))  # (B, T, vocab)
         if targets is None:

@@ -88,9 +88,12 @@ class Muon(torch.optim.Optimizer):
                 torch._foreach_lerp_(bufs, grads, 1 - group["momentum"])
                 updates = torch._foreach_lerp(grads, bufs, group["momentum"]) if group["nesterov"] else bufs
                 O = newton_schulz(torch.stack(updates), group["ns_coefficients"], group["ns_steps"], group["eps"])
-                torch._foreach_mul_(params, 1 - group["lr"] * group["weight_decay"])  # decoupled weight decay
-                step = -group["lr"] * muon_lr_scale(group["adjust_lr_fn"], shape)
-                torch._foreach_add_(params, list(O.to(params[0].dtype).unbind(0)), alpha=step)  # one dtype: fast path
+                lr, scale = group["lr"], muon_lr_scale(group["adjust_lr_fn"], shape)
+                torch._foreach_mul_(params, 1 - lr * group["weight_decay"])  # decoupled weight decay
+                if torch.is_tensor(lr):  # inside a CUDA graph (step.py): the rate is read from the device
+                    torch._foreach_add_(params, list((O.to(params[0].dtype) * (-lr * scale)).unbind(0)))
+                else:
+                    torch._foreach_add_(params, list(O.to(params[0].dtype).unbind(0)), alpha=-lr * scale)
 
 
 def make_optimizers(model: GPT, cfg: TrainConfig, device: torch.device) -> list[torch.optim.Optimizer]:

@@ -26,6 +26,7 @@ from .distributed import Dist, micro_batches, setup
 from .errors import UserError
 from .model import GPT, GPTConfig
 from .optim import lr_at, make_optimizers
+from .step import GraphedForward, GraphedStep, Step
 
 # Peak dense bf16 tensor FLOP/s (no sparsity) from the vendors' data sheets, for MFU.
 PEAK_FLOPS = {"H200": 989e12, "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12,
@@ -155,20 +156,23 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, data, out, resume, f
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
-    graphs = device.type == "cuda" and not d.enabled  # CUDA graphs, where compiled (not under DDP)
-    compiled = _maybe_compile(model, cfg, device, say, graphs)
+    # CUDA graphs: not under DDP (its hooks run between kernels), nor with fp16's scaler (it syncs every step)
+    graphs = cfg.cuda_graphs and device.type == "cuda" and not d.enabled and dtype != torch.float16
+    # autocast's cache of cast weights is kept out of graph capture, as torch's CUDA graph notes advise
+    autocast = torch.autocast(device.type, dtype=dtype, cache_enabled=not graphs) if dtype != torch.float32 \
+        else nullcontext()
+    compiled = _maybe_compile(model, cfg, device, say)
+    first = [dataset.batch(cfg.seed, step, m, cfg.batch_size, cfg.block_size) for m in micros]
     if compiled is not model and step < cfg.max_iters:
-        x, y = to_device(dataset.batch(cfg.seed, step, micros[0], cfg.batch_size, cfg.block_size), device)
+        x, y = to_device(first[0], device)
         with autocast:
             compiled = _first_compiled_call(compiled, model, x, y, cfg, say)
-    graphs = graphs and compiled is not model
     net = DDP(compiled, device_ids=[device.index] if device.type == "cuda" else None) if d.enabled else compiled
-
-    def forward(module, x: torch.Tensor, y: torch.Tensor):
-        if graphs:  # a new iteration: CUDA graph outputs of the last one may be overwritten
-            torch.compiler.cudagraph_mark_step_begin()
-        return module(x, y)
+    step_args = (net, model, optimizers, cfg.grad_accum, cfg.grad_clip, autocast, scaler, d.enabled, device)
+    train_step, eval_forward = Step(*step_args), None
+    if graphs and step < cfg.max_iters:
+        graphed = _capture(step_args, first, compiled, autocast, cfg, device, say)
+        train_step, eval_forward = graphed or (train_step, None)
 
     # every rank evaluates its share of the fixed windows; the sums are added up across ranks
     val_windows = dataset.eval_windows("val", cfg.block_size, cfg.eval_tokens, cfg.seed)
@@ -176,15 +180,19 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, data, out, resume, f
     flops_peak = peak_flops(device)
 
     def evaluate(split: str, windows: np.ndarray) -> float:
-        """Mean loss over fixed windows. Full batches go through the compiled model; a last, shorter batch
-        through the plain one, so that no new shape makes torch.compile build (and capture) again."""
+        """Mean loss over fixed windows. Full batches go through the compiled model (on CUDA, its captured
+        graph); a last, shorter batch through the plain one, so that no new shape makes torch.compile build
+        again."""
         compiled.eval()
         total = torch.zeros((), device=device)
         with torch.no_grad():
             for batch in dataset.eval_batches(split, windows[d.rank::d.world_size], cfg.batch_size, cfg.block_size):
-                x, y = to_device(batch, device)
-                with autocast:
-                    _, loss = forward(compiled, x, y) if len(batch) == cfg.batch_size else model(x, y)
+                if eval_forward is not None and len(batch) == cfg.batch_size:
+                    loss = eval_forward(batch)
+                else:
+                    x, y = to_device(batch, device)
+                    with autocast:
+                        _, loss = (compiled if len(batch) == cfg.batch_size else model)(x, y)
                 total += loss.float() * len(batch)  # summed on the device: one sync per evaluation
         compiled.train()
         return d.sum(total).item() / len(windows)
@@ -213,31 +221,11 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, data, out, resume, f
     with StopSignal() as stop:
         while step < cfg.max_iters:
             lr = lr_at(step, cfg)
-            for opt in optimizers:
-                for group in opt.param_groups:
-                    group["lr"] = lr
-            step_loss = torch.zeros((), device=device)
+            batches = [dataset.batch(cfg.seed, step, m, cfg.batch_size, cfg.block_size) for m in micros]
             try:
-                for i, micro in enumerate(micros):
-                    x, y = to_device(dataset.batch(cfg.seed, step, micro, cfg.batch_size, cfg.block_size), device)
-                    # DDP averages gradients over ranks on the last micro-step only
-                    sync = net.no_sync() if d.enabled and i < len(micros) - 1 else nullcontext()
-                    with sync:
-                        with autocast:
-                            _, loss = forward(net, x, y)
-                        scaler.scale(loss / len(micros)).backward()
-                    step_loss += loss.detach() / cfg.grad_accum  # no .item(): the GPU is not waited on every step
+                step_loss = train_step(batches, lr)  # no .item(): the GPU is not waited on every step
             except torch.cuda.OutOfMemoryError:
                 raise _oom(cfg) from None
-            if cfg.grad_clip > 0:
-                for opt in optimizers:
-                    scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            for opt in optimizers:
-                scaler.step(opt)
-            scaler.update()
-            for opt in optimizers:
-                opt.zero_grad(set_to_none=True)
             step += 1
             tokens_seen += cfg.tokens_per_step
             window_tokens += cfg.tokens_per_step
@@ -329,22 +317,29 @@ def _resume(run: RunFolder, config: dict) -> dict:
     return state
 
 
-def _maybe_compile(model: GPT, cfg: TrainConfig, device: torch.device, say, graphs: bool):
-    """torch.compile, on CUDA with CUDA graphs: at these model sizes a step is a few hundred small
-    kernels, and launching them from Python costs more than running them (BENCHMARKS.md)."""
+def _maybe_compile(model: GPT, cfg: TrainConfig, device: torch.device, say):
     use = cfg.compile if cfg.compile is not None else device.type == "cuda"
     if not use:
         return model
     try:
-        return compile_model(model, device, graphs)
+        return torch.compile(model)
     except Exception as e:  # e.g. an unsupported Python or platform: train uncompiled
         say(f"torch.compile is not available here ({type(e).__name__}: {e}); training without it")
         return model
 
 
-def compile_model(model: GPT, device: torch.device, graphs: bool = True):
-    """CUDA graphs are left out under DDP, whose gradient hooks run between the captured kernels."""
-    return torch.compile(model, mode="reduce-overhead" if graphs and device.type == "cuda" else None)
+def _capture(step_args: tuple, first: list, compiled, autocast, cfg: TrainConfig, device: torch.device, say):
+    """The training step and the evaluation forward pass as CUDA graphs; where capture fails, say so
+    and return None: the step runs as it is (a few times slower at the seed preset's size)."""
+    try:
+        graphed = GraphedStep(*step_args, first=first)
+        return graphed, GraphedForward(compiled, autocast, first[0].shape, device)
+    except torch.cuda.OutOfMemoryError:
+        raise _oom(cfg) from None
+    except Exception as e:
+        say(f"CUDA graph capture failed here ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+            "training without it (--no-cuda-graphs skips the attempt)")
+        return None
 
 
 def _first_compiled_call(compiled, model: GPT, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, say):
@@ -354,8 +349,6 @@ def _first_compiled_call(compiled, model: GPT, x: torch.Tensor, y: torch.Tensor,
     try:
         compiled.eval()
         with torch.no_grad():
-            if x.is_cuda:
-                torch.compiler.cudagraph_mark_step_begin()
             compiled(x, y)
         return compiled
     except torch.cuda.OutOfMemoryError:

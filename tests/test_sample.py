@@ -55,6 +55,27 @@ def test_kv_cache_logits_match_full_recomputation(options):
     assert torch.allclose(torch.cat(parts, dim=1), full, atol=1e-5)
 
 
+@pytest.mark.parametrize("pos", ["rope", "learned"])
+def test_decoding_at_a_position_held_in_a_tensor_is_decoding_at_a_python_position(pos):
+    """What the CUDA graph of engine.GraphedDecode replays: the position read from cache.index, keys and
+    values written there, and every slot past it masked out (here filled with garbage to show it)."""
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=40, block_size=16, n_layer=2, n_head=4, n_embd=32, dropout=0.0, pos=pos)
+    model = GPT(cfg).eval()
+    x = torch.randint(0, 40, (1, 16))
+    plain, indexed = KVCache(cfg, 1, torch.device("cpu")), KVCache(cfg, 1, torch.device("cpu"))
+    with torch.no_grad():
+        model(x[:, :5], cache=plain)
+        model(x[:, :5], cache=indexed)
+        indexed.k[:, :, :, 5:], indexed.v[:, :, :, 5:] = 7.0, -7.0
+        for i in range(5, 16):
+            expected = model(x[:, i:i + 1], cache=plain)[0]
+            indexed.index = torch.tensor([i])
+            got = model(x[:, i:i + 1], cache=indexed)[0]
+            indexed.index, indexed.pos = None, indexed.pos + 1  # the engine advances the position itself
+            assert torch.allclose(got, expected, atol=1e-5), i
+
+
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("parts", [1, 2, 3])
 def test_cpu_decode_layout_computes_what_linear_computes(parts, bias):

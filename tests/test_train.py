@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,8 @@ from minigpt.config import PRESETS, TrainConfig, make_config
 from minigpt.data import TokenData
 from minigpt.errors import UserError
 from minigpt.model import GPT, GPTConfig
-from minigpt.optim import Muon
+from minigpt.optim import Muon, make_optimizers
+from minigpt.step import Step, rewound
 
 TINY = ("--preset", "tiny", "--max-iters", 40, "--eval-interval", 20, "--log-interval", 5, "--eval-tokens", 2048)
 
@@ -152,6 +154,54 @@ def test_batched_muon_is_torch_muon_bit_for_bit(nesterov):
         if step == 1:  # the states interchange: a checkpoint of either resumes in the other
             opt.load_state_dict(copy.deepcopy(ref.state_dict()))  # a copy, as a checkpoint file would be
     assert not torch.equal(ours[0], start)  # the parameters did move
+
+
+def test_muon_reads_a_tensor_learning_rate_as_a_cuda_graph_needs():
+    torch.manual_seed(0)
+    shapes = [(48, 16), (16, 64), (48, 16)]
+    floats = [torch.nn.Parameter(torch.randn(s) * 0.1) for s in shapes]
+    tensors = [torch.nn.Parameter(p.detach().clone()) for p in floats]
+    a, b = Muon(floats, lr=0.02, adjust_lr_fn="match_rms_adamw"), Muon(tensors, lr=0.02, adjust_lr_fn="match_rms_adamw")
+    b.param_groups[0]["lr"] = torch.tensor(0.02)
+    start = floats[0].detach().clone()
+    for _ in range(3):
+        for x, y in zip(floats, tensors):
+            x.grad = torch.randn_like(x) * 0.01
+            y.grad = x.grad.clone()
+        a.step()
+        b.step()
+    assert all(torch.allclose(x, y, rtol=1e-6, atol=1e-8) for x, y in zip(floats, tensors))
+    assert not torch.allclose(floats[0], start, rtol=1e-3)  # the weights did move
+
+
+@pytest.mark.parametrize("first_real_step", [False, True])
+def test_rewound_leaves_no_trace_of_the_steps_it_wraps(first_real_step):
+    """CUDA graph capture runs a few warm-up steps first (step.GraphedStep); `rewound` undoes them: the
+    weights, the optimizers' state (made by those steps, or there before) and the RNG."""
+    cfg = make_config("tiny", dropout=0.2)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.from_train(cfg, 40))
+    opts = make_optimizers(model, cfg, torch.device("cpu"))
+    twin, twin_opts = copy.deepcopy((model, opts))
+    steps = [Step(m, m, o, 1, cfg.grad_clip, nullcontext(), torch.amp.GradScaler("cpu", enabled=False), False,
+                  torch.device("cpu")) for m, o in ((model, opts), (twin, twin_opts))]
+    batch = [np.random.default_rng(0).integers(0, 40, (cfg.batch_size, cfg.block_size + 1))]
+    if first_real_step:
+        torch.manual_seed(1)
+        steps[0](batch, 1e-2)
+        torch.manual_seed(1)
+        steps[1](batch, 1e-2)
+    rng = torch.get_rng_state()
+    with rewound(model, opts, torch.device("cpu")):
+        for _ in range(3):
+            steps[0](batch, 1e-2)
+        assert not torch.equal(model.wte.weight, twin.wte.weight)  # the warm-up did change things
+    assert torch.equal(torch.get_rng_state(), rng)
+    for step in steps:  # the same step (dropout masks included) from the same state: the same weights
+        torch.set_rng_state(rng)
+        step(batch, 1e-2)
+    for a, b in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(a, b)
 
 
 # ---- presets ----
