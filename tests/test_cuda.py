@@ -85,14 +85,15 @@ def test_training_on_cuda_learns_and_writes_a_sampleable_run(dataset, tmp_path, 
 @pytest.mark.parametrize("compiled", [False, True])
 def test_cuda_graph_step_computes_what_the_uncaptured_step_does(dataset, compiled):
     """step.GraphedStep (warm-up undone, then capture and replay) against step.Step, from the same
-    weights on the same batches, fp32, Muon and AdamW: the same losses and weights, up to the GPU's
-    non-deterministic reductions (amplified a little by Muon's bf16 orthogonalisation)."""
+    weights on the same batches, fp32, Muon and AdamW: the same losses, and the same weight updates up to
+    roundings (the learning rate is a tensor in the graph). Muon's bf16 iteration magnifies those: on the
+    CPU a 1e-6 change of the rate moves 12 steps' updates by up to 4%; a rate lost gives 24-100%."""
     cfg = make_config("tiny", dtype="float32")
     data, device = TokenData(dataset), torch.device("cuda")
     torch.manual_seed(0)
     models = [GPT(GPTConfig.from_train(cfg, data.manifest["vocab_size"])).to(device) for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())
-    start = models[0].wte.weight.detach().clone()
+    start = {n: p.detach().clone() for n, p in models[0].named_parameters()}
 
     def batches(step):
         return [data.batch(cfg.seed, step, 0, cfg.batch_size, cfg.block_size)]
@@ -107,9 +108,9 @@ def test_cuda_graph_step_computes_what_the_uncaptured_step_does(dataset, compile
         assert losses[-1][1] == pytest.approx(losses[-1][0], rel=2e-3), i
     assert len({round(b, 4) for _, b in losses}) > 6  # every replay saw its own batch
     assert losses[-1][1] < losses[0][1] - 0.2  # and learned
-    for a, b in zip(models[0].parameters(), models[1].parameters()):
-        assert torch.allclose(a, b, rtol=1e-2, atol=2e-3)
-    assert not torch.allclose(models[1].wte.weight, start, atol=1e-3)
+    for (name, a), b in zip(models[0].named_parameters(), models[1].parameters()):
+        moved = (a - start[name]).norm()
+        assert moved > 0.01 * start[name].norm() and (a - b).norm() < 0.15 * moved, (name, moved, (a - b).norm())
 
 
 def test_cuda_graphs_on_and_off_train_the_same_run(dataset, tmp_path):
