@@ -2,10 +2,11 @@
 
     python bench/step_profile.py --data data/c4-bench-3000 [--preset seed] [--steps 50]
 
-Variants (each after warm-up, the same preset): the trainer's step as it is (eager and compiled),
-with the batch already on the GPU, without gradient clipping, and compiled with CUDA graphs
-(mode="reduce-overhead"); then the profiler's top operators by self CPU and by GPU time for the
-compiled step. Prints a table and one JSON line.
+Variants (each after warm-up, the same preset): the step as minigpt-train ran it before step.py
+(eager and compiled), with the batch already on the GPU, without gradient clipping, and compiled with
+CUDA graphs around the model only (mode="reduce-overhead"); then the profiler's top operators by self
+CPU and by GPU time for the compiled step. Prints a table and one JSON line. This is the profile that
+led to capturing the whole step (minigpt/step.py); bench/train_bench.py times that step itself.
 """
 
 from __future__ import annotations

@@ -318,6 +318,7 @@ def _resume(run: RunFolder, config: dict) -> dict:
 
 
 def _maybe_compile(model: GPT, cfg: TrainConfig, device: torch.device, say):
+    """torch.compile (on by default on CUDA), in its default mode: the CUDA graph is step.py's, around it."""
     use = cfg.compile if cfg.compile is not None else device.type == "cuda"
     if not use:
         return model
