@@ -8,9 +8,9 @@ Generates --new-tokens characters at batch 1, greedy, from the same weights: wit
 cache; on the CPU the decoding layout of engine.CPUDecodeLinear, on CUDA the step as a CUDA graph,
 engine.GraphedDecode), the old script's way on the plain model (crop the context to block_size and run
 the whole window through it for every new token), and the KV cache on the plain model, to show what
-the layout or the graph adds. The methods take turns for
---repeat rounds and the medians are reported. Speed does not depend on what the weights learned, so
-without --run the model is the preset's shape with its initial weights.
+the layout or the graph adds. The methods take turns for --repeat rounds and the medians are
+reported. Speed does not depend on what the weights learned, so without --run the model is the
+preset's shape with its initial weights.
 Prints a line per method, then one JSON line.
 """
 
@@ -84,6 +84,7 @@ def main() -> None:
             times[name].append(seconds)
     median = {name: statistics.median(t) for name, t in times.items()}
     T = engine.model.config.block_size
+
     def agree(a: list[int], b: list[int]) -> int:
         return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), args.new_tokens)
     same = agree(outputs["cache"], outputs["recompute"])

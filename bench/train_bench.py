@@ -68,7 +68,8 @@ def time_training(cfg, dataset: TokenData, device: torch.device, variant: str, s
     opts = make_optimizers(model, cfg, device)
     net = torch.compile(model) if "compile" in variant else model
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32, cache_enabled="graph" not in variant)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32,
+                              cache_enabled="graph" not in variant)  # as minigpt-train: no cache in capture
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
 

@@ -330,36 +330,38 @@ def _maybe_compile(model: GPT, cfg: TrainConfig, device: torch.device, say):
 
 
 def _capture(step_args: tuple, first: list, compiled, autocast, cfg: TrainConfig, device: torch.device, say):
-    """The training step and the evaluation forward pass as CUDA graphs; where capture fails, say so
-    and return None: the step runs as it is (a few times slower at the seed preset's size)."""
-    try:
-        graphed = GraphedStep(*step_args, first=first)
-        return graphed, GraphedForward(compiled, autocast, first[0].shape, device)
-    except torch.cuda.OutOfMemoryError:
-        raise _oom(cfg) from None
-    except Exception as e:
-        say(f"CUDA graph capture failed here ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-            "training without it (--no-cuda-graphs skips the attempt)")
-        return None
+    """The training step and the evaluation forward pass as CUDA graphs; or None where capture fails
+    (the step then runs as it is: a few times slower at the seed preset's size)."""
+    def both():
+        return GraphedStep(*step_args, first=first), GraphedForward(compiled, autocast, first[0].shape, device)
+    return _or_else(both, None, "CUDA graph capture", "--no-cuda-graphs", cfg, say)
 
 
 def _first_compiled_call(compiled, model: GPT, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, say):
     """torch.compile compiles on the first call; where that fails (no Triton, no C compiler, an
     unsupported platform), say so and train the uncompiled model instead. The trial call is the
     evaluation graph (eval mode, full batch, no grad), which evaluation needs anyway."""
-    try:
+    def trial():
         compiled.eval()
-        with torch.no_grad():
-            compiled(x, y)
+        try:
+            with torch.no_grad():
+                compiled(x, y)
+        finally:
+            compiled.train()
         return compiled
+    return _or_else(trial, model, "torch.compile", "--no-compile", cfg, say)
+
+
+def _or_else(fn, fallback, what: str, flag: str, cfg: TrainConfig, say):
+    """fn(); where it fails other than for memory, a note, and the fallback: training goes on without it."""
+    try:
+        return fn()
     except torch.cuda.OutOfMemoryError:
         raise _oom(cfg) from None
     except Exception as e:
-        say(f"torch.compile failed here ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-            "training without it (--no-compile skips the attempt)")
-        return model
-    finally:
-        compiled.train()
+        say(f"{what} failed here ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+            f"training without it ({flag} skips the attempt)")
+        return fallback
 
 
 def summary(result: Result, config: TrainConfig) -> str:

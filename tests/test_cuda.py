@@ -174,7 +174,8 @@ def test_kv_cache_matches_full_recomputation_on_cuda():
 
 def test_graphed_decoding_gives_what_the_plain_cache_gives_on_cuda(dataset, tmp_path):
     run = tmp_path / "run"
-    assert run_cli("train_app", *TINY, "--max-iters", 30, "--no-compile", "--data", dataset, "--out", run).exit_code == 0
+    r = run_cli("train_app", *TINY, "--max-iters", 30, "--no-compile", "--data", dataset, "--out", run)
+    assert r.exit_code == 0, r.output
     graphed, plain = Engine.load(run, "cuda"), Engine.load(run, "cuda", cuda_graph=False)
     # 150 characters: past the 32-character window, so the cache is refilled (prefill) several times
     a = graphed.generate("The ", max_new_tokens=150, temperature=0)
