@@ -113,8 +113,10 @@ def test_cuda_graph_step_computes_what_the_uncaptured_step_does(dataset, compile
         assert moved > 0.01 * start[name].norm() and (a - b).norm() < 0.15 * moved, (name, moved, (a - b).norm())
 
 
-def test_cuda_graphs_on_and_off_train_the_same_run(dataset, tmp_path):
-    args = (*TINY, "--no-compile", "--dtype", "float32", "--data", dataset)  # the same eager kernels either way
+@pytest.mark.parametrize("flags", [(), ("--grad-accum", 2, "--grad-clip", 0)])
+def test_cuda_graphs_on_and_off_train_the_same_run(dataset, tmp_path, flags):
+    # the same eager kernels either way; with two micro-batches captured in one graph, and no clipping
+    args = (*TINY, *flags, "--no-compile", "--dtype", "float32", "--data", dataset)
     on = run_cli("train_app", *args, "--out", tmp_path / "on")
     off = run_cli("train_app", *args, "--no-cuda-graphs", "--out", tmp_path / "off")
     assert on.exit_code == 0 and off.exit_code == 0 and "capture failed" not in on.output, on.output
