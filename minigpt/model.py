@@ -197,10 +197,11 @@ class GPT(nn.Module):
         start = cache.pos if cache is not None else 0  # positions continue after what the cache holds
         if start + T > self.config.block_size:
             raise ValueError(f"{start + T} tokens of context are more than block_size {self.config.block_size}")
+        indexed = cache is not None and cache.index is not None  # CUDA graph decoding (KVCache.index)
         # the positions: a slice, or for CUDA graph decoding the tensor the graph reads each step
-        at = cache.index if cache is not None and cache.index is not None else slice(start, start + T)
+        at = cache.index if indexed else slice(start, start + T)
         x = self.wte(idx)  # (B, T, C)
-        if cache is not None and cache.index is not None:
+        if indexed:
             cache.set_mask(x.dtype)
         rope = None
         if self.wpe is not None:
@@ -210,7 +211,7 @@ class GPT(nn.Module):
         x = self.drop(x)
         for i, block in enumerate(self.blocks):
             x = block(x, cache, i, rope)
-        if cache is not None and cache.index is None:
+        if cache is not None and not indexed:
             cache.pos += T
         logits = self.lm_head(self.ln_f(x))  # (B, T, vocab)
         if targets is None:

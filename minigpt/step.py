@@ -83,8 +83,8 @@ class GraphedStep(Step):
             raise
 
     def _copy_in(self, batches: list[np.ndarray]) -> None:
-        for buffer, b in zip(self.batches, batches):  # fresh pinned memory each time: the copy is asynchronous
-            buffer.copy_(torch.from_numpy(b).pin_memory(), non_blocking=True)
+        for buffer, b in zip(self.batches, batches):
+            copy_in(buffer, b)
 
     def __call__(self, batches: list[np.ndarray], lr: float) -> torch.Tensor:
         self.set_lr(lr)  # the float too: checkpoints save the optimizers' param_groups
@@ -109,9 +109,15 @@ class GraphedForward:
 
     def __call__(self, batch: np.ndarray) -> torch.Tensor:
         """The batch's mean loss, on the device; read it before the next call overwrites it."""
-        self.batch.copy_(torch.from_numpy(batch).pin_memory(), non_blocking=True)
+        copy_in(self.batch, batch)
         self.graph.replay()
         return self.loss
+
+
+def copy_in(buffer: torch.Tensor, batch: np.ndarray) -> None:
+    """A batch into a graph's input buffer, through fresh pinned memory: the copy is asynchronous, so the
+    host memory must not be reused before it is done (the caching host allocator sees to that)."""
+    buffer.copy_(torch.from_numpy(batch).pin_memory(), non_blocking=True)
 
 
 def capture(fn, device: torch.device, warmup: int = 0) -> tuple[torch.cuda.CUDAGraph, object]:

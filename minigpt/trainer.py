@@ -171,7 +171,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, data, out, resume, f
     step_args = (net, model, optimizers, cfg.grad_accum, cfg.grad_clip, autocast, scaler, d.enabled, device)
     train_step, eval_forward = Step(*step_args), None
     if graphs and step < cfg.max_iters:
-        graphed = _capture(step_args, first, compiled, autocast, cfg, device, say)
+        graphed = _capture(step_args, first, cfg, say)
         train_step, eval_forward = graphed or (train_step, None)
 
     # every rank evaluates its share of the fixed windows; the sums are added up across ranks
@@ -329,11 +329,12 @@ def _maybe_compile(model: GPT, cfg: TrainConfig, device: torch.device, say):
         return model
 
 
-def _capture(step_args: tuple, first: list, compiled, autocast, cfg: TrainConfig, device: torch.device, say):
-    """The training step and the evaluation forward pass as CUDA graphs; or None where capture fails
-    (the step then runs as it is: a few times slower at the seed preset's size)."""
+def _capture(step_args: tuple, first: list, cfg: TrainConfig, say):
+    """The training step and the evaluation forward pass (of the same network) as CUDA graphs; or None
+    where capture fails (the step then runs as it is: a few times slower at the seed preset's size)."""
     def both():
-        return GraphedStep(*step_args, first=first), GraphedForward(compiled, autocast, first[0].shape, device)
+        step = GraphedStep(*step_args, first=first)
+        return step, GraphedForward(step.net, step.autocast, first[0].shape, step.device)
     return _or_else(both, None, "CUDA graph capture", "--no-cuda-graphs", cfg, say)
 
 

@@ -135,6 +135,15 @@ def test_learning_rate_schedules():
     assert {lr_at(s, const) for s in range(10, 100)} == {1.0}
 
 
+def step_both(opt_a, params_a, opt_b, params_b) -> None:
+    """One step of two optimizers over twin parameters, with the same random gradients."""
+    for a, b in zip(params_a, params_b):
+        a.grad = torch.randn_like(a) * 0.01
+        b.grad = a.grad.clone()
+    opt_a.step()
+    opt_b.step()
+
+
 @pytest.mark.parametrize("nesterov", [True, False])
 def test_batched_muon_is_torch_muon_bit_for_bit(nesterov):
     torch.manual_seed(0)
@@ -145,11 +154,7 @@ def test_batched_muon_is_torch_muon_bit_for_bit(nesterov):
     opt, ref = Muon(ours, **kw), torch.optim.Muon(theirs, **kw)
     start = ours[0].detach().clone()
     for step in range(4):
-        for a, b in zip(ours, theirs):
-            a.grad = torch.randn_like(a) * 0.01
-            b.grad = a.grad.clone()
-        opt.step()
-        ref.step()
+        step_both(opt, ours, ref, theirs)
         assert all(torch.equal(a, b) for a, b in zip(ours, theirs)), f"step {step}"
         if step == 1:  # the states interchange: a checkpoint of either resumes in the other
             opt.load_state_dict(copy.deepcopy(ref.state_dict()))  # a copy, as a checkpoint file would be
@@ -165,11 +170,7 @@ def test_muon_reads_a_tensor_learning_rate_as_a_cuda_graph_needs():
     b.param_groups[0]["lr"] = torch.tensor(0.02)
     start = floats[0].detach().clone()
     for _ in range(3):
-        for x, y in zip(floats, tensors):
-            x.grad = torch.randn_like(x) * 0.01
-            y.grad = x.grad.clone()
-        a.step()
-        b.step()
+        step_both(a, floats, b, tensors)
     assert all(torch.allclose(x, y, rtol=1e-6, atol=1e-8) for x, y in zip(floats, tensors))
     assert not torch.allclose(floats[0], start, rtol=1e-3)  # the weights did move
 
