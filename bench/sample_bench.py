@@ -5,10 +5,13 @@
     python bench/sample_bench.py --run runs/c4-en-3000-seed --device cuda
 
 Generates --new-tokens characters at batch 1, greedy, from the same weights: with the engine (KV
-cache; on the CPU the decoding layout of engine.CPUDecodeLinear, on CUDA the step as a CUDA graph,
-engine.GraphedDecode), the old script's way on the plain model (crop the context to block_size and run
-the whole window through it for every new token), and the KV cache on the plain model, to show what
-the layout or the graph adds. The methods take turns for --repeat rounds and the medians are
+cache; on the CPU the decoding layout and step, engine.CPUDecodeLinear and engine.CPUDecode, on CUDA
+the step as a CUDA graph, engine.GraphedDecode), the old script's way on the plain model (crop the
+context to block_size and run the whole window through it for every new token), the KV cache on the
+plain model, to show what the layout or the graph adds, and on the CPU the compiled step
+(Engine(compile=True), engine.CompiledDecode; its compile falls in the warm-up, and its time is
+reported). The methods take turns every --turn characters (a slow spell of the shared machine then
+hits all of them alike), for --repeat rounds of --new-tokens each, and each method's median is
 reported. Speed does not depend on what the weights learned, so without --run the model is the
 preset's shape with its initial weights.
 Prints a line per method, then one JSON line.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import platform
 import statistics
@@ -37,13 +41,19 @@ from minigpt.trainer import resolve_device  # noqa: E402
 from minigpt.vocab import Vocab  # noqa: E402
 
 
-def timed(engine: Engine, ids: list[int], n: int, use_cache: bool) -> tuple[float, list[int]]:
-    gen = torch.Generator(device=engine.device).manual_seed(0)
-    start = time.perf_counter()
-    out = list(engine.stream(ids, n, SamplingParams(temperature=0.0), gen, use_cache=use_cache))
-    if engine.device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, out
+def one_round(methods: dict, ids: list[int], n: int, turn: int) -> tuple[dict[str, float], dict[str, list[int]]]:
+    """Every method generates n tokens, greedy, taking turns every `turn` tokens: each one's seconds and tokens."""
+    streams, seconds, out = {}, {}, {}
+    for name, (engine, use_cache) in methods.items():
+        gen = torch.Generator(device=engine.device).manual_seed(0)
+        streams[name] = engine.stream(ids, n, SamplingParams(temperature=0.0), gen, use_cache=use_cache)
+        seconds[name], out[name] = 0.0, []
+    while any(len(tokens) < n for tokens in out.values()):
+        for name, stream in streams.items():
+            start = time.perf_counter()
+            out[name].extend(itertools.islice(stream, turn))  # int() of each token waits for the device
+            seconds[name] += time.perf_counter() - start
+    return seconds, out
 
 
 def main() -> None:
@@ -53,35 +63,36 @@ def main() -> None:
     ap.add_argument("--vocab-size", type=int, default=200, help="without --run: vocabulary size")
     ap.add_argument("--block-size", type=int, help="without --run: override the preset's block_size")
     ap.add_argument("--new-tokens", type=int, default=1000)
-    ap.add_argument("--repeat", type=int, default=3, help="rounds of all methods, interleaved; medians reported")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of all methods; medians reported")
+    ap.add_argument("--turn", type=int, default=25, help="characters a method generates before the next takes its turn")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--no-compile", action="store_true", help="on the CPU, leave out the compiled step (Engine compile=True)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    if args.run:  # two copies of the weights: the engine's (CPU layout or CUDA graph) and the plain model
-        engine = Engine.load(args.run, args.device)
-        plain = Engine.load(args.run, args.device, cpu_layout=False, cuda_graph=False)
-    else:
+    if not args.run:
         torch.manual_seed(0)
         cfg = make_config(args.preset, block_size=args.block_size, dropout=0.0)
-        model = GPT(GPTConfig.from_train(cfg, args.vocab_size))
+        model = GPT(GPTConfig.from_train(cfg, args.vocab_size)).to(resolve_device(args.device))
         vocab = Vocab(["<eot>", "<unk>"] + [chr(32 + i) for i in range(args.vocab_size - 2)])
-        device = resolve_device(args.device)
-        model = model.to(device)
-        engine = Engine(copy.deepcopy(model), vocab, device)
-        plain = Engine(model, vocab, device, cpu_layout=False, cuda_graph=False)
+
+    def make(**options) -> Engine:  # each engine its own copy of the weights (the layouts change them)
+        if args.run:
+            return Engine.load(args.run, args.device, **options)
+        return Engine(copy.deepcopy(model), vocab, next(model.parameters()).device, **options)
+    engine, plain = make(), make(cpu_layout=False, cuda_graph=False)
     dev = engine.device
     # the old script's way runs the plain model; the cache is also timed on it (no CPU layout, no CUDA graph)
     methods = {"cache": (engine, True), "recompute": (plain, False), "cache_plain": (plain, True)}
+    if dev.type == "cpu" and not args.no_compile:
+        methods["cache_compiled"] = (make(compile=True), True)
     ids = [engine.vocab.eot]
-    for eng, use_cache in methods.values():
-        timed(eng, ids, 20, use_cache)  # warm-up: allocator, kernels
+    warmup, _ = one_round(methods, ids, 20, 20)  # allocator, kernels, the CUDA graph's capture, torch.compile
     times = {name: [] for name in methods}
-    outputs = {}
-    for _ in range(args.repeat):  # interleaved, so that a slow spell of a shared machine hits every method
-        for name, (eng, use_cache) in methods.items():
-            seconds, outputs[name] = timed(eng, ids, args.new_tokens, use_cache)
-            times[name].append(seconds)
+    for _ in range(args.repeat):
+        seconds, outputs = one_round(methods, ids, args.new_tokens, args.turn)
+        for name in methods:
+            times[name].append(seconds[name])
     median = {name: statistics.median(t) for name, t in times.items()}
     T = engine.model.config.block_size
 
@@ -92,17 +103,26 @@ def main() -> None:
     rate = {f"{k}_tokens_per_s": round(args.new_tokens / v, 1) for k, v in median.items()}
     result = {"bench": "sample", "date": time.strftime("%Y-%m-%d"), "device": name, "torch": torch.__version__,
               "threads": torch.get_num_threads(), "model": engine.model.config.to_json(), "new_tokens": args.new_tokens,
-              "repeat": args.repeat, **rate, "speedup": round(median["recompute"] / median["cache"], 2),
+              "repeat": args.repeat, "turn": args.turn, **rate, "speedup": round(median["recompute"] / median["cache"], 2),
               "identical_tokens_before_divergence": same,
               "identical_to_plain_cache": agree(outputs["cache"], outputs["cache_plain"]), "block_size": T}
+    if "cache_compiled" in median:
+        result.update(speedup_compiled=round(median["recompute"] / median["cache_compiled"], 2),
+                      compiled_identical_tokens_before_divergence=agree(outputs["cache_compiled"], outputs["recompute"]),
+                      compiled_first_20_tokens_s=round(warmup["cache_compiled"], 1))
     print(f"{args.new_tokens} new tokens on {dev.type} ({name}), block_size {T}, batch 1, "
-          f"median of {args.repeat}:", file=sys.stderr)
+          f"median of {args.repeat} rounds, taking turns every {args.turn}:", file=sys.stderr)
     plain_label = "KV cache, no CUDA graph" if dev.type == "cuda" else "KV cache, nn.Linear layout"
-    labels = {"cache": "KV cache (engine)", "recompute": "recompute", "cache_plain": plain_label}
+    labels = {"cache": "KV cache (engine)", "recompute": "recompute", "cache_plain": plain_label,
+              "cache_compiled": "KV cache, compiled step"}
     for k in median:
         print(f"  {labels[k]:27s} {rate[k + '_tokens_per_s']:10,.1f} tok/s", file=sys.stderr)
     print(f"  speed-up {result['speedup']:.2f}x; greedy outputs identical for the first {same} tokens "
           f"(the window holds {T}; past it the cache slides by half windows)", file=sys.stderr)
+    if "cache_compiled" in median:
+        print(f"  compiled step: speed-up {result['speedup_compiled']:.2f}x, identical for the first "
+              f"{result['compiled_identical_tokens_before_divergence']} tokens; its first 20 tokens took "
+              f"{result['compiled_first_20_tokens_s']} s (torch.compile)", file=sys.stderr)
     print(json.dumps(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

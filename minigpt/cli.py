@@ -207,6 +207,8 @@ def sample(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     stop_at_eot: bool = typer.Option(False, "--stop-at-eot", help="End a sample at the end of a document."),
     allow_unk: bool = typer.Option(False, "--allow-unk", help="Map prompt characters outside the vocabulary to <unk>."),
+    compile: bool = typer.Option(False, "--compile", help="CPU: compile the one-character step with torch.compile "
+                                 "(seconds to compile, cached on disk; ~1.4x the characters per second after)."),
 ) -> None:
     import torch
 
@@ -224,10 +226,12 @@ def sample(
                 prompt = prompt_file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as e:
                 raise UserError(f"cannot read --prompt-file {prompt_file}: {e}", "give a readable UTF-8 text file") from None
-        engine = Engine.load(find_run(run), device)
+        engine = Engine.load(find_run(run), device, compile=compile)
         ids, unknown = engine.encode_prompt(prompt or "", allow_unk)
     except UserError as e:
         raise _fail(e) from None
+    if compile and engine.device.type != "cpu":
+        print(f"note: --compile applies on the CPU; on {engine.device.type} it is left out", file=sys.stderr)
     if unknown:
         print(f"warning: {len(unknown)} prompt character(s) outside the vocabulary became <unk>: "
               + ", ".join(repr(c) for c in unknown[:20]), file=sys.stderr)

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from .checkpoint import CONFIG, RUNS_DIR, VOCAB, WEIGHTS
 from .errors import UserError
-from .model import GPT, GPTConfig, KVCache
+from .model import GPT, GPTConfig, KVCache, rotary
 from .step import capture
 from .trainer import resolve_device
 from .vocab import Vocab
@@ -112,6 +112,101 @@ def cpu_decode_layout(model: GPT) -> GPT:
     return model
 
 
+class ReduceLinear(nn.Linear):
+    """nn.Linear whose one-row product, under torch.compile, is written out as a reduction over each
+    output's row of weights: inductor turns it into one C++ loop that reads the weight at nearly the
+    memory's speed, where the matrix-vector call it would otherwise make reads at about half of it
+    (BENCHMARKS.md). Outside torch.compile, or for several rows, it is nn.Linear."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.compiler.is_compiling() or x.shape[:-1].numel() > 1:
+            return F.linear(x, self.weight, self.bias)
+        y = (self.weight * x.reshape(1, -1)).sum(-1).view(*x.shape[:-1], -1)  # (out, in) * (1, in) -> (out,)
+        return y if self.bias is None else y + self.bias
+
+
+def reduce_layout(model: GPT) -> GPT:
+    """Make the blocks' Linear layers ReduceLinear, in place (the same parameters): for CompiledDecode."""
+    for block in model.blocks:
+        for parent in (block.attn, block.mlp):
+            for name, child in list(parent.named_children()):
+                if type(child) is nn.Linear:
+                    swapped = ReduceLinear(child.in_features, child.out_features, bias=False, device="meta")
+                    swapped.weight, swapped.bias = child.weight, child.bias
+                    setattr(parent, name, swapped)
+    return model
+
+
+class CompiledDecode:
+    """The one-token step over a KV cache on the CPU, batch 1, compiled with torch.compile (--compile).
+
+    Like GraphedDecode, the step reads the token and its position from two tensors and writes keys and
+    values into a fixed cache, masking the slots past the position, so that one compiled step serves
+    every position. Inductor fuses the ~170 small operations into a few loops and, with ReduceLinear,
+    reads the weights faster than MKL's matrix-vector product. Compiling takes seconds (inductor caches
+    the result on disk for the next run); the logits agree with the eager step to float rounding."""
+
+    def __init__(self, model: GPT, device: torch.device):
+        self.cache = KVCache(model.config, 1, device)
+        self.token = torch.zeros((1, 1), dtype=torch.long, device=device)
+        self.index = torch.zeros(1, dtype=torch.long, device=device)
+        self.step = torch.compile(lambda: model(self.token, cache=self.cache)[0][:, -1], fullgraph=True, dynamic=False)
+        with torch.inference_mode():  # as Engine.stream runs it, so that the first call compiles for good
+            self(0)  # and a failure shows here; the prefill overwrites what this step wrote
+        self.cache.pos = 0
+
+    def __call__(self, token: int) -> torch.Tensor:
+        """The logits (1, vocab) after `token` at position cache.pos."""
+        self.token.fill_(token)
+        self.index.fill_(self.cache.pos)
+        self.cache.index = self.index
+        try:
+            logits = self.step()
+        finally:
+            self.cache.index = None
+        self.cache.pos += 1
+        return logits
+
+
+class CPUDecode:
+    """The one-token step over a KV cache on the CPU, batch 1: GPT.forward's arithmetic, op for op
+    (the same logits, bit for bit; a test checks it), as one flat loop over the layers.
+
+    With the weights in CPUDecodeLinear's slabs a step is ~3-4 ms of matrix-vector products and ~170
+    small operations; going through the modules (shape bookkeeping for any batch and length, views,
+    permutes, dropout and module calls) costs as much again as the small operations themselves."""
+
+    def __init__(self, model: GPT, device: torch.device):
+        self.model, self.cache = model, KVCache(model.config, 1, device)
+
+    def __call__(self, token: int) -> torch.Tensor:
+        """The logits (1, vocab) after `token` at position cache.pos."""
+        m, cache, pos = self.model, self.cache, self.cache.pos
+        C, nh = m.config.n_embd, m.config.n_head
+        hs = C // nh
+        x = m.wte.weight[token].view(1, C)
+        if m.wpe is not None:
+            x = x + m.wpe.weight[pos]
+        else:
+            rope = m.rope_cos[pos], m.rope_sin[pos]  # (hs,)
+        for i, block in enumerate(m.blocks):
+            attn, mlp, ln = block.attn, block.mlp, block.ln_1
+            qkv = attn.c_attn(F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)).view(3, nh, hs)
+            qk, v = qkv[:2], qkv[2]
+            if attn.qk_norm:
+                qk = F.rms_norm(qk, (hs,))
+            if m.wpe is None:
+                qk = rotary(qk, *rope)
+            cache.k[i, 0, :, pos], cache.v[i, 0, :, pos] = qk[1], v
+            y = F.scaled_dot_product_attention(qk[0].view(1, nh, 1, hs), cache.k[i, :, :, :pos + 1],
+                                               cache.v[i, :, :, :pos + 1])  # (1, nh, 1, hs)
+            x = x + attn.c_proj(y.view(1, C))
+            ln = block.ln_2
+            x = x + mlp.c_proj(mlp.act(mlp.c_fc(F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps))))
+        cache.pos += 1
+        return m.lm_head(m.ln_f(x))
+
+
 class GraphedDecode:
     """The one-token step over a KV cache, batch 1, captured as a CUDA graph.
 
@@ -142,18 +237,27 @@ class GraphedDecode:
 
 class Engine:
     def __init__(self, model: GPT, vocab: Vocab, device: torch.device, cpu_layout: bool = True,
-                 cuda_graph: bool = True):
-        """Takes the model over for inference: on the CPU its Linear layers get the decoding layout
-        (cpu_layout=False keeps them, e.g. to time the plain model); on CUDA, batch-1 decoding steps
-        replay a CUDA graph (cuda_graph=False launches them one by one)."""
-        if device.type == "cpu" and cpu_layout:
+                 cuda_graph: bool = True, compile: bool = False):
+        """Takes the model over for inference: on the CPU its Linear layers get the decoding layout and
+        one-token steps run CPUDecode (cpu_layout=False keeps the plain model, e.g. to time it), or with
+        compile=True a CompiledDecode (CPU only); on CUDA, batch-1 decoding steps replay a CUDA graph
+        (cuda_graph=False launches them one by one)."""
+        cpu = device.type == "cpu"
+        self.compile = compile and cpu
+        self.cpu_layout = cpu_layout and cpu and not self.compile
+        if self.compile:
+            reduce_layout(model)
+        elif self.cpu_layout:
             cpu_decode_layout(model)
         self.model, self.vocab, self.device = model.eval(), vocab, device
         self.cuda_graph = cuda_graph and device.type == "cuda"
-        self._graphed: GraphedDecode | None = None
+        self._fixed: GraphedDecode | CompiledDecode | None = None  # made on first use, kept with its cache
+        if self.compile:
+            self._decode_step()  # compile now: seconds, before any text, and a failure's note before it too
 
     @classmethod
-    def load(cls, run: Path | str, device: str = "auto", cpu_layout: bool = True, cuda_graph: bool = True) -> "Engine":
+    def load(cls, run: Path | str, device: str = "auto", cpu_layout: bool = True, cuda_graph: bool = True,
+             compile: bool = False) -> "Engine":
         from safetensors import SafetensorError
         from safetensors.torch import load_model
 
@@ -184,7 +288,7 @@ class Engine:
             first = str(e).splitlines()[0]
             raise UserError(f"{run / WEIGHTS} does not match config.json: {first}",
                             "the weights and config.json come from different runs") from None
-        return cls(model.to(dev), vocab, dev, cpu_layout, cuda_graph)
+        return cls(model.to(dev), vocab, dev, cpu_layout, cuda_graph, compile)
 
     def encode_prompt(self, prompt: str, allow_unk: bool = False) -> tuple[list[int], list[str]]:
         """<eot> (a document start) and the prompt's tokens; and the prompt characters outside the vocabulary."""
@@ -202,8 +306,8 @@ class Engine:
         """Yields new token ids one at a time. use_cache=False recomputes the whole window each step."""
         T = self.model.config.block_size
         context, logits = list(ids), None
-        graphed = self._graphed_decode() if use_cache else None
-        cache = graphed.cache if graphed else KVCache(self.model.config, 1, self.device)
+        step = self._decode_step() if use_cache else None  # None: the model's forward decodes
+        cache = step.cache if step else KVCache(self.model.config, 1, self.device)
 
         def prefill(tokens: list[int]) -> torch.Tensor:
             cache.pos = 0  # the slots past the new tokens are never read (sliced off, or masked)
@@ -224,23 +328,33 @@ class Engine:
             if stop_at_eot and token == self.vocab.eot:
                 return
             if use_cache:  # one step over the cache, or, when the window is full, a fresh half window
-                if cache.pos < T and graphed:
-                    logits = graphed(token)
+                if cache.pos < T and step:
+                    logits = step(token)
                 elif cache.pos < T:
                     logits = self.model(torch.tensor([[token]], device=self.device), cache=cache)[0][:, -1]
                 else:
                     logits = prefill(context[-(T // 2):])
 
-    def _graphed_decode(self) -> GraphedDecode | None:
-        """The captured decoding step on CUDA, made on first use; None elsewhere, or where capture fails."""
-        if self.cuda_graph and self._graphed is None:
+    def _decode_step(self) -> CPUDecode | GraphedDecode | CompiledDecode | None:
+        """The one-token step: on the CPU with the decoding layout a CPUDecode (its own cache, so streams
+        do not share one); the captured (CUDA) or compiled (CPU) step, made on first use; None elsewhere
+        (the model's forward then decodes). Where capture or compilation fails, a note, and without it."""
+        if self.cpu_layout:
+            return CPUDecode(self.model, self.device)
+        if self._fixed is None and (self.cuda_graph or self.compile):
             try:
-                self._graphed = GraphedDecode(self.model, self.device)
+                self._fixed = GraphedDecode(self.model, self.device) if self.cuda_graph else CompiledDecode(
+                    self.model, self.device)
             except Exception as e:
-                print(f"note: CUDA graph capture failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                what = "CUDA graph capture" if self.cuda_graph else "torch.compile of the decoding step"
+                print(f"note: {what} failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                       "decoding without it", file=sys.stderr)
                 self.cuda_graph = False
-        return self._graphed
+                if self.compile:  # the eager CPU step instead
+                    self.compile, self.cpu_layout = False, True
+                    cpu_decode_layout(self.model)
+                    return CPUDecode(self.model, self.device)
+        return self._fixed
 
     def show(self, token: int) -> str:
         """A token as printed: <unk> as the replacement character, <eot> as a visible marker."""

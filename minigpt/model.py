@@ -68,8 +68,9 @@ class KVCache:
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.pos = 0  # positions filled (the model advances it after all layers have put theirs)
-        # CUDA graph decoding (engine.py): one token at the position held in this (1,) tensor, so that one
-        # captured step serves every position; the model then leaves pos to the caller
+        # indexed decoding (engine.py: the CUDA graph, the compiled CPU step): one token at the position held
+        # in this (1,) tensor, so that one captured or compiled step serves every position; the model then
+        # leaves pos to the caller
         self.index: torch.Tensor | None = None
         self.mask: torch.Tensor | None = None  # with index: (1, block_size), 0 up to it, -inf past it
 
@@ -194,11 +195,13 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
         B, T = idx.shape
-        start = cache.pos if cache is not None else 0  # positions continue after what the cache holds
+        indexed = cache is not None and cache.index is not None  # decoding at a position held in a tensor
+        # positions continue after what the cache holds; an indexed step never reads cache.pos, so that one
+        # captured or compiled step serves every position
+        start = cache.pos if cache is not None and not indexed else 0
         if start + T > self.config.block_size:
             raise ValueError(f"{start + T} tokens of context are more than block_size {self.config.block_size}")
-        indexed = cache is not None and cache.index is not None  # CUDA graph decoding (KVCache.index)
-        # the positions: a slice, or for CUDA graph decoding the tensor the graph reads each step
+        # the positions: a slice, or for indexed decoding the tensor the step reads
         at = cache.index if indexed else slice(start, start + T)
         x = self.wte(idx)  # (B, T, C)
         if indexed:

@@ -181,7 +181,7 @@ def test_graphed_decoding_gives_what_the_plain_cache_gives_on_cuda(dataset, tmp_
     graphed, plain = Engine.load(run, "cuda"), Engine.load(run, "cuda", cuda_graph=False)
     # 150 characters: past the 32-character window, so the cache is refilled (prefill) several times
     a = graphed.generate("The ", max_new_tokens=150, temperature=0)
-    assert graphed._graphed is not None, "the CUDA graph was not captured"
+    assert graphed._fixed is not None, "the CUDA graph was not captured"
     assert a == plain.generate("The ", max_new_tokens=150, temperature=0)
     assert graphed.generate("The ", max_new_tokens=150, temperature=0.8, seed=5) == \
         plain.generate("The ", max_new_tokens=150, temperature=0.8, seed=5)

@@ -1,6 +1,7 @@
 """minigpt-sample: the run folder alone, the KV cache, sampling controls, errors, the console script."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,8 @@ import torch
 
 from conftest import invoke, run_inprocess
 from c4mirror import make_docs, write_c4_mirror
-from minigpt.engine import CPUDecodeLinear, Engine, SamplingParams, filter_logits
+from minigpt.engine import (CompiledDecode, CPUDecode, CPUDecodeLinear, Engine, SamplingParams, cpu_decode_layout,
+                            filter_logits, reduce_layout)
 from minigpt.model import GPT, GPTConfig, KVCache
 
 
@@ -76,6 +78,36 @@ def test_decoding_at_a_position_held_in_a_tensor_is_decoding_at_a_python_positio
             assert torch.allclose(got, expected, atol=1e-5), i
 
 
+@pytest.mark.parametrize("options", [{}, dict(pos="learned", qk_norm=False, mlp="gelu", bias=True)])
+def test_the_cpu_decoding_step_is_the_models_forward_bit_for_bit(options):
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=40, block_size=16, n_layer=2, n_head=4, n_embd=32, dropout=0.0, **options)
+    model = cpu_decode_layout(GPT(cfg).eval())
+    x = torch.randint(0, 40, (1, 16))
+    step, cache = CPUDecode(model, torch.device("cpu")), KVCache(cfg, 1, torch.device("cpu"))
+    with torch.no_grad():
+        model(x[:, :5], cache=cache)
+        model(x[:, :5], cache=step.cache)
+        for i in range(5, 16):
+            assert torch.equal(step(int(x[0, i])), model(x[:, i:i + 1], cache=cache)[0][:, -1]), i
+    assert step.cache.pos == cache.pos == 16 and torch.equal(step.cache.k, cache.k)
+
+
+def test_the_compiled_cpu_step_decodes_what_the_model_does_with_one_compile_for_every_position():
+    cfg = GPTConfig(vocab_size=40, block_size=16, n_layer=2, n_head=4, n_embd=32, dropout=0.0)
+    x = torch.randint(0, 40, (1, 16), generator=torch.Generator().manual_seed(0))
+    for seed in (0, 1):  # two models, two compiled steps in one process: each decodes its own weights
+        torch.manual_seed(seed)
+        model = reduce_layout(GPT(cfg).eval())
+        step, cache = CompiledDecode(model, torch.device("cpu")), KVCache(cfg, 1, torch.device("cpu"))
+        with torch.inference_mode(), torch._dynamo.config.patch(error_on_recompile=True):
+            model(x[:, :5], cache=cache)
+            model(x[:, :5], cache=step.cache)
+            for i in range(5, 16):
+                expected = model(x[:, i:i + 1], cache=cache)[0][:, -1]
+                assert torch.allclose(step(int(x[0, i])), expected, atol=1e-5), (seed, i)
+
+
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("parts", [1, 2, 3])
 def test_cpu_decode_layout_computes_what_linear_computes(parts, bias):
@@ -91,7 +123,7 @@ def test_cpu_decode_layout_computes_what_linear_computes(parts, bias):
 def test_greedy_with_cache_is_token_for_token_full_recomputation(run):
     engine = Engine.load(run)
     plain = Engine.load(run, cpu_layout=False)  # the old way: the plain model over the whole window
-    assert isinstance(engine.model.blocks[0].mlp.c_fc, CPUDecodeLinear)
+    assert isinstance(engine.model.blocks[0].mlp.c_fc, CPUDecodeLinear) and isinstance(engine._decode_step(), CPUDecode)
     T = engine.model.config.block_size
     for prompt in ("", "The market", "Prices rose in the café"):
         n = T - 1 - len(prompt)  # the whole window, <eot> + prompt + generated
@@ -101,6 +133,19 @@ def test_greedy_with_cache_is_token_for_token_full_recomputation(run):
         assert len(cached) == n
     # past the window the documented policy takes over: it still yields every token asked for
     assert len(tokens(engine, "The market", 3 * T, temperature=0.0)) == 3 * T
+
+
+def test_the_compiled_engine_and_minigpt_sample_compile_give_what_recomputation_gives(run):
+    engine, plain = Engine.load(run, compile=True), Engine.load(run, cpu_layout=False)
+    assert isinstance(engine._decode_step(), CompiledDecode)
+    T = engine.model.config.block_size
+    for prompt in ("", "Prices rose in the café"):
+        n = T - 1 - len(prompt)
+        assert tokens(engine, prompt, n, temperature=0.0) == tokens(plain, prompt, n, temperature=0.0, use_cache=False)
+    assert len(tokens(engine, "The market", 3 * T, temperature=0.0)) == 3 * T  # refills: prefills into its cache
+    args = ("--run", run, "--prompt", "The", "--max-new-tokens", 80, "--temperature", 0)
+    r, compiled = run_sample(*args), run_sample(*args, "--compile")
+    assert r.exit_code == compiled.exit_code == 0 and compiled.stdout == r.stdout and len(r.stdout) > 80
 
 
 def test_same_seed_same_text(run):
@@ -222,3 +267,13 @@ def test_console_script_end_to_end_needs_only_the_run_folder(run, tmp_path):
     assert p.returncode == 0, p.stderr
     expected = "The" + Engine.load(alone).generate("The", max_new_tokens=60, seed=4, temperature=0.7, top_k=20)
     assert p.stdout == expected + "\n"
+
+
+def test_sample_compile_without_a_cpp_compiler_says_so_and_decodes_without_it(run, tmp_path):
+    script = shutil.which("minigpt-sample", path=str(Path(sys.executable).parent))
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-c++"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
+    p = subprocess.run([script, "--run", str(run), "--prompt", "The", "--max-new-tokens", "40", "--temperature", "0",
+                        "--device", "cpu", "--compile"], capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "torch.compile of the decoding step failed" in p.stderr and "decoding without it" in p.stderr
+    assert p.stdout == "The" + Engine.load(run).generate("The", max_new_tokens=40, temperature=0) + "\n"
