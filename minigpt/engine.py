@@ -197,9 +197,9 @@ class CPUDecode:
                 qk = F.rms_norm(qk, (hs,))
             if m.wpe is None:
                 qk = rotary(qk, *rope)
-            cache.k[i, 0, :, pos], cache.v[i, 0, :, pos] = qk[1], v
-            y = F.scaled_dot_product_attention(qk[0].view(1, nh, 1, hs), cache.k[i, :, :, :pos + 1],
-                                               cache.v[i, :, :, :pos + 1])  # (1, nh, 1, hs)
+            cache.k[i][0, :, pos], cache.v[i][0, :, pos] = qk[1], v
+            y = F.scaled_dot_product_attention(qk[0].view(1, nh, 1, hs), cache.k[i][:, :, :pos + 1],
+                                               cache.v[i][:, :, :pos + 1])  # (1, nh, 1, hs)
             x = x + attn.c_proj(y.view(1, C))
             ln = block.ln_2
             x = x + mlp.c_proj(mlp.act(mlp.c_fc(F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps))))

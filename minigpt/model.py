@@ -64,9 +64,11 @@ class KVCache:
     the model once, then each new token attends to the cache instead of recomputing the window."""
 
     def __init__(self, cfg: GPTConfig, batch_size: int, device: torch.device, dtype: torch.dtype = torch.float32):
-        shape = (cfg.n_layer, batch_size, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head)  # (L, B, nh, T, hs)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        shape = (batch_size, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head)  # (B, nh, T, hs)
+        # one tensor per layer rather than one for all: a compiled step then updates each in place, where
+        # writing into a view of one big tensor makes torch.compile copy all of it, layer after layer
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
         self.pos = 0  # positions filled (the model advances it after all layers have put theirs)
         # indexed decoding (engine.py: the CUDA graph, the compiled CPU step): one token at the position held
         # in this (1,) tensor, so that one captured or compiled step serves every position; the model then
@@ -76,16 +78,17 @@ class KVCache:
 
     def set_mask(self, dtype: torch.dtype) -> None:
         """The additive attention mask of the index's position, made once per step for every layer."""
-        slots = torch.arange(self.k.size(3), device=self.k.device)
-        self.mask = torch.zeros(1, self.k.size(3), dtype=dtype, device=self.k.device).masked_fill_(
+        T, device = self.k[0].size(2), self.k[0].device
+        slots = torch.arange(T, device=device)
+        self.mask = torch.zeros(1, T, dtype=dtype, device=device).masked_fill_(
             slots > self.index, float("-inf"))
 
     def put(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store the new positions' keys and values; return all of them so far."""
         end = self.pos + k.size(2)
-        self.k[layer, :, :, self.pos:end] = k
-        self.v[layer, :, :, self.pos:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        self.k[layer][:, :, self.pos:end] = k
+        self.v[layer][:, :, self.pos:end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
 
 class CausalSelfAttention(nn.Module):
