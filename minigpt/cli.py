@@ -207,8 +207,9 @@ def sample(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     stop_at_eot: bool = typer.Option(False, "--stop-at-eot", help="End a sample at the end of a document."),
     allow_unk: bool = typer.Option(False, "--allow-unk", help="Map prompt characters outside the vocabulary to <unk>."),
-    compile: bool = typer.Option(False, "--compile", help="CPU: compile the one-character step with torch.compile "
-                                 "(15-25 s the first time, ~5 s once cached on disk; ~1.6x the characters per second after)."),
+    compile: bool = typer.Option(False, "--compile", help="CPU: compile the one-character step with "
+                                 "torch.compile (15-25 s the first time, ~5 s once cached on disk; then ~1.6x "
+                                 "the characters per second)."),
 ) -> None:
     import torch
 

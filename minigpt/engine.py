@@ -114,9 +114,9 @@ def cpu_decode_layout(model: GPT) -> GPT:
 
 class ReduceLinear(nn.Linear):
     """nn.Linear whose one-row product, under torch.compile, is written out as a reduction over each
-    output's row of weights: inductor turns it into one C++ loop that reads the weight at nearly the
-    memory's speed, where the matrix-vector call it would otherwise make reads at about half of it
-    (BENCHMARKS.md). Outside torch.compile, or for several rows, it is nn.Linear."""
+    output's row of weights: inductor turns it into one C++ loop that reads the weights at 23-33 GB/s
+    on our 2-core VM, where the matrix-vector call it would otherwise make reads ~11 (BENCHMARKS.md).
+    Outside torch.compile, or for several rows, it is nn.Linear."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.compiler.is_compiling() or x.shape[:-1].numel() > 1:
@@ -172,9 +172,10 @@ class CPUDecode:
     """The one-token step over a KV cache on the CPU, batch 1: GPT.forward's arithmetic, op for op
     (the same logits, bit for bit; a test checks it), as one flat loop over the layers.
 
-    With the weights in CPUDecodeLinear's slabs a step is ~3-4 ms of matrix-vector products and ~170
-    small operations; going through the modules (shape bookkeeping for any batch and length, views,
-    permutes, dropout and module calls) costs as much again as the small operations themselves."""
+    With the weights in CPUDecodeLinear's slabs a step is ~3.5 ms of matrix-vector products and ~1 ms
+    of ~170 small operations; going through the modules (shape bookkeeping for any batch and length,
+    views, permutes, dropout and module calls) adds a few tenths of a millisecond to that (+5%
+    characters per second without it; BENCHMARKS.md)."""
 
     def __init__(self, model: GPT, device: torch.device):
         self.model, self.cache = model, KVCache(model.config, 1, device)

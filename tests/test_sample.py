@@ -94,6 +94,11 @@ def test_the_cpu_decoding_step_is_the_models_forward_bit_for_bit(options):
     assert step.cache.pos == cache.pos == 16 and torch.equal(torch.stack(step.cache.k), torch.stack(cache.k))
 
 
+needs_cxx = pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+                               reason="torch.compile on the CPU needs a C++ compiler")
+
+
+@needs_cxx
 def test_the_compiled_cpu_step_decodes_what_the_model_does_with_one_compile_for_every_position():
     cfg = GPTConfig(vocab_size=40, block_size=16, n_layer=2, n_head=4, n_embd=32, dropout=0.0)
     x = torch.randint(0, 40, (1, 16), generator=torch.Generator().manual_seed(0))
@@ -136,6 +141,7 @@ def test_greedy_with_cache_is_token_for_token_full_recomputation(run):
     assert len(tokens(engine, "The market", 3 * T, temperature=0.0)) == 3 * T
 
 
+@needs_cxx
 def test_the_compiled_engine_and_minigpt_sample_compile_give_what_recomputation_gives(run):
     engine, plain = Engine.load(run, compile=True), Engine.load(run, cpu_layout=False)
     assert isinstance(engine._decode_step(), CompiledDecode)
