@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from minigpt.config import make_config  # noqa: E402
 from minigpt.data import TokenData, find_dataset  # noqa: E402
+from minigpt.errors import brief  # noqa: E402
 from minigpt.model import GPT, GPTConfig  # noqa: E402
 from minigpt.optim import lr_at, make_optimizers  # noqa: E402
 from minigpt.step import GraphedStep, Step  # noqa: E402
@@ -130,8 +131,8 @@ def main() -> None:
         try:
             runs.append(time_training(cfg, dataset, device, v, args.steps, args.warmup))
         except Exception as e:  # e.g. no Triton for compile: report it, time the others
-            print(f"{v}: failed ({type(e).__name__}: {str(e).splitlines()[0][:300]})", file=sys.stderr)
-            runs.append({"variant": v, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"})
+            print(f"{v}: failed ({brief(e, 300)})", file=sys.stderr)
+            runs.append({"variant": v, "error": brief(e, 300)})
     timed = [r for r in runs if "error" not in r]
     step_s = min(r["ms_per_step"] for r in timed) / 1000
     draw_share = ours * cfg.grad_accum / step_s

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -26,7 +27,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from .checkpoint import CONFIG, RUNS_DIR, VOCAB, WEIGHTS
-from .errors import UserError
+from .errors import UserError, brief
 from .model import GPT, GPTConfig, KVCache, rotary
 from .step import capture
 from .trainer import resolve_device
@@ -137,35 +138,58 @@ def reduce_layout(model: GPT) -> GPT:
     return model
 
 
-class CompiledDecode:
-    """The one-token step over a KV cache on the CPU, batch 1, compiled with torch.compile (--compile).
-
-    Like GraphedDecode, the step reads the token and its position from two tensors and writes keys and
-    values into a fixed cache, masking the slots past the position, so that one compiled step serves
-    every position. Inductor fuses the ~170 small operations into a few loops and, with ReduceLinear,
-    reads the weights faster than MKL's matrix-vector product. Compiling takes seconds (inductor caches
-    the result on disk for the next run); the logits agree with the eager step to float rounding."""
+class IndexedDecode:
+    """The one-token step over its own KV cache, batch 1, reading the token and its position from two
+    tensors, so that one captured or compiled step serves every position (the model's indexed path:
+    keys and values written at the position, the slots past it masked). Subclasses say how it runs."""
 
     def __init__(self, model: GPT, device: torch.device):
+        self.model, self.device = model, device
         self.cache = KVCache(model.config, 1, device)
         self.token = torch.zeros((1, 1), dtype=torch.long, device=device)
         self.index = torch.zeros(1, dtype=torch.long, device=device)
-        self.step = torch.compile(lambda: model(self.token, cache=self.cache)[0][:, -1], fullgraph=True, dynamic=False)
+
+    def step(self) -> torch.Tensor:
+        """The model's step at cache.index (set by the caller): the logits (1, vocab)."""
+        return self.model(self.token, cache=self.cache)[0][:, -1]
+
+    @contextmanager
+    def indexed(self):
+        self.cache.index = self.index
+        try:
+            yield
+        finally:
+            self.cache.index = None
+
+    def run(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, token: int) -> torch.Tensor:
+        """The logits (1, vocab) after `token` at position cache.pos; read them before the next call."""
+        self.token.fill_(token)
+        self.index.fill_(self.cache.pos)
+        logits = self.run()
+        self.cache.pos += 1
+        return logits
+
+
+class CompiledDecode(IndexedDecode):
+    """The one-token step on the CPU, compiled with torch.compile (--compile).
+
+    Inductor fuses the ~170 small operations into a few loops and, with ReduceLinear, reads the weights
+    faster than MKL's matrix-vector product. Compiling takes seconds (inductor caches the result on
+    disk for the next run); the logits agree with the eager step to float rounding."""
+
+    def __init__(self, model: GPT, device: torch.device):
+        super().__init__(model, device)
+        self.compiled = torch.compile(self.step, fullgraph=True, dynamic=False)
         with torch.inference_mode():  # as Engine.stream runs it, so that the first call compiles for good
             self(0)  # and a failure shows here; the prefill overwrites what this step wrote
         self.cache.pos = 0
 
-    def __call__(self, token: int) -> torch.Tensor:
-        """The logits (1, vocab) after `token` at position cache.pos."""
-        self.token.fill_(token)
-        self.index.fill_(self.cache.pos)
-        self.cache.index = self.index
-        try:
-            logits = self.step()
-        finally:
-            self.cache.index = None
-        self.cache.pos += 1
-        return logits
+    def run(self) -> torch.Tensor:
+        with self.indexed():
+            return self.compiled()
 
 
 class CPUDecode:
@@ -208,31 +232,21 @@ class CPUDecode:
         return m.lm_head(m.ln_f(x))
 
 
-class GraphedDecode:
-    """The one-token step over a KV cache, batch 1, captured as a CUDA graph.
+class GraphedDecode(IndexedDecode):
+    """The one-token step captured as a CUDA graph.
 
     On a GPU a step of a small model is some hundred kernels of microseconds each, and launching them
     from Python costs more than running them (BENCHMARKS.md: there the cache alone gave no speed-up).
-    The graph reads the token and its position from two tensors, writes keys and values into a fixed
-    cache (the attention masks the slots past the position) and leaves the logits in a fixed tensor.
-    Prefills go through the model as usual, into the same cache."""
+    The graph leaves the logits in a fixed tensor. Prefills go through the model as usual, into the
+    same cache."""
 
     def __init__(self, model: GPT, device: torch.device):
-        self.cache = KVCache(model.config, 1, device)
-        self.token = torch.zeros((1, 1), dtype=torch.long, device=device)
-        self.index = torch.zeros(1, dtype=torch.long, device=device)
-        self.cache.index = self.index
-        try:
-            self.graph, self.logits = capture(lambda: model(self.token, cache=self.cache)[0][:, -1], device, warmup=2)
-        finally:
-            self.cache.index = None
+        super().__init__(model, device)
+        with self.indexed():
+            self.graph, self.logits = capture(self.step, device, warmup=2)
 
-    def __call__(self, token: int) -> torch.Tensor:
-        """The logits after `token` at position cache.pos; read them before the next call."""
-        self.token.fill_(token)
-        self.index.fill_(self.cache.pos)
+    def run(self) -> torch.Tensor:
         self.graph.replay()
-        self.cache.pos += 1
         return self.logits
 
 
@@ -348,8 +362,7 @@ class Engine:
                     self.model, self.device)
             except Exception as e:
                 what = "CUDA graph capture" if self.cuda_graph else "torch.compile of the decoding step"
-                print(f"note: {what} failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                      "decoding without it", file=sys.stderr)
+                print(f"note: {what} failed ({brief(e)}); decoding without it", file=sys.stderr)
                 self.cuda_graph = False
                 if self.compile:  # the eager CPU step instead
                     self.compile, self.cpu_layout = False, True

@@ -17,6 +17,11 @@ class UserError(Exception):
         return self.message if not self.hint else f"{self.message}\n---> HINT: {self.hint}"
 
 
+def brief(e: BaseException, limit: int = 200) -> str:
+    """An exception in one line, for a note that something optional failed: its type and first line."""
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:limit] if str(e) else ''}"
+
+
 class Interrupted(BaseException):
     """Ctrl-C or SIGTERM, raised from the signal handler the CLI installs.
 

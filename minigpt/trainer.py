@@ -23,7 +23,7 @@ from .checkpoint import RUNS_DIR, RunFolder, versions
 from .config import TrainConfig
 from .data import TokenData, find_dataset, to_device
 from .distributed import Dist, micro_batches, setup
-from .errors import UserError
+from .errors import UserError, brief
 from .model import GPT, GPTConfig
 from .optim import lr_at, make_optimizers
 from .step import GraphedForward, GraphedStep, Step
@@ -360,8 +360,7 @@ def _or_else(fn, fallback, what: str, flag: str, cfg: TrainConfig, say):
     except torch.cuda.OutOfMemoryError:
         raise _oom(cfg) from None
     except Exception as e:
-        say(f"{what} failed here ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-            f"training without it ({flag} skips the attempt)")
+        say(f"{what} failed here ({brief(e)}); training without it ({flag} skips the attempt)")
         return fallback
 
 
