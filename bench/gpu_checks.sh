@@ -72,7 +72,7 @@ for s in ${@:-env tests trainbench seedrun samplebench}; do
     quality) cmd=(240 $PY bench/quality_bench.py --data "$DATA" --shape seed --device cuda --variants old \
                --lrs 3e-4 --jobs 1 --compile --json "$OUT/quality_seed_old.json") ;;
     ddp) cmd=(200 bash -c ddp_run) ;;
-    samplebench) cmd=(150 bash -c "$PY bench/sample_bench.py --device cuda --run $RUNS/seed --json $OUT/sample_bench_64.json && $PY bench/sample_bench.py --device cuda --block-size 256 --json $OUT/sample_bench_256.json") ;;
+    samplebench) cmd=(360 bash -c "$PY bench/sample_bench.py --device cuda --run $RUNS/seed --json $OUT/sample_bench_64.json && $PY bench/sample_bench.py --device cuda --block-size 256 --json $OUT/sample_bench_256.json") ;;
     *) echo "unknown step $s"; continue ;;
   esac
   if [ $run = bg_step ]; then

@@ -1,19 +1,19 @@
 """Benchmark minigpt-sample: tokens/s with the KV cache against recomputing the window every step.
 
     python bench/sample_bench.py                         # the seed preset, fresh weights, CPU
-    python bench/sample_bench.py --block-size 256              # the seed preset's shape, a longer window
+    python bench/sample_bench.py --block-size 256        # the seed preset's shape, a longer window
     python bench/sample_bench.py --run runs/c4-en-3000-seed --device cuda
 
 Generates --new-tokens characters at batch 1, greedy, from the same weights: with the engine (KV
-cache; on the CPU the decoding layout and step, engine.CPUDecodeLinear and engine.CPUDecode, on CUDA
-the step as a CUDA graph, engine.GraphedDecode), the old script's way on the plain model (crop the
-context to block_size and run the whole window through it for every new token), the KV cache on the
-plain model, to show what the layout or the graph adds, and on the CPU the compiled step
-(Engine(compile=True), engine.CompiledDecode; the time its engine took to build, the compile
-included, is reported: inductor keeps what it compiled on disk, so a machine's first compile takes
-longer than the next). The methods take turns every --turn characters (a slow spell of the shared
-machine then hits all of them alike), for --repeat rounds of --new-tokens each, and each method's
-median is reported. Speed does not depend on what the weights learned, so without --run the model
+cache; on the CPU the decoding layout and step, decode.CPUDecodeLinear and decode.CPUDecode, on CUDA
+the step and the refill as CUDA graphs, decode.GraphedDecode), the old script's way on the plain model
+(crop the context to block_size and run the whole window through it for every new token), the KV cache
+on the plain model, to show what the layout or the graphs add, and the compiled step
+(Engine(compile=True), what --compile runs: decode.CompiledDecode on the CPU, the compiled step inside
+the graph on CUDA; the time its engine took to build, the compile included, is reported: inductor keeps
+what it compiled on disk, so a machine's first compile takes longer than the next). The methods take
+turns every --turn characters (a slow spell of the shared machine then hits all of them alike), for
+--repeat rounds of --new-tokens each, and each method's median is reported. Speed does not depend on what the weights learned, so without --run the model
 is the preset's shape with its initial weights.
 Prints a line per method, then one JSON line.
 """
@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="rounds of all methods; medians reported")
     ap.add_argument("--turn", type=int, default=25, help="characters a method generates before the next takes its turn")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--no-compile", action="store_true", help="on the CPU, leave out the compiled step (Engine compile=True)")
+    ap.add_argument("--no-compile", action="store_true", help="leave out the compiled step (Engine compile=True)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -85,7 +85,7 @@ def main() -> None:
     dev = engine.device
     # the old script's way runs the plain model; the cache is also timed on it (no CPU layout, no CUDA graph)
     methods = {"cache": (engine, True), "recompute": (plain, False), "cache_plain": (plain, True)}
-    if dev.type == "cpu" and not args.no_compile:
+    if dev.type in ("cpu", "cuda") and not args.no_compile:
         start = time.perf_counter()
         methods["cache_compiled"] = (make(compile=True), True)  # compiles its step here
         compile_s = time.perf_counter() - start

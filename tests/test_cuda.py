@@ -20,7 +20,8 @@ from c4mirror import make_docs, write_c4_mirror
 from conftest import invoke, metrics, run_inprocess
 from minigpt import c4
 from minigpt.data import TokenData, to_device
-from minigpt.engine import Engine
+from minigpt.decode import GraphedDecode
+from minigpt.engine import Engine, SamplingParams
 from minigpt.model import GPT, GPTConfig, KVCache
 from minigpt.config import make_config
 from minigpt.optim import lr_at, make_optimizers
@@ -179,12 +180,28 @@ def test_graphed_decoding_gives_what_the_plain_cache_gives_on_cuda(dataset, tmp_
     r = run_cli("train_app", *TINY, "--max-iters", 30, "--no-compile", "--data", dataset, "--out", run)
     assert r.exit_code == 0, r.output
     graphed, plain = Engine.load(run, "cuda"), Engine.load(run, "cuda", cuda_graph=False)
-    # 150 characters: past the 32-character window, so the cache is refilled (prefill) several times
+    # 150 characters: past the 32-character window, so the cache is refilled several times (a graph too)
     a = graphed.generate("The ", max_new_tokens=150, temperature=0)
-    assert graphed._fixed is not None, "the CUDA graph was not captured"
+    assert isinstance(graphed._fixed, GraphedDecode), "the CUDA graphs were not captured"
     assert a == plain.generate("The ", max_new_tokens=150, temperature=0)
     assert graphed.generate("The ", max_new_tokens=150, temperature=0.8, seed=5) == \
         plain.generate("The ", max_new_tokens=150, temperature=0.8, seed=5)
+
+
+def test_the_compiled_step_inside_the_cuda_graph_gives_what_recomputation_gives(dataset, tmp_path):
+    run = tmp_path / "run"
+    r = run_cli("train_app", *TINY, "--max-iters", 30, "--no-compile", "--data", dataset, "--out", run)
+    assert r.exit_code == 0, r.output
+    engine, plain = Engine.load(run, "cuda", compile=True), Engine.load(run, "cuda", cuda_graph=False)
+    assert isinstance(engine._fixed, GraphedDecode) and engine.compile, "compiled and captured when loaded"
+    n = engine.model.config.block_size - 5  # inside the window: <eot>, "The " and the new characters
+    ids, _ = engine.encode_prompt("The ")
+    greedy = SamplingParams(temperature=0.0)
+    recomputed = list(plain.stream(ids, n, greedy, None, use_cache=False))
+    assert list(engine.stream(ids, n, greedy, None)) == recomputed
+    assert len(engine.generate("The ", max_new_tokens=150, temperature=0.8, seed=5)) >= 150  # refills
+    r = run_cli("sample_app", "--run", run, "--device", "cuda", "--compile", "--max-new-tokens", 40, "--temperature", 0)
+    assert r.exit_code == 0 and "note" not in r.stderr, r.output
 
 
 def test_same_seed_same_text_on_cuda(dataset, tmp_path):
