@@ -46,6 +46,13 @@ seed_run() {  # the seed preset's 5,000 iterations through the CLI, as a user ru
   $PY sample.py --run "$RUNS/seed" --max-new-tokens 400 --seed 1 --prompt "The "
 }
 
+sample_bench() {  # block 64 on the seed run's weights where seedrun made them (else fresh ones), and block 256
+  local weights=()
+  [ -f "$RUNS/seed/model.safetensors" ] && weights=(--run "$RUNS/seed")
+  $PY bench/sample_bench.py --device cuda "${weights[@]}" --json "$OUT/sample_bench_64.json" &&
+    $PY bench/sample_bench.py --device cuda --block-size 256 --json "$OUT/sample_bench_256.json"
+}
+
 ddp_run() {  # the one-GPU path through torchrun (no CUDA graphs under DDP), and its metrics
   rm -rf "$RUNS/ddp1"
   $PY -m torch.distributed.run --standalone --nproc_per_node=1 -m minigpt.train --preset seed --max-iters 300 \
@@ -54,7 +61,7 @@ ddp_run() {  # the one-GPU path through torchrun (no CUDA graphs under DDP), and
 }
 
 export OUT DATA RUNS PY
-export -f env_info seed_run ddp_run
+export -f env_info seed_run sample_bench ddp_run
 BG=$(mktemp -d)
 for s in ${@:-env tests trainbench seedrun samplebench}; do
   name=${s#bg:}
@@ -72,7 +79,7 @@ for s in ${@:-env tests trainbench seedrun samplebench}; do
     quality) cmd=(240 $PY bench/quality_bench.py --data "$DATA" --shape seed --device cuda --variants old \
                --lrs 3e-4 --jobs 1 --compile --json "$OUT/quality_seed_old.json") ;;
     ddp) cmd=(200 bash -c ddp_run) ;;
-    samplebench) cmd=(360 bash -c "$PY bench/sample_bench.py --device cuda --run $RUNS/seed --json $OUT/sample_bench_64.json && $PY bench/sample_bench.py --device cuda --block-size 256 --json $OUT/sample_bench_256.json") ;;
+    samplebench) cmd=(360 bash -c sample_bench) ;;
     *) echo "unknown step $s"; continue ;;
   esac
   if [ $run = bg_step ]; then
