@@ -13,8 +13,8 @@ on the plain model, to show what the layout or the graphs add, and the compiled 
 the graph on CUDA; the time its engine took to build, the compile included, is reported: inductor keeps
 what it compiled on disk, so a machine's first compile takes longer than the next). The methods take
 turns every --turn characters (a slow spell of the shared machine then hits all of them alike), for
---repeat rounds of --new-tokens each, and each method's median is reported. Speed does not depend on what the weights learned, so without --run the model
-is the preset's shape with its initial weights.
+--repeat rounds of --new-tokens each, and each method's median is reported. Speed does not depend on
+what the weights learned, so without --run the model is the preset's shape with its initial weights.
 Prints a line per method, then one JSON line.
 """
 

@@ -90,8 +90,10 @@ class Engine:
             cpu_decode_layout(model)
         self.model, self.vocab, self.device = model.eval(), vocab, device
         self._fixed: GraphedDecode | CompiledDecode | None = None  # made once, kept with its cache
-        if self.compile:
-            self._decoder()  # compile now: seconds, before any text, and a failure's note before it too
+        if self.compile:  # now: seconds, before any text, and a failure's note before it too
+            print("compiling the decoding step with torch.compile (up to tens of seconds the first time; a few "
+                  "once inductor has it in its disk cache)", file=sys.stderr)
+            self._decoder()
 
     @classmethod
     def load(cls, run: Path | str, device: str = "auto", cpu_layout: bool = True, cuda_graph: bool = True,

@@ -155,6 +155,7 @@ def test_the_compiled_engine_and_minigpt_sample_compile_give_what_recomputation_
     args = ("--run", run, "--prompt", "The", "--max-new-tokens", 80, "--temperature", 0)
     r, compiled = run_sample(*args), run_sample(*args, "--compile")
     assert r.exit_code == compiled.exit_code == 0 and compiled.stdout == r.stdout and len(r.stdout) > 80
+    assert "compiling the decoding step" in compiled.stderr and "compiling" not in r.stderr
 
 
 def test_same_seed_same_text(run):
