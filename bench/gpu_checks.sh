@@ -71,7 +71,7 @@ for s in ${@:-env tests trainbench seedrun samplebench}; do
   fi
   case $name in
     env) cmd=(60 bash -c env_info) ;;
-    tests) cmd=(300 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py) ;;
+    tests) cmd=(420 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py) ;;
     muon) cmd=(60 $PY bench/muon_bench.py --device cuda --json "$OUT/muon_bench.json") ;;
     trainbench) cmd=(240 $PY bench/train_bench.py --data "$DATA" --preset seed --steps 200 --warmup 20 \
                   --variants "${TRAIN_VARIANTS:-compile+graph,compile,graph}" --json "$OUT/train_bench.json") ;;

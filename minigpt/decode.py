@@ -12,14 +12,38 @@ runs the model's own forward; the others give the same tokens faster:
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from .errors import brief
 from .model import GPT, KVCache, rotary
-from .step import capture
+from .step import capture, on_side_stream
+
+
+def half_window(block_size: int) -> int:
+    """How many of the newest tokens a refill keeps once the window is full (engine.py: the policy)."""
+    return max(1, block_size // 2)
+
+
+class CompileFailed(RuntimeError):
+    """torch.compile of a decoding step failed (the engine then decodes without it); __cause__ says why."""
+
+
+@contextmanager
+def compiling():
+    """What fails inside is the compilation's: raised as CompileFailed, from the error itself."""
+    try:
+        yield
+    except Exception as e:
+        raise CompileFailed(brief(e)) from e
+
+
+def compiled(fn):
+    """fn compiled once for good: one graph, static shapes (the step's never change). Compiles on the first call."""
+    return torch.compile(fn, fullgraph=True, dynamic=False)
 
 
 class CPUDecodeLinear(nn.Module):
@@ -173,11 +197,6 @@ class IndexedDecode(Decode):
         return logits
 
 
-def compiled(fn):
-    """fn compiled once for good: one graph, static shapes (the step's never change)."""
-    return torch.compile(fn, fullgraph=True, dynamic=False)
-
-
 class CompiledDecode(IndexedDecode):
     """The one-token step compiled with torch.compile (--compile; on the CPU, with ReduceLinear).
 
@@ -188,7 +207,7 @@ class CompiledDecode(IndexedDecode):
     def __init__(self, model: GPT, device: torch.device):
         super().__init__(model, device)
         self.compiled = compiled(self.step)
-        with torch.inference_mode():  # as Engine.stream runs it, so that the first call compiles for good
+        with compiling(), torch.inference_mode():  # as Engine.stream runs it, so it compiles for good
             self(0)  # and a failure shows here; the prefill overwrites what this step wrote
         self.cache.pos = 0
 
@@ -209,9 +228,12 @@ class GraphedDecode(IndexedDecode):
 
     def __init__(self, model: GPT, device: torch.device, compile: bool = False):
         super().__init__(model, device)
+        step = compiled(self.step) if compile else self.step
         with self.indexed():
-            self.graph, self.logits = capture(compiled(self.step) if compile else self.step, device, warmup=2)
-        self.window = torch.zeros((1, model.config.block_size // 2), dtype=torch.long, device=device)
+            with compiling() if compile else nullcontext():
+                on_side_stream(step, 2, device)  # the warm-up capture asks for (and the compilation)
+            self.graph, self.logits = capture(step, device)
+        self.window = torch.zeros((1, half_window(model.config.block_size)), dtype=torch.long, device=device)
         self.refill_graph, self.refill_logits = capture(self._refill, device, warmup=2)
         self.cache.pos = 0
 
@@ -220,6 +242,7 @@ class GraphedDecode(IndexedDecode):
         return self.model(self.window, cache=self.cache)[0][:, -1]
 
     def refill(self, tokens: list[int]) -> torch.Tensor:
+        assert len(tokens) == self.window.size(1), "a refill has half_window(block_size) tokens"
         self.window.copy_(torch.tensor([tokens]))
         self.refill_graph.replay()
         self.cache.pos = len(tokens)

@@ -23,7 +23,8 @@ from typing import Iterator
 import torch
 
 from .checkpoint import CONFIG, RUNS_DIR, VOCAB, WEIGHTS
-from .decode import CompiledDecode, CPUDecode, Decode, GraphedDecode, cpu_decode_layout, reduce_layout
+from .decode import (CompiledDecode, CompileFailed, CPUDecode, Decode, GraphedDecode, cpu_decode_layout, half_window,
+                     reduce_layout)
 from .errors import UserError, brief
 from .model import GPT, GPTConfig
 from .trainer import resolve_device
@@ -83,7 +84,8 @@ class Engine:
         CompiledDecode on the CPU, the compiled step inside the graph on CUDA."""
         self.compile = compile and device.type in ("cpu", "cuda")
         self.cuda_graph = cuda_graph and device.type == "cuda"
-        self.cpu_layout = cpu_layout and device.type == "cpu" and not self.compile
+        self._cpu_layout = cpu_layout and device.type == "cpu"  # asked for: also where compiling fails
+        self.cpu_layout = self._cpu_layout and not self.compile
         if self.compile and device.type == "cpu":
             reduce_layout(model)
         elif self.cpu_layout:
@@ -162,7 +164,7 @@ class Engine:
             if stop_at_eot and token == self.vocab.eot:
                 return
             if step is not None:  # one step over the cache, or, when the window is full, a fresh half window
-                logits = step(token) if step.cache.pos < T else step.refill(context[-(T // 2):])
+                logits = step(token) if step.cache.pos < T else step.refill(context[-half_window(T):])
 
     @torch.inference_mode()
     def _decoder(self) -> Decode:
@@ -170,22 +172,22 @@ class Engine:
         (streams take turns with it); else a new CPUDecode (the slab layout) or Decode (the model's
         forward), each with a cache of its own. Where compilation or capture fails: a note, and the
         next best step."""
-        while self._fixed is None and (self.cuda_graph or self.compile):
+        while self._fixed is None and (self.cuda_graph or self.compile):  # each failure turns one of them off
             try:
                 if self.cuda_graph:
                     self._fixed = GraphedDecode(self.model, self.device, compile=self.compile)
                 else:
                     self._fixed = CompiledDecode(self.model, self.device)
             except Exception as e:
-                what = "torch.compile of the decoding step" if self.compile else "CUDA graph capture"
-                print(f"note: {what} failed ({brief(e)}); decoding without it", file=sys.stderr)
-                if not self.compile:
-                    self.cuda_graph = False
-                    continue
-                self.compile = False  # on CUDA the graph of the model's step next; on the CPU the eager step
-                if self.device.type == "cpu":
-                    self.cpu_layout = True
-                    cpu_decode_layout(self.model)
+                if self.cuda_graph and not isinstance(e, CompileFailed):
+                    what, self.cuda_graph = "CUDA graph capture", False  # next: the compiled step, or none
+                else:
+                    what, self.compile = "torch.compile of the decoding step", False  # next: the graph, or eager
+                    if self.device.type == "cpu" and self._cpu_layout:
+                        self.cpu_layout = True
+                        cpu_decode_layout(self.model)
+                why = brief(e.__cause__ if isinstance(e, CompileFailed) else e)
+                print(f"note: {what} failed ({why}); decoding without it", file=sys.stderr)
         if self._fixed is not None:
             return self._fixed
         return CPUDecode(self.model, self.device) if self.cpu_layout else Decode(self.model, self.device)

@@ -125,9 +125,13 @@ def capture(fn, device: torch.device, warmup: int = 0) -> tuple[torch.cuda.CUDAG
     tensors are the graph's outputs, rewritten by every replay)."""
     if warmup:
         on_side_stream(fn, warmup, device)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = fn()
+    graph, before = torch.cuda.CUDAGraph(), torch.cuda.current_stream(device)
+    try:
+        with torch.cuda.graph(graph):
+            out = fn()
+    except BaseException:  # torch.cuda.graph leaves its capture stream current when ending the capture fails
+        torch.cuda.set_stream(before)
+        raise
     return graph, out
 
 

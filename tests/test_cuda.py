@@ -158,20 +158,24 @@ def test_out_of_memory_gives_advice(dataset, tmp_path):
     assert "out of GPU memory" in r.output and "--grad-accum" in r.output
 
 
-def test_kv_cache_matches_full_recomputation_on_cuda():
+@pytest.fixture
+def no_tf32():
+    """fp32 matrix products for the test (training turns TF32 on for the whole process), restored after it."""
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+def test_kv_cache_matches_full_recomputation_on_cuda(no_tf32):
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=60, block_size=32, n_layer=3, n_head=4, n_embd=64, dropout=0.0)
     model = GPT(cfg).cuda().eval()
     x = torch.randint(0, 60, (2, 32), device="cuda")
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        with torch.no_grad():
-            full = model(x)[0]
-            cache = KVCache(cfg, 2, torch.device("cuda"))
-            parts = [model(x[:, :12], cache=cache)[0]] + [model(x[:, i:i + 1], cache=cache)[0] for i in range(12, 32)]
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
+    with torch.no_grad():
+        full = model(x)[0]
+        cache = KVCache(cfg, 2, torch.device("cuda"))
+        parts = [model(x[:, :12], cache=cache)[0]] + [model(x[:, i:i + 1], cache=cache)[0] for i in range(12, 32)]
     assert torch.allclose(torch.cat(parts, dim=1), full, atol=1e-4)
 
 
@@ -188,10 +192,11 @@ def test_graphed_decoding_gives_what_the_plain_cache_gives_on_cuda(dataset, tmp_
         plain.generate("The ", max_new_tokens=150, temperature=0.8, seed=5)
 
 
-def test_the_compiled_step_inside_the_cuda_graph_gives_what_recomputation_gives(dataset, tmp_path):
+def test_the_compiled_step_inside_the_cuda_graph_gives_what_recomputation_gives(dataset, tmp_path, no_tf32):
     run = tmp_path / "run"
     r = run_cli("train_app", *TINY, "--max-iters", 30, "--no-compile", "--data", dataset, "--out", run)
     assert r.exit_code == 0, r.output
+    torch.backends.cuda.matmul.allow_tf32 = False  # training turned it on; fp32 (fixed at capture): no near-tie parts the two
     engine, plain = Engine.load(run, "cuda", compile=True), Engine.load(run, "cuda", cuda_graph=False)
     assert isinstance(engine._fixed, GraphedDecode) and engine.compile, "compiled and captured when loaded"
     n = engine.model.config.block_size - 5  # inside the window: <eot>, "The " and the new characters

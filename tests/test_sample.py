@@ -1,5 +1,6 @@
 """minigpt-sample: the run folder alone, the KV cache, sampling controls, errors, the console script."""
 
+import copy
 import json
 import os
 import shutil
@@ -12,9 +13,11 @@ import torch
 
 from conftest import invoke, run_inprocess
 from c4mirror import make_docs, write_c4_mirror
+from minigpt import decode
 from minigpt.decode import CompiledDecode, CPUDecode, CPUDecodeLinear, Decode, cpu_decode_layout, reduce_layout
 from minigpt.engine import Engine, SamplingParams, filter_logits
 from minigpt.model import GPT, GPTConfig, KVCache
+from minigpt.vocab import Vocab
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +144,31 @@ def test_greedy_with_cache_is_token_for_token_full_recomputation(run):
     assert type(plain._decoder()) is Decode  # the model's own forward over the cache
     past = tokens(engine, "The market", 3 * T, temperature=0.0)
     assert len(past) == 3 * T and past == tokens(plain, "The market", 3 * T, temperature=0.0)
+
+
+def test_a_failed_compile_leaves_one_note_and_decodes_with_the_step_asked_for(run, monkeypatch, capsys):
+    def broken(fn):  # what a compile that fails on its first call does
+        def call(*args):
+            raise RuntimeError("no compiler here")
+        return call
+    monkeypatch.setattr(decode, "compiled", broken)
+    plain = Engine.load(run, cpu_layout=False)
+    for layout, kind in ((True, CPUDecode), (False, Decode)):
+        engine = Engine.load(run, compile=True, cpu_layout=layout)
+        err = capsys.readouterr().err
+        assert "note: torch.compile of the decoding step failed (RuntimeError: no compiler here); decoding without it" in err
+        assert err.count("note:") == 1 and type(engine._decoder()) is kind and not engine.compile
+        assert tokens(engine, "The", 20, temperature=0.0) == tokens(plain, "The", 20, temperature=0.0, use_cache=False)
+
+
+def test_a_window_of_one_character_decodes_what_recomputation_does():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=12, block_size=1, n_layer=1, n_head=2, n_embd=8, dropout=0.0))
+    vocab = Vocab(["<eot>", "<unk>"] + list("abcdefghij"))
+    plain = Engine(copy.deepcopy(model), vocab, torch.device("cpu"), cpu_layout=False)
+    engine = Engine(model, vocab, torch.device("cpu"))  # the CPU layout: CPUDecode
+    # every step refills the cache from the newest character: what recomputing a 1-character window sees
+    assert tokens(engine, "ab", 10, temperature=0.0) == tokens(plain, "ab", 10, temperature=0.0, use_cache=False)
 
 
 @needs_cxx
