@@ -120,7 +120,7 @@ class Decode:
         return self.model(torch.tensor([tokens], device=self.device), cache=self.cache)[0][:, -1]
 
     def refill(self, tokens: list[int]) -> torch.Tensor:
-        """prefill of the last block_size // 2 tokens, when the window is full."""
+        """prefill of the newest half_window(block_size) tokens, when the window is full."""
         return self.prefill(tokens)
 
     def __call__(self, token: int) -> torch.Tensor:
@@ -222,7 +222,7 @@ class GraphedDecode(IndexedDecode):
     On a GPU a step of a small model is some hundred kernels of microseconds each, and launching them
     from Python costs more than running them (BENCHMARKS.md: there the cache alone gave no speed-up).
     A graph replays them with one launch and leaves the logits in a fixed tensor. A refill always has
-    block_size // 2 tokens at positions from 0, so one graph serves every refill too; the prompt's
+    half_window(block_size) tokens at positions from 0, so one graph serves every refill too; the prompt's
     prefill, whose length varies, runs through the model as usual, into the same cache. compile=True
     captures the torch.compile'd step (fewer, fused kernels) instead of the model's."""
 
