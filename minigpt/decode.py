@@ -71,15 +71,20 @@ class CPUDecodeLinear(nn.Module):
         return y if self.bias is None else y + self.bias
 
 
-def cpu_decode_layout(model: GPT) -> GPT:
-    """Swap the blocks' Linear layers for CPUDecodeLinear, in place: for a model that only generates."""
-    threads = torch.get_num_threads()
+def swap_linears(model: GPT, make) -> GPT:
+    """Replace each of the blocks' Linear layers by make(layer), in place (the layouts below)."""
     for block in model.blocks:
         for parent in (block.attn, block.mlp):
             for name, child in list(parent.named_children()):
                 if isinstance(child, nn.Linear):
-                    setattr(parent, name, CPUDecodeLinear(child, math.gcd(child.in_features, threads)))
+                    setattr(parent, name, make(child))
     return model
+
+
+def cpu_decode_layout(model: GPT) -> GPT:
+    """Swap the blocks' Linear layers for CPUDecodeLinear, in place: for a model that only generates."""
+    threads = torch.get_num_threads()
+    return swap_linears(model, lambda linear: CPUDecodeLinear(linear, math.gcd(linear.in_features, threads)))
 
 
 class ReduceLinear(nn.Linear):
@@ -97,14 +102,11 @@ class ReduceLinear(nn.Linear):
 
 def reduce_layout(model: GPT) -> GPT:
     """Make the blocks' Linear layers ReduceLinear, in place (the same parameters): for CompiledDecode."""
-    for block in model.blocks:
-        for parent in (block.attn, block.mlp):
-            for name, child in list(parent.named_children()):
-                if type(child) is nn.Linear:
-                    swapped = ReduceLinear(child.in_features, child.out_features, bias=False, device="meta")
-                    swapped.weight, swapped.bias = child.weight, child.bias
-                    setattr(parent, name, swapped)
-    return model
+    def reduce(linear: nn.Linear) -> ReduceLinear:
+        swapped = ReduceLinear(linear.in_features, linear.out_features, bias=False, device="meta")
+        swapped.weight, swapped.bias = linear.weight, linear.bias
+        return swapped
+    return swap_linears(model, reduce)
 
 
 class Decode:

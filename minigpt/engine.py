@@ -85,7 +85,6 @@ class Engine:
         self.compile = compile and device.type in ("cpu", "cuda")
         self.cuda_graph = cuda_graph and device.type == "cuda"
         self._cpu_layout = cpu_layout and device.type == "cpu"  # asked for: also where compiling fails
-        self.cpu_layout = self._cpu_layout and not self.compile
         if self.compile and device.type == "cpu":
             reduce_layout(model)
         elif self.cpu_layout:
@@ -96,6 +95,11 @@ class Engine:
             print("compiling the decoding step with torch.compile (up to tens of seconds the first time; a few "
                   "once inductor has it in its disk cache)", file=sys.stderr)
             self._decoder()
+
+    @property
+    def cpu_layout(self) -> bool:
+        """One-token steps on the CPU run CPUDecode over the slab layout (not when compiled)."""
+        return self._cpu_layout and not self.compile
 
     @classmethod
     def load(cls, run: Path | str, device: str = "auto", cpu_layout: bool = True, cuda_graph: bool = True,
@@ -183,8 +187,7 @@ class Engine:
                     what, self.cuda_graph = "CUDA graph capture", False  # next: the compiled step, or none
                 else:
                     what, self.compile = "torch.compile of the decoding step", False  # next: the graph, or eager
-                    if self.device.type == "cpu" and self._cpu_layout:
-                        self.cpu_layout = True
+                    if self.cpu_layout:
                         cpu_decode_layout(self.model)
                 why = brief(e.__cause__ if isinstance(e, CompileFailed) else e)
                 print(f"note: {what} failed ({why}); decoding without it", file=sys.stderr)
