@@ -12,6 +12,7 @@ runs the model's own forward; the others give the same tokens faster:
 from __future__ import annotations
 
 import math
+import warnings
 from contextlib import contextmanager, nullcontext
 
 import torch
@@ -34,9 +35,14 @@ class CompileFailed(RuntimeError):
 
 @contextmanager
 def compiling():
-    """What fails inside is the compilation's: raised as CompileFailed, from the error itself."""
+    """What fails inside is the compilation's: raised as CompileFailed, from the error itself.
+
+    The engine decodes in fp32 on purpose (greedy output equal to recomputation), so inductor's advice
+    to turn TF32 on is not passed on to the user."""
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "TensorFloat32 tensor cores", UserWarning)
+            yield
     except Exception as e:
         raise CompileFailed(brief(e)) from e
 
