@@ -6,8 +6,8 @@
 
 The prompt is run through the model once (prefill), then each new token is one forward step over
 the cache. Sliding window: the model was trained on positions up to block_size only, so when the
-context fills the window, the cache is rebuilt from the most recent block_size // 2 tokens and
-generation goes on from there. Until then, greedy output is token for token what recomputing the
+context fills the window, the cache is rebuilt from the most recent half window (block_size // 2
+tokens, at least one: decode.half_window) and generation goes on from there. Until then, greedy output is token for token what recomputing the
 whole context at every step gives; past it, the model sees between block_size / 2 and block_size
 tokens of context, and one prefill every block_size / 2 tokens keeps the cost low.
 """
