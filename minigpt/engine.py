@@ -130,8 +130,9 @@ class Engine:
         except SafetensorError as e:
             raise UserError(f"{run / WEIGHTS} is not a readable safetensors file ({e})",
                             "the file is damaged or incomplete; take it from the run's checkpoint again") from None
-        except RuntimeError as e:
-            first = str(e).splitlines()[0]
+        except RuntimeError as e:  # load_state_dict's: a header line, then one line per difference
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+            first = lines[1][:200] if len(lines) > 1 else str(e)
             raise UserError(f"{run / WEIGHTS} does not match config.json: {first}",
                             "the weights and config.json come from different runs") from None
         return cls(model.to(dev), vocab, dev, cpu_layout, cuda_graph, compile)

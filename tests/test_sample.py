@@ -269,7 +269,7 @@ def test_no_run_and_damaged_runs(run, tmp_path):
         ("missing", lambda d: (d / "vocab.json").unlink(), "missing vocab.json"),
         ("corrupt", lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:500]),
          "not a readable safetensors file"),
-        ("shape", lambda d: _edit_config(d, n_embd=32, n_head=4), "does not match config.json"),
+        ("shape", lambda d: _edit_config(d, n_embd=32, n_head=4), "does not match config.json: size mismatch for"),
         ("vocab", lambda d: _edit_vocab(d), "vocab.json has"),
     ]:
         bad = tmp_path / name
