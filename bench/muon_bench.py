@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from minigpt.config import make_config  # noqa: E402
 from minigpt.model import GPT, GPTConfig  # noqa: E402
 from minigpt.optim import Muon  # noqa: E402
-from minigpt.trainer import resolve_device  # noqa: E402
+from minigpt.device import resolve_device  # noqa: E402
 
 VIEWS = ("view", "alias", "detach", "expand", "select", "slice", "unbind", "transpose", "t.default", "as_strided")
 

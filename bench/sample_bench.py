@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from minigpt.config import make_config  # noqa: E402
 from minigpt.engine import Engine, SamplingParams  # noqa: E402
 from minigpt.model import GPT, GPTConfig  # noqa: E402
-from minigpt.trainer import resolve_device  # noqa: E402
+from minigpt.device import resolve_device  # noqa: E402
 from minigpt.vocab import Vocab  # noqa: E402
 
 

@@ -34,7 +34,7 @@ from minigpt.errors import brief  # noqa: E402
 from minigpt.model import GPT, GPTConfig  # noqa: E402
 from minigpt.optim import lr_at, make_optimizers  # noqa: E402
 from minigpt.step import GraphedStep, Step  # noqa: E402
-from minigpt.trainer import peak_flops, resolve_device, resolve_dtype  # noqa: E402
+from minigpt.device import peak_flops, resolve_device, resolve_dtype  # noqa: E402
 
 
 def sync(device: torch.device) -> None:

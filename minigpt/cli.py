@@ -142,6 +142,9 @@ def train(
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW decay on 2-D weights."),
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adamw, or muon (Muon for the blocks' "
                                             "matrices, AdamW for the rest)."),
+    muon_dtype: Optional[str] = typer.Option(None, "--muon-dtype", show_default="auto",
+                                             help="Precision of Muon's Newton-Schulz iteration: auto (bf16 on CUDA and "
+                                                  "on CPUs with bf16 instructions, fp32 elsewhere), bfloat16 or float32."),
     schedule: Optional[str] = typer.Option(None, "--schedule", help="After warmup: cosine, wsd or constant."),
     beta2: Optional[float] = typer.Option(None, "--beta2", help="AdamW's second-moment decay."),
     grad_clip: Optional[float] = typer.Option(None, "--grad-clip", help="Max gradient norm; 0 turns it off."),

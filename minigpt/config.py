@@ -15,7 +15,7 @@ from .errors import UserError
 # The values each choice field takes (GPTConfig checks the model's three against the same lists).
 CHOICES = {"dtype": ("auto", "float32", "bfloat16", "float16"), "init": ("gpt2", "zero", "torch"),
            "mlp": ("gelu", "relu2"), "pos": ("learned", "rope"), "optimizer": ("adamw", "muon"),
-           "schedule": ("cosine", "wsd", "constant")}
+           "schedule": ("cosine", "wsd", "constant"), "muon_dtype": ("auto", "bfloat16", "float32")}
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class TrainConfig:
     warmup_iters: int = 20  # linear warmup from 0 (Muon needs little)
     weight_decay: float = 0.1  # on 2-D weights only
     optimizer: str = "muon"  # muon: Muon for the blocks' matrices, AdamW for the rest; or adamw for all
+    muon_dtype: str = "auto"  # Muon's Newton-Schulz iteration: auto (device.muon_dtype: bf16 where it is fast), bfloat16, float32
     schedule: str = "cosine"  # after warmup: cosine to min_lr, wsd (flat, then linear over the last 20%), constant
     beta2: float = 0.95  # AdamW's second-moment decay
     grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off

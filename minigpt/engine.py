@@ -27,7 +27,7 @@ from .decode import (CompiledDecode, CompileFailed, CPUDecode, Decode, GraphedDe
                      reduce_layout)
 from .errors import UserError, brief
 from .model import GPT, GPTConfig
-from .trainer import resolve_device
+from .device import resolve_device
 from .vocab import Vocab
 
 UNK_SHOWN = "\ufffd"  # how <unk> is printed: the Unicode replacement character

@@ -31,10 +31,12 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.final_lr + 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))) * (cfg.lr - cfg.final_lr)
 
 
-def newton_schulz(G: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float) -> torch.Tensor:
-    """torch.optim.Muon's quintic Newton-Schulz iteration (in bf16) for a stack of matrices: (N, m, n)."""
+def newton_schulz(G: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float,
+                  dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    """torch.optim.Muon's quintic Newton-Schulz iteration for a stack of matrices: (N, m, n). In bf16 as
+    torch's (device.muon_dtype says where), or in fp32: the same operations in the same order."""
     a, b, c = coefficients
-    X = G.bfloat16()
+    X = G.to(dtype)
     tall = G.size(-2) > G.size(-1)
     if tall:  # iterate on the wide side: the Gram matrix X X^T is then the smaller one
         X = X.mT
@@ -61,17 +63,27 @@ class Muon(torch.optim.Optimizer):
     matrix, 930 operations a step for the seed preset's 32 matrices, which on a GPU costs more in
     launches than in arithmetic. Here the matrices of each shape (4 shapes in a GPT) are stacked and
     iterated together, and the momentum and parameter updates are foreach operations: 102 operations
-    a step (bench/muon_bench.py). The result is bit for bit torch.optim.Muon's on the CPU (a test
-    checks it), with the same hyperparameters and the same state (a momentum buffer per matrix), so
-    checkpoints interchange.
+    a step (bench/muon_bench.py). In bf16 the result is bit for bit torch.optim.Muon's on the CPU (a
+    test checks it), with the same hyperparameters and the same state (a momentum buffer per matrix),
+    so checkpoints interchange. `ns_dtype` (bf16 as torch's, or fp32) is the iteration's precision; it
+    is not part of the saved state, so a checkpoint of either precision resumes in the other.
     """
 
     def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
                  nesterov: bool = True, ns_coefficients: tuple[float, float, float] = (3.4445, -4.7750, 2.0315),
-                 eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn: str | None = None):
+                 eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn: str | None = None,
+                 ns_dtype: torch.dtype = torch.bfloat16):
         defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
                         ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn)
         super().__init__(params, defaults)
+        self.ns_dtype = ns_dtype
+
+    def __getstate__(self) -> dict:  # torch's Optimizer keeps only defaults, state and param_groups
+        return {**super().__getstate__(), "ns_dtype": self.ns_dtype}
+
+    def __setstate__(self, state: dict) -> None:  # also load_state_dict's way in: it keeps the precision
+        super().__setstate__(state)
+        self.ns_dtype = state.get("ns_dtype", getattr(self, "ns_dtype", torch.bfloat16))
 
     @torch.no_grad()
     def step(self) -> None:
@@ -87,7 +99,8 @@ class Muon(torch.optim.Optimizer):
                 bufs = [self.state[p]["momentum_buffer"] for p in params]
                 torch._foreach_lerp_(bufs, grads, 1 - group["momentum"])
                 updates = torch._foreach_lerp(grads, bufs, group["momentum"]) if group["nesterov"] else bufs
-                O = newton_schulz(torch.stack(updates), group["ns_coefficients"], group["ns_steps"], group["eps"])
+                O = newton_schulz(torch.stack(updates), group["ns_coefficients"], group["ns_steps"], group["eps"],
+                                   self.ns_dtype)
                 lr, scale = group["lr"], muon_lr_scale(group["adjust_lr_fn"], shape)
                 torch._foreach_mul_(params, 1 - lr * group["weight_decay"])  # decoupled weight decay
                 if torch.is_tensor(lr):  # inside a CUDA graph (step.py): the rate is read from the device
@@ -96,10 +109,11 @@ class Muon(torch.optim.Optimizer):
                     torch._foreach_add_(params, list(O.to(params[0].dtype).unbind(0)), alpha=-lr * scale)
 
 
-def make_optimizers(model: GPT, cfg: TrainConfig, device: torch.device) -> list[torch.optim.Optimizer]:
+def make_optimizers(model: GPT, cfg: TrainConfig, device: torch.device,
+                    ns_dtype: torch.dtype = torch.bfloat16) -> list[torch.optim.Optimizer]:
     """AdamW with weight decay on matrices and embeddings only; or, with --optimizer muon, Muon for the
-    blocks' matrices (its update scaled to AdamW's size, so the same --lr fits both) and AdamW for the
-    embeddings, the head and the 1-D gains and biases."""
+    blocks' matrices (its update scaled to AdamW's size, so the same --lr fits both; its Newton-Schulz
+    iteration in ns_dtype) and AdamW for the embeddings, the head and the 1-D gains and biases."""
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     adam_kw = dict(lr=cfg.lr, betas=(0.9, cfg.beta2), fused=device.type == "cuda")
     if cfg.optimizer == "muon":
@@ -107,7 +121,7 @@ def make_optimizers(model: GPT, cfg: TrainConfig, device: torch.device) -> list[
         rest = [p for n, p in params.items() if not (p.dim() == 2 and n.startswith("blocks."))]
         embed = [p for p in rest if p.dim() >= 2]
         gains = [p for p in rest if p.dim() < 2]
-        return [Muon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw"),
+        return [Muon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw", ns_dtype=ns_dtype),
                 torch.optim.AdamW([{"params": embed, "weight_decay": cfg.weight_decay},
                                    {"params": gains, "weight_decay": 0.0}], **adam_kw)]
     decay = [p for p in params.values() if p.dim() >= 2]  # matrices and embeddings

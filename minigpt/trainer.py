@@ -15,22 +15,19 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .checkpoint import RUNS_DIR, RunFolder, versions
 from .config import TrainConfig
 from .data import TokenData, find_dataset, to_device
+from .device import cpu_flags, describe, keep_freed_memory, muon_dtype, peak_flops, resolve_device, resolve_dtype
 from .distributed import Dist, micro_batches, setup
 from .errors import UserError, brief
 from .model import GPT, GPTConfig
 from .optim import lr_at, make_optimizers
 from .step import GraphedForward, GraphedStep, Step
 
-# Peak dense bf16 tensor FLOP/s (no sparsity) from the vendors' data sheets, for MFU.
-PEAK_FLOPS = {"H200": 989e12, "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12,
-              "L40S": 362e12, "A10G": 70e12, "L4": 121e12, "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12}
 EXIT_NAN = 3
 
 
@@ -42,39 +39,7 @@ class Result:
     tokens: int
     seconds: float
     stopped_by: str | None = None  # "SIGTERM" / "SIGINT" when a signal ended the run early
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}, but this torch has no CUDA device available",
-                        "use --device auto (or cpu); check `nvidia-smi` and that torch was installed with CUDA")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UserError("--device mps, but MPS is not available here", "use --device auto (or cpu)")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name}: not a device torch knows", "use auto, cpu, cuda, cuda:N or mps") from None
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32  # CPU and MPS: fp32, which is also what makes CPU runs exactly reproducible
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
-
-
-def peak_flops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+    eval_seconds: float = 0.0  # of `seconds`: evaluations and checkpoints
 
 
 class StopSignal:
@@ -104,7 +69,10 @@ def train(cfg: TrainConfig, data: Path | None = None, out: Path | None = None, r
     if not d.main:
         say, on_row = (lambda *_: None), (lambda row: None)
     try:
-        result = _train(cfg, d, device, data, out, resume, force, verify_data, say, on_row)
+        trainer = Trainer(cfg, d, device, say, on_row)
+        trainer.open(data, out, resume, force, verify_data)
+        trainer.prepare_step()
+        result = trainer.loop()
     except BaseException:
         d.close(clean=False)
         raise
@@ -112,149 +80,200 @@ def train(cfg: TrainConfig, data: Path | None = None, out: Path | None = None, r
     return result
 
 
-def _train(cfg: TrainConfig, d: Dist, device: torch.device, data, out, resume, force, verify_data, say, on_row) -> Result:
-    folder, note = d.agree(lambda: find_dataset(data))
-    if note:
-        say(note)
-    dataset = TokenData(folder, verify=verify_data)
-    dataset.check_block_size(cfg.block_size)
-    micros = micro_batches(cfg.grad_accum, d)
-    dtype = resolve_dtype(cfg.dtype, device)
-    run = RunFolder(out if out is not None else RUNS_DIR / f"{folder.name}-{cfg.preset}")
-    model_cfg = GPTConfig.from_train(cfg, dataset.manifest["vocab_size"])
-    config = {"model": model_cfg.to_json(), "train": cfg.to_json(),
-              "dataset": {"folder": str(folder.resolve()), "manifest_sha256": dataset.manifest_sha256,
-                          "vocab_sha256": dataset.manifest["vocab_sha256"]},
-              "versions": versions()}
+class Trainer:
+    """One run in this process: open() builds it (fresh or from its checkpoint), prepare_step() makes the
+    step as it will run, loop() trains, evaluates, logs and checkpoints until max_iters or a signal."""
 
-    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    model = GPT(model_cfg).to(device)
-    optimizers = make_optimizers(model, cfg, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    step, best_val, tokens_seen = 0, float("inf"), 0
-    if resume:
-        state = d.agree(lambda: _resume(run, config))
-        model.load_state_dict(state["model"])
-        for opt, opt_state in zip(optimizers, state["optimizer"]):
-            opt.load_state_dict(opt_state)
-        scaler.load_state_dict(state["scaler"])
-        step, best_val, tokens_seen = state["step"], state["best_val_loss"], state["tokens_seen"]
-        if len(state["rng"]) == d.world_size:
-            _set_rng(state["rng"][d.rank], device)
+    def __init__(self, cfg: TrainConfig, d: Dist, device: torch.device, say, on_row):
+        self.cfg, self.d, self.device, self.say = cfg, d, device, say
+        self.on_row = on_row or (lambda row: say(log_line(row, cfg)))
+        self.step, self.best_val, self.tokens_seen = 0, float("inf"), 0
+        self.eval_seconds = 0.0
+        if device.type == "cpu":
+            keep_freed_memory()
+
+    def open(self, data: Path | None, out: Path | None, resume: bool, force: bool, verify_data: bool) -> None:
+        """The dataset, the run folder, the model and its optimizers: from scratch, or from the checkpoint."""
+        cfg, d = self.cfg, self.d
+        folder, note = d.agree(lambda: find_dataset(data))
+        if note:
+            self.say(note)
+        self.dataset = TokenData(folder, verify=verify_data)
+        self.dataset.check_block_size(cfg.block_size)
+        self.micros = micro_batches(cfg.grad_accum, d)
+        self.dtype = resolve_dtype(cfg.dtype, self.device)
+        self.ns_dtype, ns_why = muon_dtype(cfg.muon_dtype, self.device, cfg.n_embd)
+        self.run = RunFolder(out if out is not None else RUNS_DIR / f"{folder.name}-{cfg.preset}")
+        self.model_cfg = GPTConfig.from_train(cfg, self.dataset.manifest["vocab_size"])
+        self.config = {"model": self.model_cfg.to_json(), "train": cfg.to_json(),
+                       "dataset": {"folder": str(folder.resolve()), "manifest_sha256": self.dataset.manifest_sha256,
+                                   "vocab_sha256": self.dataset.manifest["vocab_sha256"]},
+                       "runtime": self._runtime(ns_why), "versions": versions()}
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+        self.model = GPT(self.model_cfg).to(self.device)
+        self.optimizers = make_optimizers(self.model, cfg, self.device, self.ns_dtype)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        if resume:
+            self._resume()
         else:
-            say(f"the checkpoint was written by {len(state['rng'])} process(es), this run has {d.world_size}: "
-                "the batches are the same, dropout masks start afresh")
-            torch.manual_seed(cfg.seed + 1_000_003 * step + d.rank)
+            d.agree(lambda: (_check_fresh(self.run, force), self.run.start(self.config, folder / "vocab.json")))
+            if d.rank:
+                torch.manual_seed(cfg.seed + d.rank)  # dropout masks of their own for the other ranks
+        self.say(startup_line(self.config["runtime"]))
+
+    def _runtime(self, ns_why: str) -> dict:
+        """How this run computes, as config.json records it and the start-up line says it."""
+        rt = {"device": str(self.device), "device_name": describe(self.device), "dtype": str(self.dtype)[6:],
+              "world_size": self.d.world_size}
+        if self.cfg.optimizer == "muon":
+            rt.update(muon_dtype=str(self.ns_dtype)[6:], muon_dtype_why=ns_why)
+        if self.device.type == "cpu":
+            rt.update(threads=torch.get_num_threads(), cpu_flags=cpu_flags(), keep_freed_memory=keep_freed_memory())
+        return rt
+
+    def _resume(self) -> None:
+        d, cfg = self.d, self.cfg
+        state = d.agree(lambda: _resume(self.run, self.config))
+        self.model.load_state_dict(state["model"])
+        for opt, opt_state in zip(self.optimizers, state["optimizer"]):
+            opt.load_state_dict(opt_state)
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.best_val, self.tokens_seen = state["step"], state["best_val_loss"], state["tokens_seen"]
+        if len(state["rng"]) == d.world_size:
+            _set_rng(state["rng"][d.rank], self.device)
+        else:
+            self.say(f"the checkpoint was written by {len(state['rng'])} process(es), this run has {d.world_size}: "
+                     "the batches are the same, dropout masks start afresh")
+            torch.manual_seed(cfg.seed + 1_000_003 * self.step + d.rank)
         if d.main:
-            run.truncate_metrics(step)
-        say(f"resuming {run.path} at step {step:,} of {cfg.max_iters:,}")
-    else:
-        d.agree(lambda: (_check_fresh(run, force), run.start(config, folder / "vocab.json")))
-        if d.rank:
-            torch.manual_seed(cfg.seed + d.rank)  # dropout masks of their own for the other ranks
+            self.run.truncate_metrics(self.step)
+        self.say(f"resuming {self.run.path} at step {self.step:,} of {cfg.max_iters:,}")
 
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    # CUDA graphs: not under DDP (its hooks run between kernels), nor with fp16's scaler (it syncs every step)
-    graphs = cfg.cuda_graphs and device.type == "cuda" and not d.enabled and dtype != torch.float16
-    # autocast's cache of cast weights is kept out of graph capture, as torch's CUDA graph notes advise
-    autocast = torch.autocast(device.type, dtype=dtype, cache_enabled=not graphs) if dtype != torch.float32 \
-        else nullcontext()
-    compiled = _maybe_compile(model, cfg, device, say)
-    first = [dataset.batch(cfg.seed, step, m, cfg.batch_size, cfg.block_size) for m in micros]
-    if compiled is not model and step < cfg.max_iters:
-        x, y = to_device(first[0], device)
-        with autocast:
-            compiled = _first_compiled_call(compiled, model, x, y, cfg, say)
-    net = DDP(compiled, device_ids=[device.index] if device.type == "cuda" else None) if d.enabled else compiled
-    step_args = (net, model, optimizers, cfg.grad_accum, cfg.grad_clip, autocast, scaler, d.enabled, device)
-    train_step, eval_forward = Step(*step_args), None
-    if graphs and step < cfg.max_iters:
-        graphed = _capture(step_args, first, cfg, say)
-        train_step, eval_forward = graphed or (train_step, None)
+    def prepare_step(self) -> None:
+        """The step as it will run: compiled, under DDP, captured as a CUDA graph, where each applies."""
+        cfg, d, device, dtype = self.cfg, self.d, self.device, self.dtype
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        # CUDA graphs: not under DDP (its hooks run between kernels), nor with fp16's scaler (it syncs every step)
+        graphs = cfg.cuda_graphs and device.type == "cuda" and not d.enabled and dtype != torch.float16
+        # autocast's cache of cast weights is kept out of graph capture, as torch's CUDA graph notes advise
+        self.autocast = torch.autocast(device.type, dtype=dtype, cache_enabled=not graphs) \
+            if dtype != torch.float32 else nullcontext()
+        self.compiled = _maybe_compile(self.model, cfg, device, self.say)
+        first = [self.dataset.batch(cfg.seed, self.step, m, cfg.batch_size, cfg.block_size) for m in self.micros]
+        if self.compiled is not self.model and self.step < cfg.max_iters:
+            x, y = to_device(first[0], device)
+            with self.autocast:
+                self.compiled = _first_compiled_call(self.compiled, self.model, x, y, cfg, self.say)
+        net = DDP(self.compiled, device_ids=[device.index] if device.type == "cuda" else None) if d.enabled \
+            else self.compiled
+        step_args = (net, self.model, self.optimizers, cfg.grad_accum, cfg.grad_clip, self.autocast, self.scaler,
+                     d.enabled, device)
+        self.train_step, self.eval_forward = Step(*step_args), None
+        if graphs and self.step < cfg.max_iters:
+            graphed = _capture(step_args, first, cfg, self.say)
+            self.train_step, self.eval_forward = graphed or (self.train_step, None)
+        # every rank evaluates its share of the fixed windows; the sums are added up across ranks
+        self.windows = {split: self.dataset.eval_windows(split, cfg.block_size, cfg.eval_tokens, cfg.seed)
+                        for split in ("val", "train")}
+        self.flops_peak = peak_flops(device)
 
-    # every rank evaluates its share of the fixed windows; the sums are added up across ranks
-    val_windows = dataset.eval_windows("val", cfg.block_size, cfg.eval_tokens, cfg.seed)
-    train_windows = dataset.eval_windows("train", cfg.block_size, cfg.eval_tokens, cfg.seed)
-    flops_peak = peak_flops(device)
-
-    def evaluate(split: str, windows: np.ndarray) -> float:
-        """Mean loss over fixed windows. Full batches go through the compiled model (on CUDA, its captured
-        graph); a last, shorter batch through the plain one, so that no new shape makes torch.compile build
-        again."""
-        compiled.eval()
-        total = torch.zeros((), device=device)
+    def evaluate(self, split: str) -> float:
+        """Mean loss over the split's fixed windows. Full batches go through the compiled model (on CUDA, its
+        captured graph); a last, shorter batch through the plain one, so that no new shape makes
+        torch.compile build again."""
+        cfg, d, windows = self.cfg, self.d, self.windows[split]
+        self.compiled.eval()
+        total = torch.zeros((), device=self.device)
         with torch.no_grad():
-            for batch in dataset.eval_batches(split, windows[d.rank::d.world_size], cfg.batch_size, cfg.block_size):
-                if eval_forward is not None and len(batch) == cfg.batch_size:
-                    loss = eval_forward(batch)
+            for batch in self.dataset.eval_batches(split, windows[d.rank::d.world_size], cfg.batch_size, cfg.block_size):
+                if self.eval_forward is not None and len(batch) == cfg.batch_size:
+                    loss = self.eval_forward(batch)
                 else:
-                    x, y = to_device(batch, device)
-                    with autocast:
-                        _, loss = (compiled if len(batch) == cfg.batch_size else model)(x, y)
+                    x, y = to_device(batch, self.device)
+                    with self.autocast:
+                        _, loss = (self.compiled if len(batch) == cfg.batch_size else self.model)(x, y)
                 total += loss.float() * len(batch)  # summed on the device: one sync per evaluation
-        compiled.train()
+        self.compiled.train()
         return d.sum(total).item() / len(windows)
 
-    def checkpoint() -> None:
-        rng = d.gather({"cpu": torch.get_rng_state(), **({"cuda": torch.cuda.get_rng_state(device)}
-                                                         if device.type == "cuda" else {})})
-        if d.main:
-            run.save(model, {"step": step, "best_val_loss": best_val, "tokens_seen": tokens_seen,
-                             "optimizer": [o.state_dict() for o in optimizers], "scaler": scaler.state_dict(), "rng": rng,
-                             "model_config": model_cfg.to_json(), "dataset": config["dataset"], "train": cfg.to_json()})
+    def checkpoint(self) -> None:
+        rng = self.d.gather({"cpu": torch.get_rng_state(), **({"cuda": torch.cuda.get_rng_state(self.device)}
+                                                               if self.device.type == "cuda" else {})})
+        if self.d.main:
+            self.run.save(self.model, {"step": self.step, "best_val_loss": self.best_val, "tokens_seen": self.tokens_seen,
+                                       "optimizer": [o.state_dict() for o in self.optimizers],
+                                       "scaler": self.scaler.state_dict(), "rng": rng,
+                                       "model_config": self.model_cfg.to_json(), "dataset": self.config["dataset"],
+                                       "train": self.cfg.to_json()})
 
-    def finite(loss: torch.Tensor) -> float:
+    def finite(self, loss: torch.Tensor) -> float:
         """The step's loss; a NaN or inf stops training before any checkpoint can save broken weights."""
         value = loss.item()
         if not math.isfinite(value):
-            kept = "the last good checkpoint is kept" if run.exists() else "no checkpoint had been written yet"
-            raise UserError(f"the loss became {value} by step {step}; training stopped ({kept})",
+            kept = "the last good checkpoint is kept" if self.run.exists() else "no checkpoint had been written yet"
+            raise UserError(f"the loss became {value} by step {self.step}; training stopped ({kept})",
                             "lower --lr, keep --grad-clip on, or try --dtype float32", exit_code=EXIT_NAN)
         return value
 
-    start_time = time.perf_counter()
-    window_time, window_tokens = start_time, 0
-    stopped_by = None
-    compiled.train()
-    with StopSignal() as stop:
-        while step < cfg.max_iters:
-            lr = lr_at(step, cfg)
-            batches = [dataset.batch(cfg.seed, step, m, cfg.batch_size, cfg.block_size) for m in micros]
-            try:
-                step_loss = train_step(batches, lr)  # no .item(): the GPU is not waited on every step
-            except torch.cuda.OutOfMemoryError:
-                raise _oom(cfg) from None
-            step += 1
-            tokens_seen += cfg.tokens_per_step
-            window_tokens += cfg.tokens_per_step
+    def log(self, step_loss: torch.Tensor, lr: float, tok_s: float, elapsed: float) -> None:
+        """One metrics row (with an evaluation and a checkpoint at eval steps and the last)."""
+        cfg, step = self.cfg, self.step
+        row = {"step": step, "tokens_seen": self.tokens_seen, "lr": lr, "train_loss": self.finite(self.d.sum(step_loss))}
+        evaluating = step % cfg.eval_interval == 0 or step == cfg.max_iters
+        started = time.perf_counter()
+        if evaluating:
+            val = self.evaluate("val")
+            row.update(train_eval_loss=self.evaluate("train"), val_loss=val, val_bpc=val / math.log(2))
+            self.best_val = min(self.best_val, val)
+        row.update(tokens_per_s=round(tok_s, 1), elapsed_s=round(elapsed, 3))
+        if self.flops_peak:
+            row["mfu"] = round(self.model.flops_per_token() * tok_s / (self.flops_peak * self.d.world_size), 6)
+        if self.d.main:
+            self.run.append_metrics(row)
+        self.on_row(row)
+        if evaluating:
+            self.checkpoint()
+            self.eval_seconds += time.perf_counter() - started
 
-            last = step == cfg.max_iters
-            if step % cfg.log_interval == 0 or step % cfg.eval_interval == 0 or last:
-                loss_value = finite(d.sum(step_loss))
-                now = time.perf_counter()
-                tok_s = window_tokens / (now - window_time)
-                row = {"step": step, "tokens_seen": tokens_seen, "lr": lr, "train_loss": loss_value}
-                if step % cfg.eval_interval == 0 or last:
-                    val = evaluate("val", val_windows)
-                    row.update(train_eval_loss=evaluate("train", train_windows), val_loss=val, val_bpc=val / math.log(2))
-                    best_val = min(best_val, val)
-                row.update(tokens_per_s=round(tok_s, 1), elapsed_s=round(now - start_time, 3))
-                if flops_peak:
-                    row["mfu"] = round(model.flops_per_token() * tok_s / (flops_peak * d.world_size), 6)
-                if d.main:
-                    run.append_metrics(row)
-                (on_row or (lambda r: say(log_line(r, cfg))))(row)
-                if "val_loss" in row:
-                    checkpoint()
-                window_time, window_tokens = time.perf_counter(), 0
-            if d.any(stop.signum is not None) and not last:  # a signal to any rank stops them all here
-                finite(d.sum(step_loss))
-                checkpoint()
-                stopped_by = signal.Signals(stop.signum).name if stop.signum else "SIGTERM"
-                break
-    return Result(run.path, step, best_val, tokens_seen, time.perf_counter() - start_time, stopped_by)
+    def loop(self) -> Result:
+        cfg, d = self.cfg, self.d
+        start_time = time.perf_counter()
+        window_time, window_tokens = start_time, 0
+        stopped_by = None
+        self.compiled.train()
+        with StopSignal() as stop:
+            while self.step < cfg.max_iters:
+                lr = lr_at(self.step, cfg)
+                batches = [self.dataset.batch(cfg.seed, self.step, m, cfg.batch_size, cfg.block_size) for m in self.micros]
+                try:
+                    step_loss = self.train_step(batches, lr)  # no .item(): the GPU is not waited on every step
+                except torch.cuda.OutOfMemoryError:
+                    raise _oom(cfg) from None
+                self.step += 1
+                self.tokens_seen += cfg.tokens_per_step
+                window_tokens += cfg.tokens_per_step
+                last = self.step == cfg.max_iters
+                if self.step % cfg.log_interval == 0 or self.step % cfg.eval_interval == 0 or last:
+                    now = time.perf_counter()
+                    self.log(step_loss, lr, window_tokens / (now - window_time), now - start_time)
+                    window_time, window_tokens = time.perf_counter(), 0
+                if d.any(stop.signum is not None) and not last:  # a signal to any rank stops them all here
+                    self.finite(d.sum(step_loss))
+                    self.checkpoint()
+                    stopped_by = signal.Signals(stop.signum).name if stop.signum else "SIGTERM"
+                    break
+        return Result(self.run.path, self.step, self.best_val, self.tokens_seen, time.perf_counter() - start_time,
+                      stopped_by, self.eval_seconds)
+
+
+def startup_line(rt: dict) -> str:
+    """How the run computes, in one line: the device, the precision, Muon's iteration and why."""
+    line = f"training on {rt['device']} ({rt['device_name']}) in {rt['dtype']}"
+    if "muon_dtype" in rt:
+        line += f"; Muon's Newton-Schulz iteration in {rt['muon_dtype']} ({rt['muon_dtype_why']})"
+    return line
 
 
 def _set_rng(rng: dict, device: torch.device) -> None:
@@ -372,5 +391,6 @@ def summary(result: Result, config: TrainConfig) -> str:
         lines.append(f"finished {result.step:,} steps")
     if math.isfinite(result.best_val_loss):
         lines.append(f"best val loss {result.best_val_loss:.4f} nats/char ({result.best_val_loss / math.log(2):.4f} bits/char)")
-    lines.append(f"{result.tokens:,} tokens in {result.seconds:.1f} s; weights: {result.run / 'model.safetensors'}")
+    lines.append(f"{result.tokens:,} tokens in {result.seconds:.1f} s (evaluation and checkpoints {result.eval_seconds:.1f} s); "
+                 f"weights: {result.run / 'model.safetensors'}")
     return "\n".join(lines)

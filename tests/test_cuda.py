@@ -27,7 +27,7 @@ from minigpt.model import GPT, GPTConfig, KVCache
 from minigpt.config import make_config
 from minigpt.optim import lr_at, make_optimizers
 from minigpt.step import GraphedStep, Step
-from minigpt.trainer import peak_flops
+from minigpt.device import peak_flops
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -1,0 +1,329 @@
+"""minigpt-train's training step on the CPU against a plain PyTorch GPT, side by side, one machine, one dataset.
+
+    python bench/cpu_bench.py --data data/c4-500                 # shapes tiny and laptop, 3 rounds
+    python bench/cpu_bench.py --data DIR --shapes laptop,laptop32 --rounds 5 --json bench/results/cpu.json
+    python bench/cpu_bench.py --data DIR --cli 3                 # also `train.py --preset tiny` 3 times, whole
+    python bench/cpu_bench.py --ns                               # Muon's iteration alone, bf16 against fp32
+
+Sides (each shape, each round, each side in a fresh process of its own, taking turns, so that the
+shared machine's slow and fast minutes fall on all of them):
+- minigpt: minigpt-train's own step, default recipe, built by the trainer itself (Trainer.open and
+  prepare_step: its device settings, its precision rule, its optimizers);
+- minigpt-ns-fp32 (only where the rule picks bf16 for the iteration): the same with --muon-dtype
+  float32, which is what a CPU without bf16 instructions runs;
+- baseline: a GPT written the textbook way (nanoGPT's model.py): eager, fp32, learned positions, GELU,
+  biases, one fused qkv projection, causal scaled_dot_product_attention, the embedding tied to the
+  head, AdamW (betas 0.9/0.95, decay 0.1 on matrices), clipping at 1.0; the same dropout, the same
+  batches.
+Shapes: tiny (the preset: 2 layers x 64, block 32, batch 16), laptop (4 layers, 4 heads, 128 wide,
+block 64, batch 12; the rest the seed preset's, as `minigpt-train` with those flags gives), laptop32
+(the same, batch 32).
+
+Per shape and side: ms per step and tokens/s (median over every timed step of every round), the
+optimizer's share of a step (its .step() calls), minor page faults per step; minigpt over the baseline
+as a ratio of medians and per round. The host's CPU model and flags and torch's threads head the output;
+one JSON line at the end (and --json FILE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from minigpt.config import TrainConfig, make_config  # noqa: E402
+from minigpt.data import TokenData, find_dataset  # noqa: E402
+from minigpt.device import cpu_flags, cpu_name, muon_dtype  # noqa: E402
+
+SHAPES = {
+    "tiny": dict(preset="tiny"),
+    "laptop": dict(preset="seed", n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12),
+    "laptop32": dict(preset="seed", n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=32),
+}
+
+
+def shape_config(shape: str, **overrides) -> TrainConfig:
+    spec = dict(SHAPES[shape])
+    return make_config(spec.pop("preset"), device="cpu", **spec, **overrides)
+
+
+# ---- the baseline: nanoGPT's model.py, as written ----
+
+class Block(nn.Module):
+    def __init__(self, C: int, n_head: int, dropout: float):
+        super().__init__()
+        self.n_head, self.dropout = n_head, dropout
+        self.ln_1, self.ln_2 = nn.LayerNorm(C), nn.LayerNorm(C)
+        self.c_attn, self.attn_proj = nn.Linear(C, 3 * C), nn.Linear(C, C)
+        self.c_fc, self.mlp_proj = nn.Linear(C, 4 * C), nn.Linear(4 * C, C)
+        self.drop = nn.Dropout(dropout)
+
+    def attn(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        return self.drop(self.attn_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.drop(self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)))))
+
+
+class BaselineGPT(nn.Module):
+    def __init__(self, vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int, dropout: float):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab_size, n_embd), nn.Embedding(block_size, n_embd)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(n_embd, n_head, dropout) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(n_embd)
+        self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
+        self.wte.weight = self.lm_head.weight
+        for name, p in self.named_parameters():
+            if p.dim() == 2:
+                std = 0.02 / (2 * n_layer) ** 0.5 if name.endswith("proj.weight") else 0.02
+                nn.init.normal_(p, 0.0, std)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor):
+        B, T = idx.shape
+        x = self.drop(self.wte(idx) + self.wpe(torch.arange(T, device=idx.device)))
+        for block in self.blocks:
+            x = block(x)
+        logits = self.lm_head(self.ln_f(x))
+        return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+
+
+def baseline_step(cfg: TrainConfig, vocab_size: int):
+    torch.manual_seed(cfg.seed)
+    model = BaselineGPT(vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.dropout)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+                            lr=cfg.lr, betas=(0.9, 0.95))
+
+    def step(batches: list, lr: float) -> torch.Tensor:
+        for group in opt.param_groups:
+            group["lr"] = lr
+        for b in batches:
+            t = torch.from_numpy(b)
+            _, loss = model(t[:, :-1], t[:, 1:])
+            (loss / len(batches)).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.detach()
+    return step, [opt]
+
+
+def minigpt_step(cfg: TrainConfig, data: Path, out: Path):
+    """minigpt-train's step for cfg, built by the trainer itself (a run folder is written under out)."""
+    from minigpt.distributed import Dist
+    from minigpt.trainer import Trainer
+
+    trainer = Trainer(cfg, Dist(), torch.device("cpu"), say=lambda *_: None, on_row=None)
+    trainer.open(data, out, resume=False, force=True, verify_data=False)
+    trainer.prepare_step()
+    return trainer.train_step, trainer.optimizers
+
+
+def timed_optimizers(optimizers: list, spent: list) -> None:
+    """Each optimizer's step() adds its seconds to spent[0] (the CPU runs it synchronously)."""
+    for opt in optimizers:
+        inner = opt.step
+
+        def step(*args, _inner=inner, **kwargs):
+            t = time.perf_counter()
+            try:
+                return _inner(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - t
+        opt.step = step
+
+
+def child(args) -> None:
+    """One side at one shape in this process: warm-up, then timed steps; one JSON line."""
+    overrides = {"muon_dtype": "float32"} if args.child == "minigpt-ns-fp32" else {}
+    cfg = shape_config(args.shape, **overrides)
+    folder, _ = find_dataset(args.data)
+    dataset = TokenData(folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.child == "baseline":
+            step, optimizers = baseline_step(cfg, dataset.manifest["vocab_size"])
+        else:
+            step, optimizers = minigpt_step(cfg, folder, Path(tmp) / "run")
+        spent = [0.0]
+        timed_optimizers(optimizers, spent)
+        ms, opt_ms = [], []
+        faults = 0
+        for s in range(args.warmup + args.steps):
+            batches = [dataset.batch(cfg.seed, s, m, cfg.batch_size, cfg.block_size) for m in range(cfg.grad_accum)]
+            spent[0], f0 = 0.0, resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            t = time.perf_counter()
+            loss = step(batches, cfg.lr)
+            dt = time.perf_counter() - t
+            if s >= args.warmup:
+                ms.append(dt * 1e3)
+                opt_ms.append(spent[0] * 1e3)
+                faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+    print(json.dumps({"side": args.child, "shape": args.shape, "ms": ms, "opt_ms": opt_ms,
+                      "faults_per_step": faults / len(ms), "last_loss": float(loss), "threads": torch.get_num_threads(),
+                      "tokens_per_step": cfg.tokens_per_step}))
+
+
+def run_child(side: str, shape: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--child", side, "--shape", shape, "--steps", str(args.steps),
+           "--warmup", str(args.warmup)] + (["--data", str(args.data)] if args.data else [])
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if p.returncode != 0:
+        raise SystemExit(f"{side} at {shape} failed:\n{p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def summarize(results: dict, shapes: list, sides: list) -> dict:
+    table = {}
+    for shape in shapes:
+        table[shape] = {}
+        for side in sides:
+            runs = results[(shape, side)]
+            ms = [m for r in runs for m in r["ms"]]
+            med = statistics.median(ms)
+            table[shape][side] = {
+                "ms_per_step": round(med, 2), "tokens_per_s": round(runs[0]["tokens_per_step"] / med * 1e3, 1),
+                "optimizer_share": round(statistics.median([r for x in runs for r in x["opt_ms"]]) / med, 4),
+                "faults_per_step": round(statistics.mean(r["faults_per_step"] for r in runs), 1),
+                "round_ms": [round(statistics.median(r["ms"]), 2) for r in runs]}
+        base = table[shape]["baseline"]
+        for side in sides:
+            if side != "baseline":
+                row = table[shape][side]
+                row["x_baseline"] = round(base["ms_per_step"] / row["ms_per_step"], 3)
+                row["x_baseline_per_round"] = [round(b / m, 3) for b, m in zip(base["round_ms"], row["round_ms"])]
+    return table
+
+
+def cli_runs(args, n: int) -> list[dict]:
+    """`python train.py --preset tiny` on the dataset, whole, n times: wall and training seconds."""
+    out = []
+    for _ in range(n):
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, str(ROOT / "train.py"), "--preset", "tiny", "--out", str(Path(tmp) / "run")]
+            cmd += ["--data", str(args.data)] if args.data else []
+            t = time.perf_counter()
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            wall = time.perf_counter() - t
+        m = re.search(r"tokens in ([\d.]+) s(?: \(evaluation and checkpoints ([\d.]+) s\))?", p.stdout)
+        if p.returncode != 0 or not m:
+            raise SystemExit(f"train.py --preset tiny failed:\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
+        out.append({"wall_s": round(wall, 2), "training_s": float(m.group(1)),
+                    "eval_s": float(m.group(2)) if m.group(2) else None})
+    return out
+
+
+def ns_bench(widths: list[int], layers: int, repeats: int) -> list[dict]:
+    """Muon's Newton-Schulz iteration over one model's block matrices, bf16 against fp32, taking turns."""
+    from minigpt.optim import newton_schulz
+
+    rows = []
+    for C in widths:
+        mats = [torch.randn(layers, 3 * C, C), torch.randn(layers, C, C), torch.randn(layers, 4 * C, C),
+                torch.randn(layers, C, 4 * C)]  # qkv, attention out, MLP in, MLP out: one stack per shape
+        times = {torch.bfloat16: [], torch.float32: []}
+        for r in range(repeats + 2):
+            for dtype in times:
+                t = time.perf_counter()
+                for m in mats:
+                    newton_schulz(m, (3.4445, -4.7750, 2.0315), 5, 1e-7, dtype)
+                if r >= 2:
+                    times[dtype].append(time.perf_counter() - t)
+        bf, fp = (statistics.median(times[d]) * 1e3 for d in (torch.bfloat16, torch.float32))
+        rows.append({"n_embd": C, "layers": layers, "bf16_ms": round(bf, 3), "fp32_ms": round(fp, 3),
+                     "fp32_over_bf16": round(fp / bf, 2)})
+        print(f"n_embd {C:4}, {layers} layers: Newton-Schulz bf16 {bf:8.2f} ms, fp32 {fp:8.2f} ms, "
+              f"bf16 {fp / bf:.2f}x as fast", file=sys.stderr)
+    return rows
+
+
+def host() -> dict:
+    return {"cpu": cpu_name(), "cpu_flags": cpu_flags(), "machine": platform.machine(), "cores": os.cpu_count(),
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, help="dataset folder (default: the newest under data/)")
+    ap.add_argument("--shapes", default="tiny,laptop", help=f"comma-separated, of {', '.join(SHAPES)}")
+    ap.add_argument("--rounds", type=int, default=3, help="processes per side and shape, taking turns")
+    ap.add_argument("--steps", type=int, default=40, help="timed steps per process")
+    ap.add_argument("--warmup", type=int, default=8, help="untimed steps first")
+    ap.add_argument("--cli", type=int, default=0, metavar="N", help="also time `train.py --preset tiny` whole, N times")
+    ap.add_argument("--ns", action="store_true", help="only Muon's iteration, bf16 against fp32, at --ns-widths")
+    ap.add_argument("--ns-widths", default="64,96,128,192,384")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--shape", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+
+    info = host()
+    print(f"{info['cpu']} ({info['machine']}, {info['cores']} cores; flags: {' '.join(info['cpu_flags'])}), "
+          f"torch {info['torch']} with {info['threads']} threads, {info['date']}", file=sys.stderr)
+    result = {"bench": "cpu", **info}
+    if args.ns:
+        result["newton_schulz"] = ns_bench([int(w) for w in args.ns_widths.split(",")], 4, 15)
+    else:
+        shapes = args.shapes.split(",")
+        folder, _ = find_dataset(args.data)
+        args.data = folder
+        sides = ["minigpt", "baseline"]
+        if any(muon_dtype("auto", torch.device("cpu"), shape_config(s).n_embd)[0] == torch.bfloat16 for s in shapes):
+            sides.insert(1, "minigpt-ns-fp32")
+        results = {(shape, side): [] for shape in shapes for side in sides}
+        for r in range(args.rounds):
+            for shape in shapes:
+                for side in sides:
+                    results[(shape, side)].append(run_child(side, shape, args))
+        table = summarize(results, shapes, sides)
+        for shape in shapes:
+            cfg = shape_config(shape)
+            print(f"{shape}: {cfg.n_layer} layers x {cfg.n_embd}, {cfg.n_head} heads, block {cfg.block_size}, batch "
+                  f"{cfg.batch_size}, dropout {cfg.dropout}, dataset {folder.name}", file=sys.stderr)
+            for side in sides:
+                row = table[shape][side]
+                extra = f"  {row['x_baseline']:.2f}x the baseline (per round {row['x_baseline_per_round']})" \
+                    if "x_baseline" in row else ""
+                print(f"  {side:16} {row['ms_per_step']:8.2f} ms/step {row['tokens_per_s']:10,.0f} tok/s  optimizer "
+                      f"{row['optimizer_share']:5.1%}  {row['faults_per_step']:7.0f} faults/step{extra}", file=sys.stderr)
+        result.update(dataset=folder.name, rounds=args.rounds, steps=args.steps, shapes=table)
+        if args.cli:
+            runs = cli_runs(args, args.cli)
+            result["cli_tiny"] = runs
+            print(f"train.py --preset tiny, whole: training {[r['training_s'] for r in runs]} s, evaluation and "
+                  f"checkpoints {[r['eval_s'] for r in runs]} s, wall {[r['wall_s'] for r in runs]} s", file=sys.stderr)
+    print(json.dumps(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

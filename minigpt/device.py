@@ -1,0 +1,163 @@
+"""Devices: which one a command runs on, in which precision, and what the host's CPU can do.
+
+The trainer, the engine and the benches share these; nothing here imports another minigpt module
+but errors.py.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+import sys
+from functools import lru_cache
+
+import torch
+
+from .errors import UserError
+
+# Peak dense bf16 tensor FLOP/s (no sparsity) from the vendors' data sheets, for MFU.
+PEAK_FLOPS = {"H200": 989e12, "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12,
+              "L40S": 362e12, "A10G": 70e12, "L4": 121e12, "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12}
+
+# The CPU flags that tell how fast matrix products can run; the benches print them with every figure.
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile", "asimd", "sve", "bf16")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that multiply bf16 natively
+# Muon's Newton-Schulz iteration in bf16 on a CPU with those instructions, from this width of the blocks'
+# matrices (n_embd) up. bench/cpu_bench.py --ns, AMD EPYC (Zen 5, avx512_bf16), 2 cores: bf16 over fp32
+# 0.75-1.1x at n_embd 64, 1.6x at 96, 2.2-2.7x at 128, 3.3-3.7x at 192 and 384.
+BF16_NS_MIN_WIDTH = 96
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}, but this torch has no CUDA device available",
+                        "use --device auto (or cpu); check `nvidia-smi` and that torch was installed with CUDA")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("--device mps, but MPS is not available here", "use --device auto (or cpu)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name}: not a device torch knows", "use auto, cpu, cuda, cuda:N or mps") from None
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32  # CPU and MPS: fp32, which is also what makes CPU runs exactly reproducible
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def muon_dtype(name: str, device: torch.device, n_embd: int) -> tuple[torch.dtype, str]:
+    """The precision of Muon's Newton-Schulz iteration, and why: bf16 where the hardware multiplies
+    bf16 fast, fp32 elsewhere. Chosen once per run (the trainer records it in config.json).
+
+    On a CPU without bf16 instructions a bf16 product is emulated: the iteration then cost several
+    times the model's own step (2026-12-01, AMD EPYC without AVX-512: 1,856 tokens/s against 10,259-11,158
+    in fp32 at 4 x 128, batch 32), and two processes under torchrun drifted 1.4e-5 from one (3.3e-7 in fp32)."""
+    if name != "auto":
+        return {"bfloat16": torch.bfloat16, "float32": torch.float32}[name], f"--muon-dtype {name}"
+    if device.type == "cuda":
+        return torch.bfloat16, "CUDA: tensor cores multiply bf16"
+    if device.type == "cpu":
+        native = cpu_bf16()
+        if native and n_embd >= BF16_NS_MIN_WIDTH:
+            return torch.bfloat16, f"this CPU multiplies bf16 natively ({native})"
+        if native:
+            return torch.float32, f"matrices of width {n_embd} are too small for bf16 to pay (from {BF16_NS_MIN_WIDTH})"
+        return torch.float32, "this CPU has no bf16 instructions"
+    return torch.float32, f"{device.type}: not measured faster in bf16"
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+
+
+@lru_cache(maxsize=1)
+def _cpuinfo() -> tuple[str, frozenset]:
+    """The CPU's model name and flags, from /proc/cpuinfo (Linux) or sysctl (macOS)."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model") and value.strip():
+                    name = value.strip()
+                elif key in ("flags", "Features"):
+                    flags.update(value.split())
+    except OSError:
+        if sys.platform == "darwin":
+            name, flags = _sysctl_cpu()
+    return name, frozenset(flags)
+
+
+def _sysctl_cpu() -> tuple[str, set]:
+    import subprocess
+
+    def get(key: str) -> str:
+        try:
+            return subprocess.run(["sysctl", "-n", key], capture_output=True, text=True, timeout=5).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    flags = {"bf16"} if get("hw.optional.arm.FEAT_BF16") == "1" else set()
+    return get("machdep.cpu.brand_string") or platform.machine(), flags
+
+
+def cpu_name() -> str:
+    return _cpuinfo()[0]
+
+
+def cpu_flags() -> list[str]:
+    """The flags of ISA_FLAGS that this CPU reports."""
+    return [f for f in ISA_FLAGS if f in _cpuinfo()[1]]
+
+
+def cpu_bf16() -> str | None:
+    """The x86 flag by which this CPU multiplies bf16 natively, or None. (ARM's bf16 extension is not
+    used: nothing here measured torch's bf16 products on it.)"""
+    return next((f for f in BF16_FLAGS if f in _cpuinfo()[1]), None)
+
+
+def describe(device: torch.device) -> str:
+    """The device in words, for start-up lines and benches."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        return f"{cpu_name()}, {torch.get_num_threads()} threads"
+    return device.type
+
+
+# glibc's mallopt parameters
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+
+
+@lru_cache(maxsize=1)
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc keep freed memory for the next allocation instead of giving it back to the system.
+
+    A CPU training step frees and allocates the same activation-sized buffers every step. By default glibc
+    serves each one of over 32 MiB, and often smaller ones, with a fresh mmap and returns it at free, so
+    every step touches new pages: ~6,000 page faults a step at 4 x 128, batch 12, each zero-filled by the
+    kernel. With the threshold raised the memory is reused (bench/cpu_bench.py: see BENCHMARKS.md).
+    True where the setting took (glibc); elsewhere nothing changes."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        # no mmap below 1 GiB: the heap serves it (glibc before 2.35 allows at most 32 MiB)
+        ok = libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1 or libc.mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1
+        ok &= libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1) == 1  # and keeps what was freed
+        ok &= libc.mallopt(M_TOP_PAD, 64 << 20) == 1  # grow the heap 64 MiB at a time
+        return bool(ok)
+    except (OSError, AttributeError):  # not glibc (musl, ...)
+        return False
