@@ -58,6 +58,11 @@ SHAPES = {
 }
 
 
+# minigpt's sides: the default recipe, and flags that show what a choice of the default is worth
+SIDES = {"minigpt": {}, "minigpt-ns-fp32": {"muon_dtype": "float32"}, "minigpt-compile": {"compile": True},
+         "minigpt-adamw": {"optimizer": "adamw"}}
+
+
 def shape_config(shape: str, **overrides) -> TrainConfig:
     spec = dict(SHAPES[shape])
     return make_config(spec.pop("preset"), device="cpu", **spec, **overrides)
@@ -119,7 +124,7 @@ def baseline_step(cfg: TrainConfig, vocab_size: int):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
                             lr=cfg.lr, betas=(0.9, 0.95))
 
-    def step(batches: list, lr: float) -> torch.Tensor:
+    def step(batches: list, lr: float, step: int) -> torch.Tensor:
         for group in opt.param_groups:
             group["lr"] = lr
         for b in batches:
@@ -141,7 +146,10 @@ def minigpt_step(cfg: TrainConfig, data: Path, out: Path):
     trainer = Trainer(cfg, Dist(), torch.device("cpu"), say=lambda *_: None, on_row=None)
     trainer.open(data, out, resume=False, force=True, verify_data=False)
     trainer.prepare_step()
-    return trainer.train_step, trainer.optimizers
+
+    def step(batches: list, lr: float, step: int) -> torch.Tensor:  # as Trainer.loop calls it
+        return trainer.train_step(batches, lr, [(cfg.seed, step, m) for m in trainer.micros])
+    return step, trainer.optimizers
 
 
 def timed_optimizers(optimizers: list, spent: list) -> None:
@@ -159,63 +167,100 @@ def timed_optimizers(optimizers: list, spent: list) -> None:
 
 
 def child(args) -> None:
-    """One side at one shape in this process: warm-up, then timed steps; one JSON line."""
-    overrides = {"muon_dtype": "float32"} if args.child == "minigpt-ns-fp32" else {}
-    cfg = shape_config(args.shape, **overrides)
+    """One side at one shape in this process: build, warm up, say ready; then for each number N read
+    from stdin, N timed steps and one JSON line of their times; 0 ends it."""
+    cfg = shape_config(args.shape, **SIDES.get(args.child, {}))
     folder, _ = find_dataset(args.data)
     dataset = TokenData(folder)
     with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()  # the build (and a compile) and the warm-up steps
         if args.child == "baseline":
             step, optimizers = baseline_step(cfg, dataset.manifest["vocab_size"])
         else:
             step, optimizers = minigpt_step(cfg, folder, Path(tmp) / "run")
-        spent = [0.0]
+        spent, s = [0.0], 0
         timed_optimizers(optimizers, spent)
-        ms, opt_ms = [], []
-        faults = 0
-        for s in range(args.warmup + args.steps):
-            batches = [dataset.batch(cfg.seed, s, m, cfg.batch_size, cfg.block_size) for m in range(cfg.grad_accum)]
-            spent[0], f0 = 0.0, resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            t = time.perf_counter()
-            loss = step(batches, cfg.lr)
-            dt = time.perf_counter() - t
-            if s >= args.warmup:
-                ms.append(dt * 1e3)
+
+        def steps(n: int) -> dict:
+            nonlocal s
+            ms, opt_ms, f0 = [], [], resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            for _ in range(n):
+                batches = [dataset.batch(cfg.seed, s, m, cfg.batch_size, cfg.block_size) for m in range(cfg.grad_accum)]
+                spent[0] = 0.0
+                t = time.perf_counter()
+                loss = step(batches, cfg.lr, s)
+                ms.append((time.perf_counter() - t) * 1e3)
                 opt_ms.append(spent[0] * 1e3)
-                faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
-    print(json.dumps({"side": args.child, "shape": args.shape, "ms": ms, "opt_ms": opt_ms,
-                      "faults_per_step": faults / len(ms), "last_loss": float(loss), "threads": torch.get_num_threads(),
-                      "tokens_per_step": cfg.tokens_per_step}))
+                s += 1
+            return {"ms": ms, "opt_ms": opt_ms, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0,
+                    "loss": float(loss)}
+        steps(args.warmup)
+        print(json.dumps({"ready": True, "setup_s": time.perf_counter() - started, "threads": torch.get_num_threads(),
+                          "tokens_per_step": cfg.tokens_per_step}), flush=True)
+        for line in sys.stdin:
+            if int(line) == 0:
+                break
+            print(json.dumps(steps(int(line))), flush=True)
 
 
-def run_child(side: str, shape: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--child", side, "--shape", shape, "--steps", str(args.steps),
-           "--warmup", str(args.warmup)] + (["--data", str(args.data)] if args.data else [])
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-    if p.returncode != 0:
-        raise SystemExit(f"{side} at {shape} failed:\n{p.stderr[-3000:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+class Side:
+    """A child process of one side at one shape, kept between its turns."""
+
+    def __init__(self, side: str, shape: str, args):
+        cmd = [sys.executable, __file__, "--child", side, "--shape", shape, "--warmup", str(args.warmup)]
+        cmd += ["--data", str(args.data)] if args.data else []
+        self.name, self.p = side, subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.info = self._read()
+        self.turns: list[dict] = []
+
+    def _read(self) -> dict:
+        line = self.p.stdout.readline()
+        if not line:
+            raise SystemExit(f"{self.name} failed (exit {self.p.wait()}); its messages are above")
+        return json.loads(line)
+
+    def turn(self, n: int) -> None:
+        self.p.stdin.write(f"{n}\n")
+        self.p.stdin.flush()
+        self.turns.append(self._read())
+
+    def close(self) -> None:
+        self.p.stdin.write("0\n")
+        self.p.stdin.close()
+        self.p.wait()
 
 
-def summarize(results: dict, shapes: list, sides: list) -> dict:
+def measure(shape: str, sides: list[str], args) -> dict:
+    """Every side's process built (one after another), then turns of --turn-steps steps each, the order
+    reversed every round (A B C, C B A, ...), so that the machine's slow and fast spells fall on all."""
+    procs = [Side(side, shape, args) for side in sides]
+    for r in range(args.turns):
+        for proc in (procs if r % 2 == 0 else procs[::-1]):
+            proc.turn(args.turn_steps)
+    for proc in procs:
+        proc.close()
+    return {proc.name: proc for proc in procs}
+
+
+def summarize(procs: dict) -> dict:
+    """Per side: medians over every timed step; against the baseline, the ratio of medians and its
+    spread over the rounds (each round's sides ran within a second or two of each other)."""
     table = {}
-    for shape in shapes:
-        table[shape] = {}
-        for side in sides:
-            runs = results[(shape, side)]
-            ms = [m for r in runs for m in r["ms"]]
-            med = statistics.median(ms)
-            table[shape][side] = {
-                "ms_per_step": round(med, 2), "tokens_per_s": round(runs[0]["tokens_per_step"] / med * 1e3, 1),
-                "optimizer_share": round(statistics.median([r for x in runs for r in x["opt_ms"]]) / med, 4),
-                "faults_per_step": round(statistics.mean(r["faults_per_step"] for r in runs), 1),
-                "round_ms": [round(statistics.median(r["ms"]), 2) for r in runs]}
-        base = table[shape]["baseline"]
-        for side in sides:
-            if side != "baseline":
-                row = table[shape][side]
-                row["x_baseline"] = round(base["ms_per_step"] / row["ms_per_step"], 3)
-                row["x_baseline_per_round"] = [round(b / m, 3) for b, m in zip(base["round_ms"], row["round_ms"])]
+    for name, proc in procs.items():
+        ms = [m for t in proc.turns for m in t["ms"]]
+        med = statistics.median(ms)
+        table[name] = {"ms_per_step": round(med, 2), "tokens_per_s": round(proc.info["tokens_per_step"] / med * 1e3, 1),
+                       "optimizer_share": round(statistics.median([m for t in proc.turns for m in t["opt_ms"]]) / med, 4),
+                       "faults_per_step": round(sum(t["faults"] for t in proc.turns) / len(ms), 1),
+                       "setup_s": round(proc.info["setup_s"], 2), "threads": proc.info["threads"],
+                       "turn_ms": [round(statistics.median(t["ms"]), 2) for t in proc.turns]}
+    base = table["baseline"]
+    for name, row in table.items():
+        if name != "baseline":
+            per_turn = sorted(b / m for b, m in zip(base["turn_ms"], row["turn_ms"]))
+            row["x_baseline"] = round(base["ms_per_step"] / row["ms_per_step"], 3)
+            row["x_baseline_turns"] = {"min": round(per_turn[0], 3), "median": round(statistics.median(per_turn), 3),
+                                       "max": round(per_turn[-1], 3)}
     return table
 
 
@@ -271,9 +316,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, help="dataset folder (default: the newest under data/)")
     ap.add_argument("--shapes", default="tiny,laptop", help=f"comma-separated, of {', '.join(SHAPES)}")
-    ap.add_argument("--rounds", type=int, default=3, help="processes per side and shape, taking turns")
-    ap.add_argument("--steps", type=int, default=40, help="timed steps per process")
+    ap.add_argument("--turns", type=int, default=12, help="turns per side and shape")
+    ap.add_argument("--turn-steps", type=int, default=5, help="timed steps per turn")
     ap.add_argument("--warmup", type=int, default=8, help="untimed steps first")
+    ap.add_argument("--sides", help=f"comma-separated, of {', '.join(SIDES)} and baseline (default: minigpt, "
+                    "minigpt-ns-fp32 where the rule picks bf16, baseline)")
     ap.add_argument("--cli", type=int, default=0, metavar="N", help="also time `train.py --preset tiny` whole, N times")
     ap.add_argument("--ns", action="store_true", help="only Muon's iteration, bf16 against fp32, at --ns-widths")
     ap.add_argument("--ns-widths", default="64,96,128,192,384")
@@ -294,26 +341,23 @@ def main() -> None:
         shapes = args.shapes.split(",")
         folder, _ = find_dataset(args.data)
         args.data = folder
-        sides = ["minigpt", "baseline"]
-        if any(muon_dtype("auto", torch.device("cpu"), shape_config(s).n_embd)[0] == torch.bfloat16 for s in shapes):
+        sides = args.sides.split(",") if args.sides else ["minigpt", "baseline"]
+        if not args.sides and any(muon_dtype("auto", torch.device("cpu"), shape_config(s).n_embd)[0] == torch.bfloat16 for s in shapes):
             sides.insert(1, "minigpt-ns-fp32")
-        results = {(shape, side): [] for shape in shapes for side in sides}
-        for r in range(args.rounds):
-            for shape in shapes:
-                for side in sides:
-                    results[(shape, side)].append(run_child(side, shape, args))
-        table = summarize(results, shapes, sides)
+        table = {}
         for shape in shapes:
+            table[shape] = summarize(measure(shape, sides, args))
             cfg = shape_config(shape)
             print(f"{shape}: {cfg.n_layer} layers x {cfg.n_embd}, {cfg.n_head} heads, block {cfg.block_size}, batch "
                   f"{cfg.batch_size}, dropout {cfg.dropout}, dataset {folder.name}", file=sys.stderr)
             for side in sides:
                 row = table[shape][side]
-                extra = f"  {row['x_baseline']:.2f}x the baseline (per round {row['x_baseline_per_round']})" \
-                    if "x_baseline" in row else ""
+                extra = (f"  {row['x_baseline']:.2f}x the baseline (turns {row['x_baseline_turns']['min']:.2f}-"
+                         f"{row['x_baseline_turns']['max']:.2f})") if "x_baseline" in row else ""
                 print(f"  {side:16} {row['ms_per_step']:8.2f} ms/step {row['tokens_per_s']:10,.0f} tok/s  optimizer "
-                      f"{row['optimizer_share']:5.1%}  {row['faults_per_step']:7.0f} faults/step{extra}", file=sys.stderr)
-        result.update(dataset=folder.name, rounds=args.rounds, steps=args.steps, shapes=table)
+                      f"{row['optimizer_share']:5.1%}  {row['faults_per_step']:5.0f} faults/step  set-up "
+                      f"{row['setup_s']:.1f} s{extra}", file=sys.stderr)
+        result.update(dataset=folder.name, turns=args.turns, turn_steps=args.turn_steps, shapes=table)
         if args.cli:
             runs = cli_runs(args, args.cli)
             result["cli_tiny"] = runs

@@ -83,9 +83,9 @@ def peak_flops(device: torch.device) -> float | None:
 
 
 @lru_cache(maxsize=1)
-def _cpuinfo() -> tuple[str, frozenset]:
-    """The CPU's model name and flags, from /proc/cpuinfo (Linux) or sysctl (macOS)."""
-    name, flags = platform.processor() or platform.machine(), set()
+def _cpuinfo() -> tuple[str, frozenset, str]:
+    """The CPU's model name, flags and vendor, from /proc/cpuinfo (Linux) or sysctl (macOS)."""
+    name, flags, vendor = platform.processor() or platform.machine(), set(), ""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
@@ -95,10 +95,12 @@ def _cpuinfo() -> tuple[str, frozenset]:
                     name = value.strip()
                 elif key in ("flags", "Features"):
                     flags.update(value.split())
+                elif key == "vendor_id":
+                    vendor = value.strip()
     except OSError:
         if sys.platform == "darwin":
             name, flags = _sysctl_cpu()
-    return name, frozenset(flags)
+    return name, frozenset(flags), vendor
 
 
 def _sysctl_cpu() -> tuple[str, set]:
@@ -115,6 +117,11 @@ def _sysctl_cpu() -> tuple[str, set]:
 
 def cpu_name() -> str:
     return _cpuinfo()[0]
+
+
+def cpu_vendor() -> str:
+    """GenuineIntel, AuthenticAMD, ... on x86; empty elsewhere."""
+    return _cpuinfo()[2]
 
 
 def cpu_flags() -> list[str]:

@@ -19,6 +19,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from .config import CHOICES, MODEL_FIELDS
+from .cpu import DropoutMasks, KeyedDropout
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,8 @@ class CausalSelfAttention(nn.Module):
         self.n_head, self.dropout, self.qk_norm = cfg.n_head, cfg.dropout, cfg.qk_norm
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # q, k, v in one matmul
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)  # the projection gpt.py never applied
-        self.resid_dropout = nn.Dropout(cfg.dropout)
+        self.resid_dropout = KeyedDropout(cfg.dropout)
+        self.masks: DropoutMasks | None = None  # set by GPT: keyed masks for the attention weights on the CPU
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
                 rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
@@ -115,6 +117,8 @@ class CausalSelfAttention(nn.Module):
             cache.k[layer].index_copy_(2, cache.index, k)
             cache.v[layer].index_copy_(2, cache.index, v)
             y = F.scaled_dot_product_attention(q, cache.k[layer], cache.v[layer], attn_mask=cache.mask)
+        elif cache is None and self.training and self.dropout > 0 and self.masks is not None and self.masks.usable(x):
+            y = self.keyed_dropout_attention(q, k, v)
         elif cache is None or cache.pos == 0:
             if cache is not None:
                 cache.put(layer, k, v)
@@ -129,13 +133,22 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
         return self.resid_dropout(self.c_proj(y))
 
+    def keyed_dropout_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Causal attention written out, its weights dropped by the keyed CPU masks (cpu.DropoutMasks):
+        what scaled_dot_product_attention computes with dropout_p, where on the CPU it leaves its flash
+        kernel for this same arithmetic with torch's slower masks."""
+        T = q.size(-2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.size(-1)))  # (B, nh, T, T)
+        att = att.masked_fill(torch.ones(T, T, dtype=torch.bool).triu_(1), float("-inf")).softmax(dim=-1)
+        return (att * self.masks.scale(att.shape, self.dropout, att.dtype)) @ v  # (B, nh, T, hs)
+
 
 class MLP(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
         self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = KeyedDropout(cfg.dropout)
         self.act = F.gelu if cfg.mlp == "gelu" else (lambda h: F.relu(h).square())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,12 +175,16 @@ class GPT(nn.Module):
         self.config = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = KeyedDropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_weights:
             self.lm_head.weight = self.wte.weight
+        self.dropout_masks = DropoutMasks()  # keyed by the trainer's step on the CPU; torch's dropout without a key
+        for module in self.modules():
+            if isinstance(module, (KeyedDropout, CausalSelfAttention)):
+                module.masks = self.dropout_masks
         if cfg.pos == "rope":  # angles for every position, computed once; not weights, so not saved
             hs = cfg.n_embd // cfg.n_head
             freq = 1.0 / (10000 ** (torch.arange(0, hs, 2, dtype=torch.float32) / hs))

@@ -36,20 +36,28 @@ class Step:
             for group in opt.param_groups:
                 group["lr"] = lr
 
-    def __call__(self, batches: list[np.ndarray], lr: float) -> torch.Tensor:
-        """One step; returns this process's share of the step's mean loss, on the device (no sync)."""
+    def __call__(self, batches: list[np.ndarray], lr: float, keys: list[tuple[int, int, int]] | None = None) -> torch.Tensor:
+        """One step; returns this process's share of the step's mean loss, on the device (no sync). keys:
+        (seed, step, micro-batch) of each batch, for the model's keyed dropout masks on the CPU."""
         self.set_lr(lr)
-        return self.run([to_device(b, self.device) for b in batches])
+        return self.run([to_device(b, self.device) for b in batches], keys)
 
-    def run(self, inputs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    def run(self, inputs: list[tuple[torch.Tensor, torch.Tensor]], keys: list | None = None) -> torch.Tensor:
         step_loss = torch.zeros((), device=self.device)
+        masks = getattr(self.model, "dropout_masks", None) if keys else None
         for i, (x, y) in enumerate(inputs):
             # DDP averages gradients over ranks on the last micro-step only
             sync = self.net.no_sync() if self.ddp and i < len(inputs) - 1 else nullcontext()
-            with sync:
-                with self.autocast:
-                    _, loss = self.net(x, y)
-                self.scaler.scale(loss / len(inputs)).backward()
+            if masks is not None:
+                masks.key(*keys[i])
+            try:
+                with sync:
+                    with self.autocast:
+                        _, loss = self.net(x, y)
+                    self.scaler.scale(loss / len(inputs)).backward()
+            finally:
+                if masks is not None:
+                    masks.clear()
             step_loss += loss.detach() / self.grad_accum
         if self.grad_clip > 0:
             for opt in self.optimizers:
@@ -86,7 +94,7 @@ class GraphedStep(Step):
         for buffer, b in zip(self.batches, batches):
             copy_in(buffer, b)
 
-    def __call__(self, batches: list[np.ndarray], lr: float) -> torch.Tensor:
+    def __call__(self, batches: list[np.ndarray], lr: float, keys=None) -> torch.Tensor:
         self.set_lr(lr)  # the float too: checkpoints save the optimizers' param_groups
         self.lr.fill_(lr)
         self._copy_in(batches)

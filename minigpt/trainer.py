@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .checkpoint import RUNS_DIR, RunFolder, versions
 from .config import TrainConfig
+from .cpu import onednn_layout, onednn_matmul_rule
 from .data import TokenData, find_dataset, to_device
 from .device import cpu_flags, describe, keep_freed_memory, muon_dtype, peak_flops, resolve_device, resolve_dtype
 from .distributed import Dist, micro_batches, setup
@@ -29,6 +30,9 @@ from .optim import lr_at, make_optimizers
 from .step import GraphedForward, GraphedStep, Step
 
 EXIT_NAN = 3
+# Evaluation batches on the CPU, uncompiled: at least this many windows (the forward pass alone runs 1.25-1.5x
+# the tokens/s at 64 windows as at the tiny preset's 16 or a laptop's 12: BENCHMARKS.md)
+CPU_EVAL_BATCH = 64
 
 
 @dataclass
@@ -111,6 +115,8 @@ class Trainer:
                        "runtime": self._runtime(ns_why), "versions": versions()}
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.model = GPT(self.model_cfg).to(self.device)
+        if self.config["runtime"].get("matmul", "").startswith("oneDNN"):
+            onednn_layout(self.model)
         self.optimizers = make_optimizers(self.model, cfg, self.device, self.ns_dtype)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         if resume:
@@ -128,7 +134,11 @@ class Trainer:
         if self.cfg.optimizer == "muon":
             rt.update(muon_dtype=str(self.ns_dtype)[6:], muon_dtype_why=ns_why)
         if self.device.type == "cpu":
-            rt.update(threads=torch.get_num_threads(), cpu_flags=cpu_flags(), keep_freed_memory=keep_freed_memory())
+            onednn, why = onednn_matmul_rule()
+            if self.cfg.compile:
+                onednn, why = False, "--compile (inductor makes its own)"
+            rt.update(threads=torch.get_num_threads(), cpu_flags=cpu_flags(), keep_freed_memory=keep_freed_memory(),
+                      matmul=f"{'oneDNN' if onednn else 'default'} ({why})")
         return rt
 
     def _resume(self) -> None:
@@ -177,6 +187,8 @@ class Trainer:
         # every rank evaluates its share of the fixed windows; the sums are added up across ranks
         self.windows = {split: self.dataset.eval_windows(split, cfg.block_size, cfg.eval_tokens, cfg.seed)
                         for split in ("val", "train")}
+        self.eval_batch = max(cfg.batch_size, CPU_EVAL_BATCH) if device.type == "cpu" and self.compiled is self.model \
+            else cfg.batch_size  # a compiled model or a CUDA graph keeps the training batch's shape
         self.flops_peak = peak_flops(device)
 
     def evaluate(self, split: str) -> float:
@@ -187,7 +199,7 @@ class Trainer:
         self.compiled.eval()
         total = torch.zeros((), device=self.device)
         with torch.no_grad():
-            for batch in self.dataset.eval_batches(split, windows[d.rank::d.world_size], cfg.batch_size, cfg.block_size):
+            for batch in self.dataset.eval_batches(split, windows[d.rank::d.world_size], self.eval_batch, cfg.block_size):
                 if self.eval_forward is not None and len(batch) == cfg.batch_size:
                     loss = self.eval_forward(batch)
                 else:
@@ -247,8 +259,9 @@ class Trainer:
             while self.step < cfg.max_iters:
                 lr = lr_at(self.step, cfg)
                 batches = [self.dataset.batch(cfg.seed, self.step, m, cfg.batch_size, cfg.block_size) for m in self.micros]
+                keys = [(cfg.seed, self.step, m) for m in self.micros]  # the CPU's dropout masks (cpu.DropoutMasks)
                 try:
-                    step_loss = self.train_step(batches, lr)  # no .item(): the GPU is not waited on every step
+                    step_loss = self.train_step(batches, lr, keys)  # no .item(): the GPU is not waited on every step
                 except torch.cuda.OutOfMemoryError:
                     raise _oom(cfg) from None
                 self.step += 1
@@ -271,6 +284,8 @@ class Trainer:
 def startup_line(rt: dict) -> str:
     """How the run computes, in one line: the device, the precision, Muon's iteration and why."""
     line = f"training on {rt['device']} ({rt['device_name']}) in {rt['dtype']}"
+    if "matmul" in rt:
+        line += f"; matrix products: {rt['matmul']}"
     if "muon_dtype" in rt:
         line += f"; Muon's Newton-Schulz iteration in {rt['muon_dtype']} ({rt['muon_dtype_why']})"
     return line
