@@ -166,94 +166,76 @@ def timed_optimizers(optimizers: list, spent: list) -> None:
         opt.step = step
 
 
+class Side:
+    """One side's step at one shape, built and warmed up, timed a turn at a time."""
+
+    def __init__(self, name: str, shape: str, folder: Path, dataset: TokenData, tmp: Path, warmup: int):
+        self.name, self.dataset = name, dataset
+        self.cfg = cfg = shape_config(shape, **SIDES.get(name, {}))
+        started = time.perf_counter()  # the build (and a compile) and the warm-up steps
+        if name == "baseline":
+            self.step, optimizers = baseline_step(cfg, dataset.manifest["vocab_size"])
+        else:
+            self.step, optimizers = minigpt_step(cfg, folder, tmp / name)
+        self.spent, self.s = [0.0], 0
+        timed_optimizers(optimizers, self.spent)
+        self.ms, self.opt_ms, self.faults = [], [], 0
+        self.turn(warmup)
+        self.setup_s = time.perf_counter() - started
+        self.ms, self.opt_ms, self.faults = [], [], 0
+
+    def turn(self, n: int) -> None:
+        cfg, f0 = self.cfg, resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(n):
+            batches = [self.dataset.batch(cfg.seed, self.s, m, cfg.batch_size, cfg.block_size) for m in range(cfg.grad_accum)]
+            self.spent[0] = 0.0
+            t = time.perf_counter()
+            self.loss = self.step(batches, cfg.lr, self.s)
+            self.ms.append((time.perf_counter() - t) * 1e3)
+            self.opt_ms.append(self.spent[0] * 1e3)
+            self.s += 1
+        self.faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+
+
 def child(args) -> None:
-    """One side at one shape in this process: build, warm up, say ready; then for each number N read
-    from stdin, N timed steps and one JSON line of their times; 0 ends it."""
-    cfg = shape_config(args.shape, **SIDES.get(args.child, {}))
+    """Every side at one shape in this process, built one after another, then taking turns of
+    --turn-steps steps, the order reversed every round (A B C, C B A, ...): the machine's slow and fast
+    spells fall on all of them. One JSON line: each side's step times."""
     folder, _ = find_dataset(args.data)
     dataset = TokenData(folder)
     with tempfile.TemporaryDirectory() as tmp:
-        started = time.perf_counter()  # the build (and a compile) and the warm-up steps
-        if args.child == "baseline":
-            step, optimizers = baseline_step(cfg, dataset.manifest["vocab_size"])
-        else:
-            step, optimizers = minigpt_step(cfg, folder, Path(tmp) / "run")
-        spent, s = [0.0], 0
-        timed_optimizers(optimizers, spent)
-
-        def steps(n: int) -> dict:
-            nonlocal s
-            ms, opt_ms, f0 = [], [], resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            for _ in range(n):
-                batches = [dataset.batch(cfg.seed, s, m, cfg.batch_size, cfg.block_size) for m in range(cfg.grad_accum)]
-                spent[0] = 0.0
-                t = time.perf_counter()
-                loss = step(batches, cfg.lr, s)
-                ms.append((time.perf_counter() - t) * 1e3)
-                opt_ms.append(spent[0] * 1e3)
-                s += 1
-            return {"ms": ms, "opt_ms": opt_ms, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0,
-                    "loss": float(loss)}
-        steps(args.warmup)
-        print(json.dumps({"ready": True, "setup_s": time.perf_counter() - started, "threads": torch.get_num_threads(),
-                          "tokens_per_step": cfg.tokens_per_step}), flush=True)
-        for line in sys.stdin:
-            if int(line) == 0:
-                break
-            print(json.dumps(steps(int(line))), flush=True)
-
-
-class Side:
-    """A child process of one side at one shape, kept between its turns."""
-
-    def __init__(self, side: str, shape: str, args):
-        cmd = [sys.executable, __file__, "--child", side, "--shape", shape, "--warmup", str(args.warmup)]
-        cmd += ["--data", str(args.data)] if args.data else []
-        self.name, self.p = side, subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.info = self._read()
-        self.turns: list[dict] = []
-
-    def _read(self) -> dict:
-        line = self.p.stdout.readline()
-        if not line:
-            raise SystemExit(f"{self.name} failed (exit {self.p.wait()}); its messages are above")
-        return json.loads(line)
-
-    def turn(self, n: int) -> None:
-        self.p.stdin.write(f"{n}\n")
-        self.p.stdin.flush()
-        self.turns.append(self._read())
-
-    def close(self) -> None:
-        self.p.stdin.write("0\n")
-        self.p.stdin.close()
-        self.p.wait()
+        sides = [Side(name, args.shape, folder, dataset, Path(tmp), args.warmup) for name in args.sides.split(",")]
+        for r in range(args.turns):
+            for side in (sides if r % 2 == 0 else sides[::-1]):
+                side.turn(args.turn_steps)
+    print(json.dumps({side.name: {"ms": side.ms, "opt_ms": side.opt_ms, "faults": side.faults, "setup_s": side.setup_s,
+                                  "tokens_per_step": side.cfg.tokens_per_step, "loss": float(side.loss)}
+                      for side in sides}))
 
 
 def measure(shape: str, sides: list[str], args) -> dict:
-    """Every side's process built (one after another), then turns of --turn-steps steps each, the order
-    reversed every round (A B C, C B A, ...), so that the machine's slow and fast spells fall on all."""
-    procs = [Side(side, shape, args) for side in sides]
-    for r in range(args.turns):
-        for proc in (procs if r % 2 == 0 else procs[::-1]):
-            proc.turn(args.turn_steps)
-    for proc in procs:
-        proc.close()
-    return {proc.name: proc for proc in procs}
+    """One fresh process for the shape, with minigpt-train's process settings (cpu.keep_freed_memory) for
+    every side, the baseline included."""
+    cmd = [sys.executable, __file__, "--child", "--shape", shape, "--sides", ",".join(sides), "--warmup",
+           str(args.warmup), "--turns", str(args.turns), "--turn-steps", str(args.turn_steps)]
+    p = subprocess.run(cmd + (["--data", str(args.data)] if args.data else []), capture_output=True, text=True,
+                       timeout=3600)
+    if p.returncode != 0:
+        raise SystemExit(f"the {shape} process failed:\n{p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def summarize(procs: dict) -> dict:
-    """Per side: medians over every timed step; against the baseline, the ratio of medians and its
-    spread over the rounds (each round's sides ran within a second or two of each other)."""
+def summarize(sides: dict, turn_steps: int) -> dict:
+    """Per side: medians over every timed step; against the baseline, the ratio of those medians and its
+    spread over the turns (a turn of each side ran within a fraction of a second of the other's)."""
     table = {}
-    for name, proc in procs.items():
-        ms = [m for t in proc.turns for m in t["ms"]]
-        med = statistics.median(ms)
-        table[name] = {"ms_per_step": round(med, 2), "tokens_per_s": round(proc.info["tokens_per_step"] / med * 1e3, 1),
-                       "optimizer_share": round(statistics.median([m for t in proc.turns for m in t["opt_ms"]]) / med, 4),
-                       "faults_per_step": round(sum(t["faults"] for t in proc.turns) / len(ms), 1),
-                       "setup_s": round(proc.info["setup_s"], 2), "threads": proc.info["threads"],
-                       "turn_ms": [round(statistics.median(t["ms"]), 2) for t in proc.turns]}
+    for name, side in sides.items():
+        med = statistics.median(side["ms"])
+        turns = [statistics.median(side["ms"][i:i + turn_steps]) for i in range(0, len(side["ms"]), turn_steps)]
+        table[name] = {"ms_per_step": round(med, 2), "tokens_per_s": round(side["tokens_per_step"] / med * 1e3, 1),
+                       "optimizer_share": round(statistics.median(side["opt_ms"]) / med, 4),
+                       "faults_per_step": round(side["faults"] / len(side["ms"]), 1), "setup_s": round(side["setup_s"], 2),
+                       "turn_ms": [round(t, 2) for t in turns]}
     base = table["baseline"]
     for name, row in table.items():
         if name != "baseline":
@@ -316,8 +298,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, help="dataset folder (default: the newest under data/)")
     ap.add_argument("--shapes", default="tiny,laptop", help=f"comma-separated, of {', '.join(SHAPES)}")
-    ap.add_argument("--turns", type=int, default=12, help="turns per side and shape")
-    ap.add_argument("--turn-steps", type=int, default=5, help="timed steps per turn")
+    ap.add_argument("--turns", type=int, default=60, help="turns per side and shape")
+    ap.add_argument("--turn-steps", type=int, default=1, help="timed steps per turn")
     ap.add_argument("--warmup", type=int, default=8, help="untimed steps first")
     ap.add_argument("--sides", help=f"comma-separated, of {', '.join(SIDES)} and baseline (default: minigpt, "
                     "minigpt-ns-fp32 where the rule picks bf16, baseline)")
@@ -325,7 +307,7 @@ def main() -> None:
     ap.add_argument("--ns", action="store_true", help="only Muon's iteration, bf16 against fp32, at --ns-widths")
     ap.add_argument("--ns-widths", default="64,96,128,192,384")
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--shape", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -346,14 +328,15 @@ def main() -> None:
             sides.insert(1, "minigpt-ns-fp32")
         table = {}
         for shape in shapes:
-            table[shape] = summarize(measure(shape, sides, args))
+            table[shape] = summarize(measure(shape, sides, args), args.turn_steps)
             cfg = shape_config(shape)
             print(f"{shape}: {cfg.n_layer} layers x {cfg.n_embd}, {cfg.n_head} heads, block {cfg.block_size}, batch "
                   f"{cfg.batch_size}, dropout {cfg.dropout}, dataset {folder.name}", file=sys.stderr)
             for side in sides:
                 row = table[shape][side]
-                extra = (f"  {row['x_baseline']:.2f}x the baseline (turns {row['x_baseline_turns']['min']:.2f}-"
-                         f"{row['x_baseline_turns']['max']:.2f})") if "x_baseline" in row else ""
+                turns = row.get("x_baseline_turns", {})
+                extra = (f"  {row['x_baseline']:.2f}x the baseline (turn by turn: median {turns['median']:.2f}, "
+                         f"{turns['min']:.2f}-{turns['max']:.2f})") if turns else ""
                 print(f"  {side:16} {row['ms_per_step']:8.2f} ms/step {row['tokens_per_s']:10,.0f} tok/s  optimizer "
                       f"{row['optimizer_share']:5.1%}  {row['faults_per_step']:5.0f} faults/step  set-up "
                       f"{row['setup_s']:.1f} s{extra}", file=sys.stderr)

@@ -19,7 +19,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from .config import CHOICES, MODEL_FIELDS
-from .cpu import DropoutMasks, KeyedDropout
+from .cpu import DropoutMasks, KeyedDropout, relu_squared
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
         self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = KeyedDropout(cfg.dropout)
-        self.act = F.gelu if cfg.mlp == "gelu" else (lambda h: F.relu(h).square())
+        self.act = F.gelu if cfg.mlp == "gelu" else relu_squared
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.c_proj(self.act(self.c_fc(x))))

@@ -54,16 +54,17 @@ def assert_same_losses(a: list[dict], b: list[dict], rel: float) -> None:
 
 
 def test_two_processes_train_exactly_like_one_with_the_same_accumulation(dataset, tmp_path):
-    """2 ranks x 2 micro-batches each draw the 4 micro-batches of one process with --grad-accum 4."""
-    args = (*TINY, "--max-iters", 30, "--eval-interval", 15, "--grad-accum", 4, "--lr", 1e-3, "--data", dataset)
+    """2 ranks x 2 micro-batches each draw the 4 micro-batches of one process with --grad-accum 4, and the
+    same dropout masks (keyed by step and micro-batch). Muon's iteration runs in fp32 at this width on every
+    CPU, so only the order of the gradient sums differs: losses agree to ~1e-7, the bound is 1e-5."""
+    args = (*TINY, "--max-iters", 30, "--eval-interval", 15, "--grad-accum", 4, "--lr", 1e-3, "--dropout", 0.1,
+            "--data", dataset)
     train_here(*args, "--out", tmp_path / "one")
     r = torchrun(*args, "--out", tmp_path / "two")
     assert r.returncode == 0, r.stdout + r.stderr
     assert_same_losses(metrics(tmp_path / "one"), metrics(tmp_path / "two"), rel=1e-5)
     one, two = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
-    # Muon orthogonalises updates in bf16, where a last-bit difference in a gradient can round an update
-    # element differently: weights agree to ~5e-4 after 30 steps (values of order 1)
-    assert all(torch.allclose(one[k], two[k], rtol=0, atol=2e-3) for k in one)
+    assert all(torch.allclose(one[k], two[k], rtol=0, atol=1e-4) for k in one)
     # rank 0 alone speaks and writes: one summary, one line per logged step, no stray temporary files
     assert r.stdout.count("finished 30 steps") == 1 and r.stdout.count("step     15/30") == 1, r.stdout
     assert len(metrics(tmp_path / "two")) == 30 // 5
