@@ -4,6 +4,7 @@
     python bench/cpu_bench.py --data DIR --shapes laptop,laptop32 --rounds 5 --json bench/results/cpu.json
     python bench/cpu_bench.py --data DIR --cli 3                 # also `train.py --preset tiny` 3 times, whole
     python bench/cpu_bench.py --ns                               # Muon's iteration alone, bf16 against fp32
+    python bench/cpu_bench.py --kernels                          # each replaced piece against what it replaced
 
 Sides (each shape, each round, each side in a fresh process of its own, taking turns, so that the
 shared machine's slow and fast minutes fall on all of them):
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -60,7 +62,26 @@ SHAPES = {
 
 # minigpt's sides: the default recipe, and flags that show what a choice of the default is worth
 SIDES = {"minigpt": {}, "minigpt-ns-fp32": {"muon_dtype": "float32"}, "minigpt-compile": {"compile": True},
-         "minigpt-adamw": {"optimizer": "adamw"}}
+         "minigpt-adamw": {"optimizer": "adamw"}, "minigpt-mkl": {}, "minigpt-torch-dropout": {}}
+# ... and sides that undo one of the CPU path's choices, which no flag turns off (see without())
+
+
+@contextmanager
+def without(side: str):
+    """While the side's step is built and run: the CPU path without oneDNN's Linear (minigpt-mkl), or
+    with torch's own dropout (minigpt-torch-dropout)."""
+    import minigpt.cpu
+    import minigpt.trainer
+
+    saved = minigpt.trainer.onednn_matmul_rule, minigpt.cpu.DropoutMasks.usable
+    if side == "minigpt-mkl":
+        minigpt.trainer.onednn_matmul_rule = lambda: (False, "bench: without oneDNN")
+    if side == "minigpt-torch-dropout":
+        minigpt.cpu.DropoutMasks.usable = lambda self, x: False
+    try:
+        yield
+    finally:
+        minigpt.trainer.onednn_matmul_rule, minigpt.cpu.DropoutMasks.usable = saved
 
 
 def shape_config(shape: str, **overrides) -> TrainConfig:
@@ -176,7 +197,8 @@ class Side:
         if name == "baseline":
             self.step, optimizers = baseline_step(cfg, dataset.manifest["vocab_size"])
         else:
-            self.step, optimizers = minigpt_step(cfg, folder, tmp / name)
+            with without(name):
+                self.step, optimizers = minigpt_step(cfg, folder, tmp / name)
         self.spent, self.s = [0.0], 0
         timed_optimizers(optimizers, self.spent)
         self.ms, self.opt_ms, self.faults = [], [], 0
@@ -185,6 +207,10 @@ class Side:
         self.ms, self.opt_ms, self.faults = [], [], 0
 
     def turn(self, n: int) -> None:
+        with without(self.name):
+            self._turn(n)
+
+    def _turn(self, n: int) -> None:
         cfg, f0 = self.cfg, resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         for _ in range(n):
             batches = [self.dataset.batch(cfg.seed, self.s, m, cfg.batch_size, cfg.block_size) for m in range(cfg.grad_accum)]
@@ -201,6 +227,10 @@ def child(args) -> None:
     """Every side at one shape in this process, built one after another, then taking turns of
     --turn-steps steps, the order reversed every round (A B C, C B A, ...): the machine's slow and fast
     spells fall on all of them. One JSON line: each side's step times."""
+    if args.keep_freed_memory:
+        from minigpt.device import keep_freed_memory
+
+        keep_freed_memory()
     folder, _ = find_dataset(args.data)
     dataset = TokenData(folder)
     with tempfile.TemporaryDirectory() as tmp:
@@ -288,6 +318,77 @@ def ns_bench(widths: list[int], layers: int, repeats: int) -> list[dict]:
     return rows
 
 
+def paired(fns: dict, repeats: int = 30, inner: int = 5) -> dict:
+    """Median microseconds of each function, taking turns (after a warm-up of each)."""
+    times = {name: [] for name in fns}
+    for r in range(repeats + 2):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            if r >= 2:
+                times[name].append((time.perf_counter() - t) / inner * 1e6)
+    return {name: round(statistics.median(ts), 1) for name, ts in times.items()}
+
+
+def kernels_bench(args) -> dict:
+    """The pieces minigpt's CPU step replaced, each against what it replaced, at the laptop shape
+    (4 layers x 128, block 64, batch 12, dropout 0.2); then page faults of the baseline's step with
+    glibc's defaults and with cpu.keep_freed_memory, each in a fresh process."""
+    from minigpt.cpu import DropoutMasks, _product, onednn_usable, relu_squared
+    from minigpt.model import CausalSelfAttention, GPTConfig
+
+    torch.manual_seed(0)
+    B, T, C, p = 12, 64, 128, 0.2
+    out = {}
+    x = torch.randn(B, T, C, requires_grad=True)
+    masks = DropoutMasks()
+    masks.key(1, 0, 0)
+
+    def dropout_torch():
+        F.dropout(x, p, True).sum().backward()
+
+    def dropout_keyed():
+        (x * masks.scale(x.shape, p, x.dtype)).sum().backward()
+    out["dropout_fwd_bwd_us (12, 64, 128)"] = paired({"torch": dropout_torch, "keyed": dropout_keyed})
+    attn = CausalSelfAttention(GPTConfig(vocab_size=100, n_embd=C, n_head=4, dropout=p)).train()
+    attn.masks = masks
+    q, k, v = (torch.randn(B, 4, T, C // 4, requires_grad=True) for _ in range(3))
+
+    def sdpa_dropout():
+        F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True).sum().backward()
+
+    def keyed_attention():
+        attn.keyed_dropout_attention(q, k, v).sum().backward()
+
+    def sdpa_no_dropout():
+        F.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward()
+    out["attention_fwd_bwd_us (12, 4, 64, 32)"] = paired({"sdpa dropout 0.2": sdpa_dropout,
+                                                          "written out, keyed dropout 0.2": keyed_attention,
+                                                          "sdpa without dropout": sdpa_no_dropout})
+    h = torch.randn(B, T, 4 * C, requires_grad=True)
+    g = torch.randn(B, T, 4 * C)
+    out["relu2_fwd_bwd_us (12, 64, 512)"] = paired({"relu().square()": lambda: torch.relu(h).square().backward(g),
+                                                   "relu_squared": lambda: relu_squared(h).backward(g)})
+    if onednn_usable():
+        for n_in, n_out in ((C, 3 * C), (C, 4 * C), (4 * C, C)):
+            a, w = torch.randn(B * T, n_in), torch.randn(n_out, n_in)
+            gflop = 2 * B * T * n_in * n_out / 1e3  # per microsecond
+            us = paired({"MKL": lambda: F.linear(a, w), "oneDNN": lambda: _product(a, w)})
+            out[f"linear_gflops ({B * T}, {n_in}) x ({n_in}, {n_out})"] = {k: round(gflop / v, 1) for k, v in us.items()}
+    for keep in (False, True):
+        cmd = [sys.executable, __file__, "--child", "--shape", "laptop", "--sides", "baseline", "--warmup", "5",
+               "--turns", "20", "--turn-steps", "1"] + (["--keep-freed-memory"] if keep else [])
+        p = subprocess.run(cmd + (["--data", str(args.data)] if args.data else []), capture_output=True, text=True,
+                           timeout=600)
+        row = json.loads(p.stdout.strip().splitlines()[-1])["baseline"]
+        out[f"baseline faults/step, laptop, {'keep_freed_memory' if keep else 'glibc defaults'}"] = \
+            round(row["faults"] / len(row["ms"]), 1)
+    for name, row in out.items():
+        print(f"{name}: {row}", file=sys.stderr)
+    return out
+
+
 def host() -> dict:
     return {"cpu": cpu_name(), "cpu_flags": cpu_flags(), "machine": platform.machine(), "cores": os.cpu_count(),
             "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
@@ -306,6 +407,8 @@ def main() -> None:
     ap.add_argument("--cli", type=int, default=0, metavar="N", help="also time `train.py --preset tiny` whole, N times")
     ap.add_argument("--ns", action="store_true", help="only Muon's iteration, bf16 against fp32, at --ns-widths")
     ap.add_argument("--ns-widths", default="64,96,128,192,384")
+    ap.add_argument("--kernels", action="store_true", help="only the CPU step's replaced pieces against what they replaced")
+    ap.add_argument("--keep-freed-memory", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--shape", help=argparse.SUPPRESS)
@@ -319,6 +422,8 @@ def main() -> None:
     result = {"bench": "cpu", **info}
     if args.ns:
         result["newton_schulz"] = ns_bench([int(w) for w in args.ns_widths.split(",")], 4, 15)
+    elif args.kernels:
+        result["kernels"] = kernels_bench(args)
     else:
         shapes = args.shapes.split(",")
         folder, _ = find_dataset(args.data)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks and benchmarks in one go, for a lent GPU machine (figures go into BENCHMARKS.md).
 #
-#   bash bench/gpu_checks.sh [STEP ...]     # steps: env tests muon trainbench seedrun quality ddp samplebench
+#   bash bench/gpu_checks.sh [STEP ...]     # steps: env tests muon trainbench nsprecision seedrun quality ddp samplebench
 #   bash bench/gpu_checks.sh env trainbench seedrun bg:tests bg:quality bg:ddp
 #
 # A step written bg:NAME runs in the background, beside the next ones, with a log of its own that is
@@ -53,6 +53,15 @@ sample_bench() {  # block 64 on the seed run's weights where seedrun made them (
     $PY bench/sample_bench.py --device cuda --block-size 256 --json "$OUT/sample_bench_256.json"
 }
 
+ns_precision() {  # Muon's iteration on CUDA: the rule keeps bf16 (start-up line); the seed preset's step in bf16 and fp32
+  rm -rf "$RUNS/nsline"
+  $PY train.py --preset seed --max-iters 20 --eval-interval 20 --data "$DATA" --out "$RUNS/nsline" | grep "Newton-Schulz"
+  for dt in auto float32; do
+    $PY bench/train_bench.py --data "$DATA" --preset seed --steps 200 --warmup 20 --variants compile+graph \
+      --muon-dtype $dt --json "$OUT/train_bench_ns_$dt.json" || return
+  done
+}
+
 ddp_run() {  # the one-GPU path through torchrun (no CUDA graphs under DDP), and its metrics
   rm -rf "$RUNS/ddp1"
   $PY -m torch.distributed.run --standalone --nproc_per_node=1 -m minigpt.train --preset seed --max-iters 300 \
@@ -61,7 +70,7 @@ ddp_run() {  # the one-GPU path through torchrun (no CUDA graphs under DDP), and
 }
 
 export OUT DATA RUNS PY
-export -f env_info seed_run sample_bench ddp_run
+export -f env_info seed_run sample_bench ddp_run ns_precision
 BG=$(mktemp -d)
 for s in ${@:-env tests trainbench seedrun samplebench}; do
   name=${s#bg:}
@@ -75,6 +84,7 @@ for s in ${@:-env tests trainbench seedrun samplebench}; do
     muon) cmd=(60 $PY bench/muon_bench.py --device cuda --json "$OUT/muon_bench.json") ;;
     trainbench) cmd=(240 $PY bench/train_bench.py --data "$DATA" --preset seed --steps 200 --warmup 20 \
                   --variants "${TRAIN_VARIANTS:-compile+graph,compile,graph}" --json "$OUT/train_bench.json") ;;
+    nsprecision) cmd=(300 bash -c ns_precision) ;;
     seedrun) cmd=(300 bash -c seed_run) ;;
     quality) cmd=(240 $PY bench/quality_bench.py --data "$DATA" --shape seed --device cuda --variants old \
                --lrs 3e-4 --jobs 1 --compile --json "$OUT/quality_seed_old.json") ;;
@@ -94,4 +104,4 @@ for f in "$BG"/*.log; do
   [ -e "$f" ] && cat "$f" >>"$LOG"
 done
 grep -h "^===" "$BG"/*.log 2>/dev/null
-grep -h "^===\|ms/step\|passed\|failed\|tok/s\|MFU\|speed-up\|finished\|best val\|wall time\|tokens in\|\[1/1\]\|^old\|error" "$LOG" | grep -v "^step " | tail -60
+grep -h "^===\|Newton-Schulz\|ms/step\|passed\|failed\|tok/s\|MFU\|speed-up\|finished\|best val\|wall time\|tokens in\|\[1/1\]\|^old\|error" "$LOG" | grep -v "^step " | tail -60

@@ -6,7 +6,8 @@
 1. Tokens/s and ms/step of minigpt-train's training step (minigpt/step.py: forward, backward, clip,
    the optimizers) for a preset on the available device, after warm-up: eager, compiled, and on CUDA
    also captured as one CUDA graph, with and without torch.compile; MFU on CUDA against the peak
-   table in minigpt/trainer.py.
+   table in minigpt/device.py. On the CPU, bench/cpu_bench.py times the step as the trainer builds it
+   (oneDNN's Linear, keyed dropout masks, the malloc setting); this one builds the plain step.
 2. In the same run, the batch draw: minigpt's keyed, vectorised gather against the nanoGPT way (a
    Python loop over rows, one slice of the memmap each, then torch.stack), for the preset's batch,
    as a ratio and as a share of one training step.
@@ -34,7 +35,7 @@ from minigpt.errors import brief  # noqa: E402
 from minigpt.model import GPT, GPTConfig  # noqa: E402
 from minigpt.optim import lr_at, make_optimizers  # noqa: E402
 from minigpt.step import GraphedStep, Step  # noqa: E402
-from minigpt.device import peak_flops, resolve_device, resolve_dtype  # noqa: E402
+from minigpt.device import muon_dtype, peak_flops, resolve_device, resolve_dtype  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -66,7 +67,8 @@ def time_training(cfg, dataset: TokenData, device: torch.device, variant: str, s
     torch.manual_seed(cfg.seed)
     dtype = resolve_dtype(cfg.dtype, device)
     model = GPT(GPTConfig.from_train(cfg, dataset.manifest["vocab_size"])).to(device)
-    opts = make_optimizers(model, cfg, device)
+    ns_dtype, _ = muon_dtype(cfg.muon_dtype, device, cfg.n_embd)  # as minigpt-train chooses it
+    opts = make_optimizers(model, cfg, device, ns_dtype)
     net = torch.compile(model) if "compile" in variant else model
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32,
@@ -89,7 +91,8 @@ def time_training(cfg, dataset: TokenData, device: torch.device, variant: str, s
     seconds = (time.perf_counter() - t0) / steps
     tok_s = cfg.tokens_per_step / seconds
     peak = peak_flops(device)
-    return {"variant": variant, "ms_per_step": round(seconds * 1000, 2), "tokens_per_s": round(tok_s, 1),
+    return {"variant": variant, "muon_dtype": str(ns_dtype)[6:], "ms_per_step": round(seconds * 1000, 2),
+            "tokens_per_s": round(tok_s, 1),
             "mfu": round(model.flops_per_token() * tok_s / peak, 4) if peak else None,
             "setup_and_warmup_s": round(t0 - start, 1), "est_s_for_max_iters": round(seconds * cfg.max_iters, 1),
             "final_loss": round(loss.item(), 4)}
@@ -100,6 +103,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, help="dataset folder (default: the newest under data/)")
     ap.add_argument("--preset", default="seed")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--muon-dtype", default="auto", help="Muon's Newton-Schulz precision: auto (as minigpt-train), "
+                    "bfloat16 or float32")
     ap.add_argument("--steps", type=int, default=50, help="timed steps")
     ap.add_argument("--warmup", type=int, default=10, help="untimed steps first (compilation happens here)")
     ap.add_argument("--variants", default="auto", help="comma-separated: eager, compile, graph, compile+graph "
@@ -110,7 +115,7 @@ def main() -> None:
 
     folder, _ = find_dataset(args.data)
     dataset = TokenData(folder)
-    cfg = make_config(args.preset, device=args.device)
+    cfg = make_config(args.preset, device=args.device, muon_dtype=args.muon_dtype)
     device = resolve_device(cfg.device)
     B, T = cfg.batch_size, cfg.block_size
     shards = dataset.manifest["splits"]["train"]["shards"]
@@ -138,7 +143,8 @@ def main() -> None:
     draw_share = ours * cfg.grad_accum / step_s
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     for r in timed:
-        print(f"{args.preset} on {device.type} ({name}), {r['variant']}: {r['ms_per_step']:.2f} ms/step, "
+        print(f"{args.preset} on {device.type} ({name}), {r['variant']}, Newton-Schulz in {r['muon_dtype']}: "
+              f"{r['ms_per_step']:.2f} ms/step, "
               f"{r['tokens_per_s']:,.0f} tok/s" + (f", MFU {r['mfu']:.1%}" if r["mfu"] else "")
               + f", {cfg.max_iters:,} iters ~ {r['est_s_for_max_iters']:.0f} s", file=sys.stderr)
     print(f"batch draw (B={B}, T={T}): keyed gather {ours * 1e6:.0f} us, nanoGPT row loop {loop * 1e6:.0f} us "

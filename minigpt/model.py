@@ -137,9 +137,11 @@ class CausalSelfAttention(nn.Module):
         """Causal attention written out, its weights dropped by the keyed CPU masks (cpu.DropoutMasks):
         what scaled_dot_product_attention computes with dropout_p, where on the CPU it leaves its flash
         kernel for this same arithmetic with torch's slower masks."""
-        T = q.size(-2)
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.size(-1)))  # (B, nh, T, T)
-        att = att.masked_fill(torch.ones(T, T, dtype=torch.bool).triu_(1), float("-inf")).softmax(dim=-1)
+        B, nh, T, hs = q.shape
+        causal = torch.zeros(T, T, dtype=q.dtype, device=q.device).masked_fill_(
+            torch.ones(T, T, dtype=torch.bool, device=q.device).triu_(1), float("-inf"))  # 0 on and below the diagonal
+        att = torch.baddbmm(causal.expand(B * nh, T, T), q.reshape(B * nh, T, hs), k.reshape(B * nh, T, hs).mT,
+                            alpha=1.0 / math.sqrt(hs)).view(B, nh, T, T).softmax(dim=-1)  # scaled, masked, one op
         return (att * self.masks.scale(att.shape, self.dropout, att.dtype)) @ v  # (B, nh, T, hs)
 
 
