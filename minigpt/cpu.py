@@ -2,11 +2,12 @@
 ReLU squared with a backward pass of two operations.
 
 PyTorch's fp32 matrix products go to MKL, which picks its fast kernels by CPU vendor: on an AMD EPYC
-(Zen 5, AVX-512) it ran the Linear layers' products of a 4 x 128 model at 130-175 GFLOP/s on 2 cores,
+(Zen 5, AVX-512) it ran the Linear layers' products of a 4 x 128 model at 150-182 GFLOP/s on 2 cores,
 where oneDNN (PyTorch's other CPU library, which picks kernels by instruction set) ran the same
-products, in fp32, at 280-400 (bench/cpu_bench.py --matmul; BENCHMARKS.md). OneDNNLinear sends a
-Linear layer's three products (forward, input gradient, weight gradient) to oneDNN through the op
-torch.compile itself uses for CPU linear layers, `mkldnn._linear_pointwise`.
+products, in fp32, at 206-356 (bench/cpu_bench.py --kernels; BENCHMARKS.md). OneDNNLinear sends a
+Linear layer's three products (forward, input gradient, weight gradient) to oneDNN through PyTorch's
+own op for it, `mkldnn._linear_pointwise` (the one inductor calls for frozen CPU models), checked once
+against F.linear before it is used.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16",
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that multiply bf16 natively
 # Muon's Newton-Schulz iteration in bf16 on a CPU with those instructions, from this width of the blocks'
 # matrices (n_embd) up. bench/cpu_bench.py --ns, AMD EPYC (Zen 5, avx512_bf16), 2 cores: bf16 over fp32
-# 0.75-1.1x at n_embd 64, 1.6x at 96, 2.2-2.7x at 128, 3.3-3.7x at 192 and 384.
+# 0.75-1.14x at n_embd 64, 1.5-2.0x at 96, 2.2-2.7x at 128, 3.3-3.7x at 192 and 384.
 BF16_NS_MIN_WIDTH = 96
 
 
@@ -153,9 +153,10 @@ def keep_freed_memory() -> bool:
     """Let glibc's malloc keep freed memory for the next allocation instead of giving it back to the system.
 
     A CPU training step frees and allocates the same activation-sized buffers every step. By default glibc
-    serves each one of over 32 MiB, and often smaller ones, with a fresh mmap and returns it at free, so
-    every step touches new pages: ~6,000 page faults a step at 4 x 128, batch 12, each zero-filled by the
-    kernel. With the threshold raised the memory is reused (bench/cpu_bench.py: see BENCHMARKS.md).
+    serves blocks above its mmap threshold (128 KiB, raised as large blocks are freed, at most 32 MiB)
+    with a fresh mmap, unmaps them when freed and trims the heap's top, so every step touches new pages
+    that the kernel must fault in and zero: 554-2,118 page faults a step for a plain GPT's step at
+    4 x 128, batch 12, and 10-14 with this setting (bench/cpu_bench.py --kernels, BENCHMARKS.md).
     True where the setting took (glibc); elsewhere nothing changes."""
     if not sys.platform.startswith("linux"):
         return False
