@@ -86,7 +86,7 @@ class TrainConfig:
             raise UserError("--warmup-iters, --weight-decay, --grad-clip and --eval-tokens cannot be negative")
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
-                raise UserError(f"--{name} {getattr(self, name)}: choose {', '.join(allowed)}")
+                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: choose {', '.join(allowed)}")
         if not 0 < self.beta2 < 1:
             raise UserError(f"--beta2 must be in (0, 1) (got {self.beta2})")
 

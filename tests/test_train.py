@@ -308,6 +308,7 @@ def test_damaged_dataset(dataset, tmp_path):
     (("--batch-size", 0), "--batch-size must be at least 1"),
     (("--optimizer", "sgd"), "--optimizer sgd: choose adamw, muon"),
     (("--pos", "alibi"), "--pos alibi: choose learned, rope"),
+    (("--muon-dtype", "float16"), "--muon-dtype float16: choose auto, bfloat16, float32"),
 ])
 def test_bad_settings(dataset, tmp_path, flags, needle):
     if flags[0] == "--device" and torch.cuda.is_available():
