@@ -143,8 +143,9 @@ def train(
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adamw, or muon (Muon for the blocks' "
                                             "matrices, AdamW for the rest)."),
     muon_dtype: Optional[str] = typer.Option(None, "--muon-dtype", show_default="auto",
-                                             help="Precision of Muon's Newton-Schulz iteration: auto (bf16 on CUDA and "
-                                                  "on CPUs with bf16 instructions, fp32 elsewhere), bfloat16 or float32."),
+                                             help="Precision of Muon's Newton-Schulz iteration: auto (bf16 on CUDA and, "
+                                                  "from --n-embd 96, on CPUs with bf16 instructions; fp32 elsewhere), "
+                                                  "bfloat16 or float32."),
     schedule: Optional[str] = typer.Option(None, "--schedule", help="After warmup: cosine, wsd or constant."),
     beta2: Optional[float] = typer.Option(None, "--beta2", help="AdamW's second-moment decay."),
     grad_clip: Optional[float] = typer.Option(None, "--grad-clip", help="Max gradient norm; 0 turns it off."),
