@@ -1,17 +1,19 @@
 """minigpt-train's training step on the CPU against a plain PyTorch GPT, side by side, one machine, one dataset.
 
-    python bench/cpu_bench.py --data data/c4-500                 # shapes tiny and laptop, 3 rounds
-    python bench/cpu_bench.py --data DIR --shapes laptop,laptop32 --rounds 5 --json bench/results/cpu.json
+    python bench/cpu_bench.py --data data/c4-500                 # shapes tiny and laptop, 60 turns
+    python bench/cpu_bench.py --data DIR --shapes laptop,laptop32 --json bench/results/cpu.json
+    python bench/cpu_bench.py --data DIR --shapes laptop --sides minigpt,minigpt-mkl,minigpt-torch-dropout,baseline
     python bench/cpu_bench.py --data DIR --cli 3                 # also `train.py --preset tiny` 3 times, whole
     python bench/cpu_bench.py --ns                               # Muon's iteration alone, bf16 against fp32
     python bench/cpu_bench.py --kernels                          # each replaced piece against what it replaced
 
-Sides (each shape, each round, each side in a fresh process of its own, taking turns, so that the
-shared machine's slow and fast minutes fall on all of them):
+Sides:
 - minigpt: minigpt-train's own step, default recipe, built by the trainer itself (Trainer.open and
-  prepare_step: its device settings, its precision rule, its optimizers);
-- minigpt-ns-fp32 (only where the rule picks bf16 for the iteration): the same with --muon-dtype
-  float32, which is what a CPU without bf16 instructions runs;
+  prepare_step: its device settings, its precision rule, its optimizers) and called as its loop does;
+- minigpt-ns-fp32 (by default only where the rule picks bf16 for the iteration): the same with
+  --muon-dtype float32, which is what a CPU without bf16 instructions runs; on request minigpt-adamw,
+  minigpt-compile, and minigpt-mkl / minigpt-torch-dropout (the CPU path without oneDNN's Linear, or
+  with torch's own dropout);
 - baseline: a GPT written the textbook way (nanoGPT's model.py): eager, fp32, learned positions, GELU,
   biases, one fused qkv projection, causal scaled_dot_product_attention, the embedding tied to the
   head, AdamW (betas 0.9/0.95, decay 0.1 on matrices), clipping at 1.0; the same dropout, the same
@@ -20,10 +22,13 @@ Shapes: tiny (the preset: 2 layers x 64, block 32, batch 16), laptop (4 layers, 
 block 64, batch 12; the rest the seed preset's, as `minigpt-train` with those flags gives), laptop32
 (the same, batch 32).
 
-Per shape and side: ms per step and tokens/s (median over every timed step of every round), the
-optimizer's share of a step (its .step() calls), minor page faults per step; minigpt over the baseline
-as a ratio of medians and per round. The host's CPU model and flags and torch's threads head the output;
-one JSON line at the end (and --json FILE).
+Each shape runs in one fresh process: every side is built and warmed up, then the sides take turns of
+--turn-steps steps (default one), the order reversed every round, so that the shared machine's slow and
+fast spells fall on all of them. The process carries minigpt-train's malloc setting, the baseline's
+side included (a conservative comparison). Per shape and side: ms per step and tokens/s (medians over
+every timed step), the optimizer's share of a step (its .step() calls), minor page faults per step;
+minigpt over the baseline as a ratio of medians, with the spread of the turn-by-turn ratios. The
+host's CPU model and flags and torch's threads head the output; one JSON line at the end (and --json).
 """
 
 from __future__ import annotations
