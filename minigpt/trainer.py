@@ -153,7 +153,7 @@ class Trainer:
             _set_rng(state["rng"][d.rank], self.device)
         else:
             self.say(f"the checkpoint was written by {len(state['rng'])} process(es), this run has {d.world_size}: "
-                     "the batches are the same, dropout masks start afresh")
+                     "the batches are the same (on the CPU the dropout masks too); torch's RNG starts afresh")
             torch.manual_seed(cfg.seed + 1_000_003 * self.step + d.rank)
         if d.main:
             self.run.truncate_metrics(self.step)
