@@ -105,10 +105,6 @@ class DropoutMasks:
     def __init__(self):
         self.gen: np.random.Philox | None = None
 
-    @property
-    def active(self) -> bool:
-        return self.gen is not None
-
     def key(self, seed: int, step: int, micro: int) -> None:
         self.gen = np.random.Philox(key=seed, counter=[0, DROPOUT_STREAM, micro, step])
 

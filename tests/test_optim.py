@@ -42,20 +42,23 @@ def fp32_newton_schulz(grad, ns_coefficients, ns_steps, eps):
     return X.T if grad.size(0) > grad.size(1) else X
 
 
-def twin_muons(ns_dtype, reference_ns=None, monkeypatch=None):
+MUON_KW = dict(lr=0.02, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")
+
+
+def twin_params() -> tuple[list, list]:
+    """Two copies of the same matrices: tall, square and wide, shapes repeated."""
     torch.manual_seed(0)
-    shapes = [(48, 16), (16, 16), (64, 16), (16, 64), (48, 16), (64, 16)]  # tall, square, wide, repeated
+    shapes = [(48, 16), (16, 16), (64, 16), (16, 64), (48, 16), (64, 16)]
     ours = [torch.nn.Parameter(torch.randn(s) * 0.1) for s in shapes]
-    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
-    if reference_ns is not None:
-        import torch.optim._muon as torch_muon
-        monkeypatch.setattr(torch_muon, "_zeropower_via_newtonschulz", reference_ns)
-    kw = dict(lr=0.02, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")
-    return Muon(ours, ns_dtype=ns_dtype, **kw), ours, torch.optim.Muon(theirs, **kw), theirs
+    return ours, [torch.nn.Parameter(p.detach().clone()) for p in ours]
 
 
 def test_fp32_muon_is_an_fp32_reference_of_the_same_iteration_bit_for_bit(monkeypatch):
-    opt, ours, ref, theirs = twin_muons(torch.float32, fp32_newton_schulz, monkeypatch)
+    import torch.optim._muon as torch_muon
+
+    monkeypatch.setattr(torch_muon, "_zeropower_via_newtonschulz", fp32_newton_schulz)
+    ours, theirs = twin_params()
+    opt, ref = Muon(ours, ns_dtype=torch.float32, **MUON_KW), torch.optim.Muon(theirs, **MUON_KW)
     start = ours[0].detach().clone()
     for step in range(4):
         step_both(opt, ours, ref, theirs)
@@ -64,8 +67,8 @@ def test_fp32_muon_is_an_fp32_reference_of_the_same_iteration_bit_for_bit(monkey
 
 
 def test_the_two_precisions_differ_and_checkpoints_interchange():
-    fp32, p32, bf16, p16 = twin_muons(torch.float32)
-    bf16 = Muon(p16, lr=0.02, weight_decay=0.1, adjust_lr_fn="match_rms_adamw", ns_dtype=torch.bfloat16)
+    p32, p16 = twin_params()
+    fp32, bf16 = Muon(p32, ns_dtype=torch.float32, **MUON_KW), Muon(p16, ns_dtype=torch.bfloat16, **MUON_KW)
     step_both(fp32, p32, bf16, p16)
     assert not all(torch.equal(a, b) for a, b in zip(p32, p16))  # the precision is used
     # a checkpoint of either loads into the other, which keeps its own precision (not part of the state)
@@ -79,7 +82,6 @@ def test_the_two_precisions_differ_and_checkpoints_interchange():
     assert copy.deepcopy(fp32).ns_dtype == torch.float32  # and a copy keeps it too
 
 
-
 def step_both(opt_a, params_a, opt_b, params_b) -> None:
     """One step of two optimizers over twin parameters, with the same random gradients."""
     for a, b in zip(params_a, params_b):
@@ -91,11 +93,8 @@ def step_both(opt_a, params_a, opt_b, params_b) -> None:
 
 @pytest.mark.parametrize("nesterov", [True, False])
 def test_batched_muon_is_torch_muon_bit_for_bit(nesterov):
-    torch.manual_seed(0)
-    shapes = [(48, 16), (16, 16), (64, 16), (16, 64), (48, 16), (64, 16)]  # tall, square and wide, shapes repeated
-    ours = [torch.nn.Parameter(torch.randn(s) * 0.1) for s in shapes]
-    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
-    kw = dict(lr=0.02, weight_decay=0.1, nesterov=nesterov, adjust_lr_fn="match_rms_adamw")
+    ours, theirs = twin_params()
+    kw = dict(MUON_KW, nesterov=nesterov)
     opt, ref = Muon(ours, ns_dtype=torch.bfloat16, **kw), torch.optim.Muon(theirs, **kw)  # torch.optim.Muon: bf16
     start = ours[0].detach().clone()
     for step in range(4):
