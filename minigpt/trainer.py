@@ -107,15 +107,16 @@ class Trainer:
         self.micros = micro_batches(cfg.grad_accum, d)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         self.ns_dtype, ns_why = muon_dtype(cfg.muon_dtype, self.device, cfg.n_embd)
+        onednn, matmul_why = _cpu_matmul(cfg, self.device)
         self.run = RunFolder(out if out is not None else RUNS_DIR / f"{folder.name}-{cfg.preset}")
         self.model_cfg = GPTConfig.from_train(cfg, self.dataset.manifest["vocab_size"])
         self.config = {"model": self.model_cfg.to_json(), "train": cfg.to_json(),
                        "dataset": {"folder": str(folder.resolve()), "manifest_sha256": self.dataset.manifest_sha256,
                                    "vocab_sha256": self.dataset.manifest["vocab_sha256"]},
-                       "runtime": self._runtime(ns_why), "versions": versions()}
+                       "runtime": self._runtime(ns_why, onednn, matmul_why), "versions": versions()}
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.model = GPT(self.model_cfg).to(self.device)
-        if self.config["runtime"].get("matmul", "").startswith("oneDNN"):
+        if onednn:
             onednn_layout(self.model)
         self.optimizers = make_optimizers(self.model, cfg, self.device, self.ns_dtype)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
@@ -127,18 +128,15 @@ class Trainer:
                 torch.manual_seed(cfg.seed + d.rank)  # dropout masks of their own for the other ranks
         self.say(startup_line(self.config["runtime"]))
 
-    def _runtime(self, ns_why: str) -> dict:
+    def _runtime(self, ns_why: str, onednn: bool, matmul_why: str) -> dict:
         """How this run computes, as config.json records it and the start-up line says it."""
         rt = {"device": str(self.device), "device_name": describe(self.device), "dtype": str(self.dtype)[6:],
               "world_size": self.d.world_size}
         if self.cfg.optimizer == "muon":
             rt.update(muon_dtype=str(self.ns_dtype)[6:], muon_dtype_why=ns_why)
         if self.device.type == "cpu":
-            onednn, why = onednn_matmul_rule()
-            if self.cfg.compile:
-                onednn, why = False, "--compile (inductor makes its own)"
             rt.update(threads=torch.get_num_threads(), cpu_flags=cpu_flags(), keep_freed_memory=keep_freed_memory(),
-                      matmul=f"{'oneDNN' if onednn else 'default'} ({why})")
+                      matmul=f"{'oneDNN' if onednn else 'default'} ({matmul_why})")
         return rt
 
     def _resume(self) -> None:
@@ -279,6 +277,15 @@ class Trainer:
                     break
         return Result(self.run.path, self.step, self.best_val, self.tokens_seen, time.perf_counter() - start_time,
                       stopped_by, self.eval_seconds)
+
+
+def _cpu_matmul(cfg: TrainConfig, device: torch.device) -> tuple[bool, str]:
+    """Whether the model's Linear layers go to oneDNN (cpu.OneDNNLinear), and why."""
+    if device.type != "cpu":
+        return False, device.type
+    if cfg.compile:
+        return False, "--compile (inductor makes its own)"
+    return onednn_matmul_rule()
 
 
 def startup_line(rt: dict) -> str:
