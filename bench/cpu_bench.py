@@ -248,13 +248,15 @@ def child(args) -> None:
                       for side in sides}))
 
 
-def measure(shape: str, sides: list[str], args) -> dict:
-    """One fresh process for the shape, with minigpt-train's process settings (cpu.keep_freed_memory) for
-    every side, the baseline included."""
+def measure(shape: str, sides: list[str], args, warmup: int, turns: int, turn_steps: int,
+            keep_freed_memory: bool = False) -> dict:
+    """One fresh process for the shape (child()). Where a minigpt side is built, the process carries
+    minigpt-train's malloc setting (cpu.keep_freed_memory) for every side, the baseline included; a
+    baseline alone gets glibc's defaults unless keep_freed_memory asks for the setting."""
     cmd = [sys.executable, __file__, "--child", "--shape", shape, "--sides", ",".join(sides), "--warmup",
-           str(args.warmup), "--turns", str(args.turns), "--turn-steps", str(args.turn_steps)]
-    p = subprocess.run(cmd + (["--data", str(args.data)] if args.data else []), capture_output=True, text=True,
-                       timeout=3600)
+           str(warmup), "--turns", str(turns), "--turn-steps", str(turn_steps)]
+    cmd += (["--data", str(args.data)] if args.data else []) + (["--keep-freed-memory"] if keep_freed_memory else [])
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     if p.returncode != 0:
         raise SystemExit(f"the {shape} process failed:\n{p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -382,11 +384,7 @@ def kernels_bench(args) -> dict:
             us = paired({"MKL": lambda: F.linear(a, w), "oneDNN": lambda: _product(a, w)})
             out[f"linear_gflops ({B * T}, {n_in}) x ({n_in}, {n_out})"] = {k: round(gflop / v, 1) for k, v in us.items()}
     for keep in (False, True):
-        cmd = [sys.executable, __file__, "--child", "--shape", "laptop", "--sides", "baseline", "--warmup", "5",
-               "--turns", "20", "--turn-steps", "1"] + (["--keep-freed-memory"] if keep else [])
-        p = subprocess.run(cmd + (["--data", str(args.data)] if args.data else []), capture_output=True, text=True,
-                           timeout=600)
-        row = json.loads(p.stdout.strip().splitlines()[-1])["baseline"]
+        row = measure("laptop", ["baseline"], args, warmup=5, turns=20, turn_steps=1, keep_freed_memory=keep)["baseline"]
         out[f"baseline faults/step, laptop, {'keep_freed_memory' if keep else 'glibc defaults'}"] = \
             round(row["faults"] / len(row["ms"]), 1)
     for name, row in out.items():
@@ -438,7 +436,8 @@ def main() -> None:
             sides.insert(1, "minigpt-ns-fp32")
         table = {}
         for shape in shapes:
-            table[shape] = summarize(measure(shape, sides, args), args.turn_steps)
+            table[shape] = summarize(measure(shape, sides, args, args.warmup, args.turns, args.turn_steps),
+                                     args.turn_steps)
             cfg = shape_config(shape)
             print(f"{shape}: {cfg.n_layer} layers x {cfg.n_embd}, {cfg.n_head} heads, block {cfg.block_size}, batch "
                   f"{cfg.batch_size}, dropout {cfg.dropout}, dataset {folder.name}", file=sys.stderr)
