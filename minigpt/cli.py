@@ -43,28 +43,48 @@ def _fail(e: UserError) -> typer.Exit:
 
 
 prepare_app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False,
-                          help="Stream a fixed slice of C4 once, freeze it with a character vocabulary, "
-                               "and write uint8/uint16 token shards for minigpt-train.")
+                          help="Stream a fixed slice of C4 (or another hub dataset, or your own text files) once, "
+                               "freeze it with a character vocabulary, and write uint8/uint16 token shards for "
+                               "minigpt-train.")
 
 
 @prepare_app.command()
 def prepare(
-    docs: int = typer.Option(3000, "--docs", help="N: train documents, the first N of the train split."),
-    val_docs: Optional[int] = typer.Option(None, "--val-docs", show_default="N/10, 1 to 10,000",
-                                           help="M: validation documents, the first M of the validation split."),
+    docs: Optional[str] = typer.Option(None, "--docs", metavar="N|all", show_default="3000 from a dataset, all of local files",
+                                       help="Train documents: the first N of the train split, or all of them."),
+    val_docs: Optional[str] = typer.Option(None, "--val-docs", metavar="M|all", show_default="N/10, 1 to 10,000",
+                                           help="Validation documents: the first M of the validation split (or of "
+                                                "--val-data-files; or the M after the N where there is neither)."),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", metavar="F", show_default="0.1 where nothing "
+                                                 "else gives validation", help="Validation is the last F (0 < F <= 0.5) "
+                                                 "of the slice's characters, a document cut in two at the cut."),
     dataset: Optional[str] = typer.Option(None, "--dataset", show_default="allenai/c4",
-                                          help="Hub id, or a local folder laid out like the hub repo."),
-    config: Optional[str] = typer.Option(None, "--config", show_default="en",
+                                          help="Hub id, or a local folder laid out like a hub repo."),
+    config: Optional[str] = typer.Option(None, "--config", show_default="en for C4, else the dataset's default",
                                          help="Dataset config (C4: en, en.noblocklist, realnewslike, ...)."),
-    data_files: Optional[str] = typer.Option(None, "--data-files", metavar="GLOB",
-                                             help="Local C4-format files instead of --dataset (json, jsonl, json.gz, "
-                                                  "parquet). Alone, validation is the M documents after the N."),
-    val_data_files: Optional[str] = typer.Option(None, "--val-data-files", metavar="GLOB",
+    split: Optional[str] = typer.Option(None, "--split", show_default="train", help="The dataset's split for train."),
+    val_split: Optional[str] = typer.Option(None, "--val-split", show_default="validation, where the dataset has it",
+                                            help="The dataset's split for validation."),
+    revision: Optional[str] = typer.Option(None, "--revision", metavar="REV", show_default="the default branch",
+                                           help="Hub branch, tag or commit to stream (the manifest records the commit)."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", metavar="NAME", show_default="text",
+                                              help="The column that holds the documents' text."),
+    data_files: Optional[str] = typer.Option(None, "--data-files", metavar="FILES",
+                                             help="Local files instead of --dataset: a file, a quoted glob or a "
+                                                  "folder of plain text (.txt), JSON lines (.json, .jsonl, .json.gz) "
+                                                  "or Parquet."),
+    val_data_files: Optional[str] = typer.Option(None, "--val-data-files", metavar="FILES",
                                                  help="Local files for the validation documents."),
+    doc_split: Optional[str] = typer.Option(None, "--doc-split", metavar="file|paragraph|line", show_default="file",
+                                            help="Plain text: a document is a whole file, a run of lines between "
+                                                 "blank lines, or a line."),
+    vocab: Optional[str] = typer.Option(None, "--vocab", metavar="PATH",
+                                        help="Encode with this frozen vocabulary (a vocab.json, or a dataset or run "
+                                             "folder): characters outside it become <unk>."),
     out: Optional[Path] = typer.Option(None, "--out", show_default="data/<source>-<N>",
                                        help="The dataset folder to write."),
     min_count: Optional[int] = typer.Option(None, "--min-count", metavar="K",
-                                            show_default="1 per million train chars, at least 10",
+                                            show_default="1 per million train chars, at least 10 (hub) or 1 (local files)",
                                             help="A character enters the vocabulary when it occurs at least K times "
                                                  "in train; rarer ones become <unk>."),
     max_vocab: Optional[int] = typer.Option(None, "--max-vocab", metavar="V", show_default="no cap",
@@ -73,12 +93,13 @@ def prepare(
     shard_tokens: int = typer.Option(100_000_000, "--shard-tokens", metavar="S", help="Tokens per shard file, at most."),
     force: bool = typer.Option(False, "--force", help="Replace an existing dataset made with other arguments."),
 ) -> None:
-    from .c4 import resolve_source
     from .prepare import BuildOptions, prepare as run_prepare
+    from .source import resolve_source
 
     try:
-        source = resolve_source(dataset, config, data_files, val_data_files, docs, val_docs)
-        result = run_prepare(source, BuildOptions(min_count, max_vocab, shard_tokens), out, force)
+        source = resolve_source(dataset, config, data_files, val_data_files, docs, val_docs, text_column, split,
+                                val_split, revision, doc_split, val_fraction)
+        result = run_prepare(source, BuildOptions(min_count, max_vocab, shard_tokens, vocab), out, force)
     except UserError as e:
         raise _fail(e) from None
     _summary(result)
@@ -97,9 +118,24 @@ def _summary(result) -> None:
         print(f"  {split:5} {s['docs']:>10,} docs {s['chars']:>14,} chars {s['tokens']:>14,} tokens "
               f"{s['unk']:>10,} unk ({rate:.4%}) {len(s['shards']):>4} shard(s)")
         text_mb += s["bytes"] / 1e6
-    print(f"  vocabulary {m['vocab_size']} entries (min count {m['min_count']}), {m['dtype']} shards")
+    frozen = m["build"].get("vocab")
+    origin = f"frozen, from {frozen}" if frozen else f"min count {m['min_count']}"
+    print(f"  vocabulary {m['vocab_size']} entries ({origin}), {m['dtype']} shards")
+    print(f"  validation: {_val_origin(m)}" + (f"; hub commit {m['source_commit']}" if m.get("source_commit") else ""))
     if result.action != "unchanged" and result.seconds > 0:
         print(f"  {text_mb:,.1f} MB of text, {text_mb / result.seconds:,.1f} MB/s")
+
+
+def _val_origin(m: dict) -> str:
+    src, how = m["source"], m.get("val_from")
+    if how == "fraction":
+        cut = ", a document cut in two there" if m["splits"]["train"].get("open_end") else ""
+        return f"the last {m['val_fraction']:g} of the slice's characters{cut}"
+    if how == "after_docs":
+        return "the documents after the train ones"
+    if how == "val_data_files":
+        return "--val-data-files"
+    return f"the {src.get('val_split') or 'validation'} split" if how == "val_split" else "(not recorded)"
 
 
 def prepare_cli() -> None:

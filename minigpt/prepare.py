@@ -1,8 +1,9 @@
-"""minigpt-prepare: stream a fixed C4 slice once, freeze it with its vocabulary, write token shards.
+"""minigpt-prepare: stream a fixed slice of a source once (C4 by default, a hub dataset, the user's own
+files), freeze it with its vocabulary, write token shards.
 
 A dataset folder holds:
   raw/train.parquet, raw/val.parquet   the slice, verbatim (text, url, timestamp), in row groups
-  vocab.json                           the frozen character vocabulary
+  vocab.json                           the frozen character vocabulary (built from train, or --vocab's)
   train_00000.bin ..., val_00000.bin   token shards: flat uint8/uint16 arrays, no header
   manifest.json                        written last; without it a folder is not a dataset
 Everything is built in a hidden temporary folder beside the target and renamed into place when
@@ -22,21 +23,24 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+import hashlib
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import __version__
-from .c4 import BATCH_DOCS, SCHEMA, Source, slice_streams
 from .errors import UserError
 from .files import fsync_path, sha256_file, write_bytes_atomic, write_json_atomic
 from .progress import Progress
 from .shards import DATA_DIR, FORMAT, MANIFEST, VERSION, ShardWriter, read_manifest
-from .vocab import CharCounter, Vocab, auto_min_count, char_lengths, utf8_bytes
+from .source import Source
+from .stream import BATCH_DOCS, SCHEMA, Slice
+from .vocab import CharCounter, Vocab, auto_min_count, char_lengths, read_vocab, utf8_bytes
 
 DEFAULT_SHARD_TOKENS = 100_000_000  # 100 MB uint8 shards: few files, each still quick to hash
 ROW_GROUP_BYTES = 16 << 20  # raw parquet row groups of ~16 MB of text: reads stay batchable, RAM flat
@@ -47,11 +51,24 @@ SPLITS = ("train", "val")
 class BuildOptions:
     """What the vocabulary and shards are built with; changing these reuses the frozen raw/ slice."""
 
-    min_count: int | None = None  # None: auto_min_count(train characters)
+    min_count: int | None = None  # None: auto_min_count(train characters, web or own text)
     max_vocab: int | None = None
     shard_tokens: int = DEFAULT_SHARD_TOKENS
+    vocab: str | None = None  # a frozen vocab.json to encode with, instead of building one
+    vocab_sha256: str | None = None  # its hash, filled in by resolved(): a changed file rebuilds
+
+    def resolved(self) -> "BuildOptions":
+        """Checked, with --vocab's file found and hashed."""
+        self.check()
+        if self.vocab is None:
+            return self
+        path, _, data = read_vocab(self.vocab)
+        return replace(self, vocab=str(path), vocab_sha256=hashlib.sha256(data).hexdigest())
 
     def check(self) -> None:
+        if self.vocab is not None and (self.min_count is not None or self.max_vocab is not None):
+            raise UserError("--vocab and --min-count/--max-vocab both decide the vocabulary",
+                            "give --vocab to encode with a frozen one, or --min-count/--max-vocab to build one")
         if self.min_count is not None and self.min_count < 1:
             raise UserError(f"--min-count must be at least 1 (got {self.min_count})", "leave it out for the default")
         if self.max_vocab is not None and self.max_vocab < 3:
@@ -69,6 +86,7 @@ class SplitStats:
     tokens: int = 0
     unk: int = 0
     shards: list = field(default_factory=list)
+    open_end: bool = False  # train's last document goes on in val (a --val-fraction cut fell inside it): no <eot>
 
 
 @dataclass
@@ -81,7 +99,7 @@ class Result:
 
 def prepare(source: Source, build: BuildOptions, out: Path | None = None, force: bool = False,
             progress: Progress | None = None) -> Result:
-    build.check()
+    build = build.resolved()
     progress = progress or Progress()
     out = Path(os.path.abspath(out if out is not None else DATA_DIR / source.default_name()))  # `.` gets a name
     start = time.perf_counter()
@@ -96,10 +114,10 @@ def prepare(source: Source, build: BuildOptions, out: Path | None = None, force:
                         "add --force to rebuild the dataset there, or choose another --out")
     rebuild = False
     if existing is not None and not force:
-        if existing["source"] != source.to_json():
-            raise UserError(f"{out} holds a dataset made with other arguments: {_diff(existing['source'], source.to_json())}",
+        if changed := Source.differences(existing["source"], source.to_json()):
+            raise UserError(f"{out} holds a dataset made with other arguments: {_diff(existing['source'], source.to_json(), changed)}",
                             "add --force to replace it (the slice is streamed again), or choose another --out")
-        if existing["build"] == asdict(build) and _intact(out, existing):
+        if {**asdict(BuildOptions()), **existing["build"]} == asdict(build) and _intact(out, existing):
             return Result(out, existing, "unchanged", time.perf_counter() - start)
         rebuild = _raw_intact(out, existing)
         if not rebuild:
@@ -116,12 +134,13 @@ def prepare(source: Source, build: BuildOptions, out: Path | None = None, force:
         if rebuild:
             for name in ("train.parquet", "val.parquet"):
                 _link_or_copy(out / "raw" / name, tmp / "raw" / name)
-            stats = {s: SplitStats(docs=existing["splits"][s]["docs"], chars=existing["splits"][s]["chars"],
-                                   bytes=existing["splits"][s]["bytes"]) for s in SPLITS}
+            stats = {s: SplitStats(**{k: existing["splits"][s].get(k, False) for k in ("docs", "chars", "bytes", "open_end")})
+                     for s in SPLITS}
             counter = _count_raw(tmp / "raw" / "train.parquet")
+            origin = {k: existing.get(k) for k in ORIGIN}
         else:
-            counter, stats = _stream(source, tmp / "raw", progress)
-        manifest = _build(tmp, source, files, build, counter.counts(), stats, progress)
+            counter, stats, origin = _stream(source, tmp / "raw", progress)
+        manifest = _build(tmp, source, files, build, counter.counts(), stats, origin, progress)
         _swap(tmp, out)
     except OSError as e:
         if isinstance(e, ConnectionError) or e.errno is None:
@@ -136,49 +155,118 @@ def prepare(source: Source, build: BuildOptions, out: Path | None = None, force:
     return Result(out, manifest, "rebuilt" if rebuild else "built", time.perf_counter() - start)
 
 
-def _stream(source: Source, raw: Path, progress: Progress) -> tuple[CharCounter, dict[str, SplitStats]]:
-    """The one pass over the source: raw/*.parquet written, train characters counted on the way."""
-    counter, stats = CharCounter(), {}
-    for split, tables in slice_streams(source):
-        total = source.docs if split == "train" else source.val_docs
-        st = stats[split] = SplitStats()
-        pending, pending_bytes = [], 0
-        with pq.ParquetWriter(raw / f"{split}.parquet", SCHEMA, compression="lz4", use_dictionary=False,
-                              write_statistics=False) as writer, progress.docs(f"streaming {split}", total) as update:
-            for table in _prefetch(tables):
-                nbytes = 0
-                for chunk in table.column("text").chunks:
-                    b = utf8_bytes(chunk)
-                    nbytes += b.size
-                    st.chars += int(char_lengths(chunk).sum())
-                    if split == "train":
-                        counter.update(b)
-                st.docs += len(table)
-                st.bytes += nbytes
-                pending.append(table)
-                pending_bytes += nbytes
-                if pending_bytes >= ROW_GROUP_BYTES:
-                    writer.write_table(pa.concat_tables(pending), row_group_size=1 << 30)
-                    pending, pending_bytes = [], 0
-                update(len(table), nbytes)
-            if pending:
+ORIGIN = ("val_from", "val_fraction", "source_commit")  # how the slice was made, beside its arguments
+
+
+def _stream(source: Source, raw: Path, progress: Progress) -> tuple[CharCounter, dict[str, SplitStats], dict]:
+    """The one pass over the source: raw/*.parquet written, train characters counted on the way; and
+    where validation came from, and the hub commit streamed."""
+    plan = Slice(source)
+    counter = CharCounter()
+    stats = {"train": _write_raw(plan.train(), raw / "train.parquet", "streaming train",
+                                 source.docs, progress, counter)}
+    val = plan.val()
+    if val is None:  # validation is the end of the slice by characters
+        stats.update(_cut(raw, plan.val_fraction, stats["train"].chars))
+        counter = _count_raw(raw / "train.parquet")
+    else:
+        stats["val"] = _write_raw(val, raw / "val.parquet", "streaming val", source.val_docs, progress)
+    origin = {"val_from": plan.val_from, "val_fraction": plan.val_fraction, "source_commit": plan.commit}
+    return counter, stats, origin
+
+
+def _raw_writer(path: Path) -> pq.ParquetWriter:
+    return pq.ParquetWriter(path, SCHEMA, compression="lz4", use_dictionary=False, write_statistics=False)
+
+
+def _write_raw(tables: Iterator[pa.Table], path: Path, what: str, total: int | None, progress: Progress,
+               counter: CharCounter | None = None) -> SplitStats:
+    """Documents into a raw parquet file in row groups of ~ROW_GROUP_BYTES of text; their stats."""
+    st, pending, pending_bytes = SplitStats(), [], 0
+    with _raw_writer(path) as writer, progress.docs(what, total) as update:
+        for table in _prefetch(tables):
+            nbytes = _add(st, table, counter)
+            pending.append(table)
+            pending_bytes += nbytes
+            if pending_bytes >= ROW_GROUP_BYTES:
                 writer.write_table(pa.concat_tables(pending), row_group_size=1 << 30)
-        fsync_path(raw / f"{split}.parquet")  # on disk before the manifest that vouches for it
-    return counter, stats
+                pending, pending_bytes = [], 0
+            update(len(table), nbytes)
+        if pending:
+            writer.write_table(pa.concat_tables(pending), row_group_size=1 << 30)
+    fsync_path(path)  # on disk before the manifest that vouches for it
+    return st
+
+
+def _add(st: SplitStats, table: pa.Table, counter: CharCounter | None = None) -> int:
+    """Count a table's documents, characters and bytes into st (and its characters into counter)."""
+    nbytes = 0
+    for chunk in table.column("text").chunks:
+        b = utf8_bytes(chunk)
+        nbytes += b.size
+        st.chars += int(char_lengths(chunk).sum())
+        if counter is not None:
+            counter.update(b)
+    st.docs += len(table)
+    st.bytes += nbytes
+    return nbytes
+
+
+def _cut(raw: Path, fraction: float, n: int) -> dict[str, SplitStats]:
+    """Validation as the last `fraction` of the slice's n characters, nanoGPT's cut: train keeps the
+    first int(n * (1 - fraction)). raw/train.parquet (the whole slice) is split in two there, a row
+    group at a time; a document that straddles the cut is cut in two, and its first part ends train
+    without <eot> (open_end), as the document goes on in validation."""
+    cut = int(n * (1 - fraction))
+    if cut in (0, n):
+        raise UserError(f"the slice has {n:,} characters, too few to cut {fraction:g} of them off for validation",
+                        "give more text, or validation text of its own with --val-data-files")
+    whole = raw / "whole.parquet"
+    os.replace(raw / "train.parquet", whole)
+    stats, seen = {"train": SplitStats(), "val": SplitStats()}, 0  # seen: characters before this row group
+    with _raw_writer(raw / "train.parquet") as train, _raw_writer(raw / "val.parquet") as val:
+        pf = pq.ParquetFile(whole)
+        for group in range(pf.num_row_groups):
+            table = pf.read_row_group(group)
+            ends = seen + np.cumsum(pc.utf8_length(table.column("text")).to_numpy(zero_copy_only=False))
+            k = int(np.searchsorted(ends, cut, side="right"))  # rows [0, k) end at or before the cut
+            start = int(ends[k - 1]) if k else seen
+            before, after = table.slice(0, k), table.slice(k)
+            if len(after) and start < cut:  # row k straddles the cut
+                row = after.slice(0, 1).to_pylist()[0]
+                text, at = row["text"], cut - start
+                before = pa.concat_tables([before, pa.Table.from_pylist([{**row, "text": text[:at]}], SCHEMA)])
+                after = pa.concat_tables([pa.Table.from_pylist([{**row, "text": text[at:]}], SCHEMA), after.slice(1)])
+                stats["train"].open_end = True
+            for writer, split, part in ((train, "train", before), (val, "val", after)):
+                if len(part):
+                    writer.write_table(part, row_group_size=1 << 30)
+                    _add(stats[split], part)
+            seen = int(ends[-1]) if len(ends) else seen
+            pa.default_memory_pool().release_unused()
+    whole.unlink()
+    for name in ("train.parquet", "val.parquet"):
+        fsync_path(raw / name)
+    return stats
 
 
 def _build(folder: Path, source: Source, files: dict, build: BuildOptions, counts: dict[int, int],
-           stats: dict[str, SplitStats], progress: Progress) -> dict:
+           stats: dict[str, SplitStats], origin: dict, progress: Progress) -> dict:
     """vocab.json, the token shards, then manifest.json, all from raw/ in `folder`."""
-    min_count = build.min_count if build.min_count is not None else auto_min_count(stats["train"].chars)
-    vocab = Vocab.build(counts, min_count, build.max_vocab)
-    write_bytes_atomic(folder / "vocab.json", vocab.to_json())
+    if build.vocab is not None:  # frozen: copied byte for byte, so its hash is the one it came with
+        _, vocab, data = read_vocab(build.vocab)
+        min_count = vocab.min_count
+    else:
+        min_count = build.min_count if build.min_count is not None else auto_min_count(stats["train"].chars, web=source.dataset is not None)
+        vocab = Vocab.build(counts, min_count, build.max_vocab)
+        data = vocab.to_json()
+    write_bytes_atomic(folder / "vocab.json", data)
     for split in SPLITS:
         st = stats[split]
         writer = ShardWriter(folder, split, vocab.dtype, build.shard_tokens)
         try:
             with progress.docs(f"encoding {split}", st.docs) as update:
-                for tokens, unk, docs, nbytes in _encode_raw(folder / "raw" / f"{split}.parquet", vocab):
+                for tokens, unk, docs, nbytes in _encode_raw(folder / "raw" / f"{split}.parquet", vocab, st.open_end):
                     writer.write(tokens)
                     st.tokens += int(tokens.size)
                     st.unk += unk
@@ -188,9 +276,9 @@ def _build(folder: Path, source: Source, files: dict, build: BuildOptions, count
             writer.abort()
     manifest = {
         "format": FORMAT, "version": VERSION, "minigpt": __version__,
-        "dtype": vocab.dtype.name, "vocab_size": len(vocab), "vocab_sha256": vocab.sha256(),
+        "dtype": vocab.dtype.name, "vocab_size": len(vocab), "vocab_sha256": hashlib.sha256(data).hexdigest(),
         "eot": vocab.eot, "unk": vocab.unk, "min_count": min_count,
-        "source": source.to_json(), "source_files": files, "build": asdict(build),
+        "source": source.to_json(), "source_files": files, "build": asdict(build), **origin,
         "raw": {s: f"raw/{s}.parquet" for s in SPLITS},
         "splits": {s: asdict(stats[s]) for s in SPLITS},
     }
@@ -240,8 +328,10 @@ def _prefetch(items: Iterator, depth: int = 16) -> Iterator:
         stop.set()
 
 
-def _encode_raw(path: Path, vocab: Vocab, workers: int = 2) -> Iterator[tuple[np.ndarray, int, int, int]]:
-    """(tokens, unk count, docs, text bytes) of each row group of a raw parquet file, in order.
+def _encode_raw(path: Path, vocab: Vocab, open_end: bool = False,
+                workers: int = 2) -> Iterator[tuple[np.ndarray, int, int, int]]:
+    """(tokens, unk count, docs, text bytes) of each row group of a raw parquet file, in order; with
+    open_end, without the last document's <eot> (it goes on in the next split).
 
     Row groups are encoded on `workers` threads: the parquet reader, numpy and hashlib release the
     GIL, so two threads encode ~1.6x faster on 2 cores. At most workers + 1 row groups are in memory.
@@ -257,7 +347,8 @@ def _encode_raw(path: Path, vocab: Vocab, workers: int = 2) -> Iterator[tuple[np
         docs, nbytes = len(text), sum(utf8_bytes(chunk).size for chunk in text.chunks)
         del text
         pa.default_memory_pool().release_unused()  # hand the row group back to the OS now, not later
-        return np.concatenate(parts) if parts else np.zeros(0, vocab.dtype), unk, docs, nbytes
+        tokens = np.concatenate(parts) if parts else np.zeros(0, vocab.dtype)
+        return (tokens[:-1] if open_end and group == groups - 1 else tokens), unk, docs, nbytes
 
     groups = pq.ParquetFile(path).num_row_groups
     _ = vocab.lut  # built here once, not by each thread
@@ -303,8 +394,7 @@ def _raw_intact(out: Path, manifest: dict) -> bool:
         return False
 
 
-def _diff(old: dict, new: dict) -> str:
-    keys = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+def _diff(old: dict, new: dict, keys: list[str]) -> str:
     return "; ".join(f"{k} was {old.get(k)!r}, now {new.get(k)!r}" for k in keys)
 
 

@@ -17,8 +17,8 @@ class Progress:
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
 
     @contextmanager
-    def docs(self, description: str, total: int) -> Iterator[Callable[[int, int], None]]:
-        """Yields update(docs, text_bytes); shows documents, MB, docs/s, MB/s and ETA against `total`."""
+    def docs(self, description: str, total: int | None) -> Iterator[Callable[[int, int], None]]:
+        """Yields update(docs, text_bytes); shows documents, MB, docs/s, MB/s and ETA against `total` (if known)."""
         start, done = time.perf_counter(), [0, 0]
         if not self.enabled:
             def update(docs: int, nbytes: int) -> None:

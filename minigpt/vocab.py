@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from .errors import UserError
 
 EOT, UNK = "<eot>", "<unk>"
+VOCAB_FILE, VOCAB_FORMAT = "vocab.json", "minigpt-vocab"
 EOT_ID, UNK_ID = 0, 1  # the special tokens come first, then the characters by code point
 MAX_UINT16_VOCAB = 65_536
 _CHUNK = 1 << 18  # numpy gathers and histograms run ~10x faster on cache-sized pieces
@@ -75,14 +76,17 @@ class CharCounter:
         return d
 
 
-def auto_min_count(train_chars: int) -> int:
-    """The default --min-count: one occurrence per million train characters, at least 10.
+def auto_min_count(train_chars: int, web: bool = True) -> int:
+    """The default --min-count: one occurrence per million train characters, at least 10 for web text
+    (a hub dataset) and at least 1 for the user's own files.
 
     Web English has ~100 ASCII characters plus a few dozen common non-ASCII ones (curly quotes, dashes,
     accented letters) above that rate; the long tail of rare scripts and symbols falls below it, so an
-    ordinary C4 slice of any size fits uint8 tokens, and the rare characters become <unk>.
+    ordinary C4 slice of any size fits uint8 tokens, and the rare characters become <unk>. A text of
+    one's own (a play, a codebase) is taken at its word: every character of a small one is kept, as
+    nanoGPT's char-level prepare keeps them.
     """
-    return max(10, math.ceil(train_chars / 1_000_000))
+    return max(10 if web else 1, math.ceil(train_chars / 1_000_000))
 
 
 @dataclass
@@ -115,7 +119,7 @@ class Vocab:
         return np.dtype(np.uint8 if len(self) <= 256 else np.uint16)
 
     def to_json(self) -> bytes:
-        d = {"format": "minigpt-vocab", "version": 1, "size": len(self), "eot": self.eot, "unk": self.unk,
+        d = {"format": VOCAB_FORMAT, "version": 1, "size": len(self), "eot": self.eot, "unk": self.unk,
              "min_count": self.min_count, "max_vocab": self.max_vocab, "itos": self.itos, "counts": self.counts}
         return (json.dumps(d, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
 
@@ -162,9 +166,44 @@ class Vocab:
         unk = int(np.count_nonzero(tokens == self.unk))
         return np.insert(tokens, ends, self.dtype.type(self.eot)), unk
 
+    def check(self) -> None:
+        """A well-formed vocabulary: the special tokens in place, then distinct single characters."""
+        specials = {self.eot: EOT, self.unk: UNK}
+        if not all(isinstance(i, int) and 0 <= i < len(self) and self.itos[i] == s for i, s in specials.items()):
+            raise ValueError(f"the special tokens are not at their ids (eot {self.eot}, unk {self.unk})")
+        chars = [s for i, s in enumerate(self.itos) if i not in specials]
+        if not all(isinstance(c, str) and len(c) == 1 for c in chars):
+            raise ValueError("an entry is not a single character")
+        if len(set(chars)) != len(chars) or len(self) > MAX_UINT16_VOCAB:
+            raise ValueError("repeated characters, or more entries than uint16 tokens hold")
+
     def encode(self, text: str) -> list[int]:
         lut = self.lut
         return [int(lut[ord(c)]) for c in text]
 
     def decode(self, ids) -> str:
         return "".join(self.itos[int(i)] for i in ids)
+
+
+def read_vocab(path: str | Path) -> tuple[Path, Vocab, bytes]:
+    """--vocab: a vocab.json, or a dataset or run folder that holds one; (its path, the vocabulary, the
+    file's bytes), or a UserError that says what is wrong with it."""
+    path = Path(path).expanduser().absolute()
+    hint = ("--vocab takes the vocab.json that minigpt-prepare wrote into a dataset folder (and minigpt-train "
+            "copied into its run folder), or either folder")
+    if path.is_dir():
+        path = path / VOCAB_FILE
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"--vocab {path}: cannot read it ({e.strerror or e})", hint) from None
+    try:
+        d = json.loads(data.decode("utf-8"))
+        if not isinstance(d, dict) or d.get("format") != VOCAB_FORMAT or d.get("version") != 1:
+            raise ValueError(f"its format is {d.get('format') if isinstance(d, dict) else type(d).__name__!r}, "
+                             f"not {VOCAB_FORMAT!r} version 1")
+        vocab = Vocab(list(d["itos"]), d.get("counts", {}), d.get("min_count", 1), d.get("max_vocab"), d["eot"], d["unk"])
+        vocab.check()
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"--vocab {path} is not a minigpt vocabulary: {e}", hint) from None
+    return path, vocab, data

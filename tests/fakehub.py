@@ -254,6 +254,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._resolve(rel) if rev in revs else self._not_found("RevisionNotFound")
         if self.command == "GET" and (path == api or path in (f"{api}/revision/{r}" for r in revs)):
             return self._json(hub._info())
+        if self.command == "GET" and path.startswith(f"{api}/revision/"):
+            return self._not_found("RevisionNotFound")
         if self.command == "GET" and path.startswith(f"{api}/tree/"):
             rev, _, folder = path[len(f"{api}/tree/"):].partition("/")
             recursive = query.get("recursive", ["false"])[0].lower() in ("true", "1")

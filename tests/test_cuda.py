@@ -19,7 +19,7 @@ import torch
 
 from c4mirror import make_docs, write_c4_mirror
 from conftest import ROOT, invoke, metrics, run_inprocess, run_subprocess
-from minigpt import c4
+from minigpt import stream
 from minigpt.data import TokenData, to_device
 from minigpt.decode import GraphedDecode
 from minigpt.engine import Engine, SamplingParams
@@ -40,10 +40,10 @@ def dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cuda-data")
     mirror = write_c4_mirror(root / "mirror", [TRAIN_DOCS], [VAL_DOCS])
 
-    def tables(source, split):  # the documents `datasets` would stream from the mirror, in order
-        yield c4._normalize(pa.Table.from_pylist(TRAIN_DOCS if split == "train" else VAL_DOCS), split)
+    def tables(self):  # the documents `datasets` would stream from the mirror, in order
+        yield stream.normalize(pa.Table.from_pylist(TRAIN_DOCS if self.split == "train" else VAL_DOCS), self.where)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(c4, "_tables", tables)
+        mp.setattr(stream.SplitStream, "_open", tables)
         r = run_inprocess("--dataset", mirror, "--docs", 300, "--val-docs", 40, "--out", root / "ds")
     assert r.code == 0, r.output
     return root / "ds"

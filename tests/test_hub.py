@@ -79,7 +79,7 @@ def test_reruns_never_touch_the_network(mirror, tmp_path):
     r = run_subprocess(*ARGS, "--out", out, "--min-count", 2, "--shard-tokens", 3000, env=env)
     assert r.code == 0 and "rebuilt from raw/" in r.stdout, r.output
     m = json.loads((out / "manifest.json").read_text())
-    assert m["build"] == {"min_count": 2, "max_vocab": None, "shard_tokens": 3000}
+    assert m["build"] == {"min_count": 2, "max_vocab": None, "shard_tokens": 3000, "vocab": None, "vocab_sha256": None}
     assert len(m["splits"]["train"]["shards"]) > 1
     assert "Retrying" not in r.stderr
 

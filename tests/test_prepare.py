@@ -46,7 +46,7 @@ def test_local_mirror_dataset_is_complete_and_decodes_to_the_source(mirror, tmp_
     m = json.loads((out / "manifest.json").read_text())
     vocab = Vocab.load(out / "vocab.json")
     assert m["dtype"] == "uint8" and m["vocab_size"] == len(vocab) <= 256
-    assert m["source"]["docs"] == 100 and m["source"]["val_docs"] == 15 and m["source"]["config"] == "en"
+    assert m["source"]["docs"] == 100 and m["source"]["val_docs"] == 15 and m["source"]["config"] is None  # its one config, en
     assert m["vocab_sha256"] == vocab.sha256()
     train, val = source_docs(mirror, "train")[:100], source_docs(mirror, "validation")[:15]
     # <eot> after every document, <unk> exactly where a character is outside the vocabulary
@@ -94,14 +94,14 @@ def test_data_files_alone_take_val_from_the_documents_after_n(mirror, tmp_path):
     assert vocab.decode(shard_tokens(out, "train")) == expected_text(docs[:70], vocab)
     assert vocab.decode(shard_tokens(out, "val")) == expected_text(docs[70:90], vocab)
     m = json.loads((out / "manifest.json").read_text())
-    assert m["source"]["val_from"] == "train_stream_after_docs"
+    assert m["val_from"] == "after_docs"
     assert m["source"]["data_files"] == str(mirror / "en" / "c4-train.*.json.gz")
     assert m["source_files"]["train"] == [str(p) for p in sorted((mirror / "en").glob("c4-train.*"))]
 
 
 def test_all_local_forms_give_the_same_dataset(mirror, tmp_path):
     """A mirror folder, json.gz files, and parquet files of the same documents: identical shards."""
-    args = ("--docs", 90, "--val-docs", 12)
+    args = ("--docs", 90, "--val-docs", 12, "--min-count", 10)  # (local files default to keeping every character)
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     assert run_inprocess("--dataset", mirror, *args, "--out", a).code == 0
     assert run_inprocess("--data-files", mirror / "en" / "c4-train.*.json.gz",
@@ -192,9 +192,14 @@ def test_damaged_shard_is_rebuilt_from_raw(mirror, tmp_path):
 def test_default_out_is_under_data_named_from_source_and_n(mirror, tmp_path):
     r = run_inprocess("--dataset", mirror, "--docs", 25)
     assert r.code == 0, r.output
-    assert (tmp_path / "data" / "mirror-en-25" / "manifest.json").is_file()
-    m = json.loads((tmp_path / "data" / "mirror-en-25" / "manifest.json").read_text())
+    assert (tmp_path / "data" / "mirror-25" / "manifest.json").is_file()
+    m = json.loads((tmp_path / "data" / "mirror-25" / "manifest.json").read_text())
     assert m["source"]["val_docs"] == 2  # N/10
+    assert run_inprocess("--dataset", mirror, "--config", "en", "--docs", 25).code == 0
+    assert (tmp_path / "data" / "mirror-en-25" / "manifest.json").is_file()
+    (tmp_path / "input.txt").write_text("To be, or not to be, that is the question.\n" * 20)
+    assert run_inprocess("--data-files", tmp_path / "input.txt").code == 0
+    assert (tmp_path / "data" / "input-all" / "manifest.json").is_file()
 
 
 # ---- bad input: one clear message, a non-zero exit, no traceback, nothing written ----
@@ -235,10 +240,10 @@ def test_files_without_text_column(tmp_path):
     assert_clean_error(r, "no 'text' column", "body", out=tmp_path / "ds")
 
 
-def test_not_c4_format_file(tmp_path):
-    f = tmp_path / "x.txt"
+def test_file_of_another_format(tmp_path):
+    f = tmp_path / "x.csv"
     f.write_text("hello")
-    assert_clean_error(run_inprocess("--data-files", f), "not a C4-format file")
+    assert_clean_error(run_inprocess("--data-files", f), "not a file minigpt-prepare reads", ".txt")
 
 
 def test_corrupt_gzip(mirror, tmp_path):
