@@ -12,6 +12,7 @@ import pytest
 from conftest import hub_env, run_inprocess, run_subprocess
 from fakehub import FakeHub
 from test_prepare import assert_clean_error, files_of, shard_tokens
+from minigpt.source import resolve_source
 from minigpt.vocab import EOT, UNK, Vocab
 
 PLAY = ("First Citizen:\r\nBefore we proceed any further, hear me speak. Caf\u00e9 \u2014 na\u00efve.\r\n\r\n"
@@ -213,7 +214,12 @@ def test_hub_parquet_dataset_with_text_column_split_and_revision(tmp_path):
     assert r.code == 0, r.output
     local, hub_files = files_of(tmp_path / "local"), files_of(out)
     assert all(local[k] == hub_files[k] for k in local if k != "manifest.json")
-    assert "stories-30" == m["source"]["dataset"].split("/")[-1] + "-30"
+    # the hub is gone: the frozen slice serves a rebuild with other build options
+    r = run_subprocess(*args, "--min-count", 1, "--out", out, env=env)
+    assert r.code == 0 and "rebuilt from raw/" in r.stdout, r.output
+    assert resolve_source("roneneldan/TinyStories").default_name() == "tinystories-3000"
+    assert resolve_source("Salesforce/wikitext", "wikitext-103-raw-v1", docs="all").default_name() == \
+        "wikitext-wikitext-103-raw-v1-all"
 
 
 def test_hub_dataset_without_validation_split(tmp_path):
@@ -237,6 +243,20 @@ def test_hub_dataset_without_validation_split(tmp_path):
     assert manifest(tmp_path / "all")["val_from"] == "fraction"
     assert_clean_error(missing, "no split 'validation'", "splits: train", "--val-split", out=tmp_path / "x")
     assert "streaming train" not in missing.stderr  # found out before streaming anything
+
+
+def test_a_dataset_with_several_configs_needs_one_named(tmp_path):
+    repo = tmp_path / "repo"
+    for config in ("small", "large"):
+        (repo / config).mkdir(parents=True)
+        pq.write_table(pa.table({"text": STORIES}), repo / config / "train.parquet")
+    (repo / "README.md").write_text("---\nconfigs:\n- config_name: small\n  data_files: small/*.parquet\n"
+                                    "- config_name: large\n  data_files: large/*.parquet\n---\n")
+    r = run_inprocess("--dataset", repo, "--docs", 10, "--out", tmp_path / "ds")
+    assert_clean_error(r, "several configs", "small", "large", "--config", out=tmp_path / "ds")
+    r = run_inprocess("--dataset", repo, "--config", "large", "--docs", 10, "--val-docs", 5, "--out", tmp_path / "ds")
+    assert r.code == 0, r.output
+    assert manifest(tmp_path / "ds")["val_from"] == "after_docs"
 
 
 def test_a_hub_host_that_does_not_resolve_fails_at_once(tmp_path):
