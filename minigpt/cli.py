@@ -84,7 +84,7 @@ def prepare(
     out: Optional[Path] = typer.Option(None, "--out", show_default="data/<source>-<N>",
                                        help="The dataset folder to write."),
     min_count: Optional[int] = typer.Option(None, "--min-count", metavar="K",
-                                            show_default="1 per million train chars, at least 10 (hub) or 1 (local files)",
+                                            show_default="1 per million train chars, at least 10 (a dataset) or 1 (local files)",
                                             help="A character enters the vocabulary when it occurs at least K times "
                                                  "in train; rarer ones become <unk>."),
     max_vocab: Optional[int] = typer.Option(None, "--max-vocab", metavar="V", show_default="no cap",
