@@ -17,13 +17,17 @@ import json
 import os
 import platform
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_model
 
 from . import __version__
-from .files import write_bytes_atomic, write_json_atomic
+from .errors import UserError
+from .files import sha256_file, write_bytes_atomic, write_json_atomic
+from .model import GPT, GPTConfig
+from .vocab import Vocab
 
 RUNS_DIR = Path("runs")
 CONFIG, VOCAB, WEIGHTS, STATE, METRICS = "config.json", "vocab.json", "model.safetensors", "train_state.pt", "metrics.jsonl"
@@ -84,3 +88,60 @@ class RunFolder:
         """On resume: drop lines logged after the checkpoint, which the resumed run logs again."""
         rows = [r for r in self.metrics() if r["step"] <= step]
         write_bytes_atomic(self.file(METRICS), "".join(json.dumps(r) + "\n" for r in rows).encode("utf-8"))
+
+
+@dataclass
+class SavedRun:
+    """A finished (or checkpointed) run folder as minigpt-sample, minigpt-eval and --init-from read it."""
+
+    path: Path
+    config: dict  # config.json
+    model: GPTConfig
+    vocab: Vocab
+    vocab_sha256: str  # of vocab.json: the dataset's it was trained on, byte for byte
+
+    @property
+    def train(self) -> dict:
+        return self.config.get("train", {})
+
+
+def open_run(path: Path | str, flag: str = "--run") -> SavedRun:
+    """A run folder's config.json and vocab.json, checked against each other; a UserError that says what
+    is wrong otherwise (missing, damaged, values outside the allowed choices)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"{flag} {path}: no such folder", "pass a run folder written by minigpt-train")
+    missing = [name for name in (CONFIG, VOCAB, WEIGHTS) if not (path / name).is_file()]
+    if missing:
+        raise UserError(f"{path} is missing {', '.join(missing)}",
+                        "a run folder needs config.json, vocab.json and model.safetensors; was training finished?")
+    try:
+        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+        model = GPTConfig(**config["model"])
+        model.check()
+        vocab = Vocab.load(path / VOCAB)
+        vocab.check()
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"{path}: cannot read config.json or vocab.json ({type(e).__name__}: {e})",
+                        "the run folder is damaged; train again or restore it") from None
+    if model.vocab_size != len(vocab):
+        raise UserError(f"{path}: the model has {model.vocab_size} tokens but vocab.json has {len(vocab)}",
+                        "vocab.json does not belong to these weights; copy the dataset's vocab.json back")
+    return SavedRun(path, config, model, vocab, sha256_file(path / VOCAB))
+
+
+def load_weights(model: GPT, run: SavedRun, device: torch.device | str = "cpu") -> None:
+    """model.safetensors into the model, or a UserError when the file is damaged or of another shape."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    try:
+        load_model(model, str(run.path / WEIGHTS), device=str(device))
+    except SafetensorError as e:
+        raise UserError(f"{run.path / WEIGHTS} is not a readable safetensors file ({e})",
+                        "the file is damaged or incomplete; take it from the run's checkpoint again") from None
+    except RuntimeError as e:  # load_state_dict's: a header line, then one line per difference
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        first = lines[1][:200] if len(lines) > 1 else str(e)
+        raise UserError(f"{run.path / WEIGHTS} does not match config.json: {first}",
+                        "the weights and config.json come from different runs") from None

@@ -155,6 +155,9 @@ def train(
                                         help="Dataset folder made by minigpt-prepare."),
     out: Optional[Path] = typer.Option(None, "--out", show_default="runs/<dataset>-<preset>", help="Run folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", metavar="RUN",
+                                             help="Start from this run's weights (fine-tuning): its model shape, a "
+                                                  "fresh optimizer and schedule; the dataset must use its vocabulary."),
     force: bool = typer.Option(False, "--force", help="Start over in a run folder that already holds a run."),
     verify_data: bool = typer.Option(False, "--verify-data", help="Check every shard's sha256 before training."),
     n_layer: Optional[int] = typer.Option(None, "--n-layer"),
@@ -206,16 +209,22 @@ def train(
         os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")  # frames, the errors minigpt explains
     from .config import FIELDS, make_config
     from .distributed import env_rank
+    from .finetune import open_source, resumed_shape, with_model_of
     from .progress import train_display
     from .trainer import log_line, summary, train as run_train
 
     overrides = {k: v for k, v in flags.items() if k in FIELDS and k != "preset"}
     try:
-        cfg = make_config(preset, **overrides)
+        cfg, init = make_config(preset, **overrides), None
+        if init_from is not None:
+            init = open_source(init_from, overrides, resume)
+            cfg = with_model_of(cfg, init.run.config["model"])
+        elif resume:
+            cfg = resumed_shape(cfg, out)
         with train_display(cfg.max_iters, lambda row: log_line(row, cfg), enabled=None if env_rank() == 0 else False) \
                 as (say, on_row):
             result = run_train(cfg, data, out, resume, force, verify_data, say=say, on_row=on_row, backend=backend,
-                               dist_timeout=dist_timeout)
+                               dist_timeout=dist_timeout, init_from=init)
     except UserError as e:
         raise _fail(e) from None
     if env_rank() == 0:
@@ -226,6 +235,47 @@ def train(
 
 def train_cli() -> None:
     _run(train_app)
+
+
+eval_app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False,
+                       help="A run's loss on a dataset split or on text files: nats and bits per character, bits per "
+                            "UTF-8 byte.")
+
+
+@eval_app.command()
+def evaluate(
+    run: Optional[Path] = typer.Option(None, "--run", show_default="the newest run under runs/", help="Run folder."),
+    data: Optional[Path] = typer.Option(None, "--data", show_default="the run's own dataset",
+                                        help="A dataset encoded with the run's vocabulary (minigpt-prepare --vocab RUN)."),
+    split: str = typer.Option("val", "--split", help="val or train: the trainer's evaluation windows of that split."),
+    text: Optional[list[Path]] = typer.Option(None, "--text", metavar="FILE",
+                                              help="Score UTF-8 text files instead (repeatable; each one document)."),
+    eval_tokens: Optional[int] = typer.Option(None, "--eval-tokens", metavar="N",
+                                              show_default="the run's budget for a dataset, all of a text",
+                                              help="Tokens to score (whole windows); 0: all."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", metavar="B", show_default="64 on a CPU, the run's on a GPU",
+                                             help="Windows per forward pass."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of the two lines."),
+) -> None:
+    import json
+
+    from .engine import find_run
+    from .evaluate import evaluate as run_eval
+
+    try:
+        path = find_run(run)
+        score = run_eval(path, data, split, text, eval_tokens, batch_size, device)
+    except UserError as e:
+        raise _fail(e) from None
+    if json_out:
+        print(json.dumps({"run": str(path), **score.to_json()}))
+    else:
+        print(score.lines(path))
+
+
+def eval_cli() -> None:
+    _run(eval_app)
 
 
 sample_app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False,

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from .errors import brief
 from .model import GPT, KVCache, rotary
-from .step import capture, on_side_stream
+from .graphs import capture, on_side_stream
 
 
 def half_window(block_size: int) -> int:

@@ -14,7 +14,6 @@ tokens of context, and one prefill every block_size / 2 tokens keeps the cost lo
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +21,11 @@ from typing import Iterator
 
 import torch
 
-from .checkpoint import CONFIG, RUNS_DIR, VOCAB, WEIGHTS
+from .checkpoint import RUNS_DIR, WEIGHTS, load_weights, open_run
 from .decode import (CompiledDecode, CompileFailed, CPUDecode, Decode, GraphedDecode, cpu_decode_layout, half_window,
                      reduce_layout)
 from .errors import UserError, brief
-from .model import GPT, GPTConfig
+from .model import GPT
 from .device import resolve_device
 from .vocab import Vocab
 
@@ -104,37 +103,11 @@ class Engine:
     @classmethod
     def load(cls, run: Path | str, device: str = "auto", cpu_layout: bool = True, cuda_graph: bool = True,
              compile: bool = False) -> "Engine":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_model
-
-        run = Path(run)
-        if not run.is_dir():
-            raise UserError(f"--run {run}: no such folder", "pass a run folder written by minigpt-train")
-        missing = [name for name in (CONFIG, VOCAB, WEIGHTS) if not (run / name).is_file()]
-        if missing:
-            raise UserError(f"{run} is missing {', '.join(missing)}",
-                            "a run folder needs config.json, vocab.json and model.safetensors; was training finished?")
-        try:
-            cfg = GPTConfig(**json.loads((run / CONFIG).read_text(encoding="utf-8"))["model"])
-            vocab = Vocab.load(run / VOCAB)
-        except (ValueError, KeyError, TypeError) as e:
-            raise UserError(f"{run}: cannot read config.json or vocab.json ({type(e).__name__}: {e})",
-                            "the run folder is damaged; train again or restore it") from None
-        if cfg.vocab_size != len(vocab):
-            raise UserError(f"{run}: the model has {cfg.vocab_size} tokens but vocab.json has {len(vocab)}",
-                            "vocab.json does not belong to these weights; copy the dataset's vocab.json back")
+        saved = open_run(run)
         dev = resolve_device(device)
-        model = GPT(cfg)
-        try:
-            load_model(model, str(run / WEIGHTS), device=str(dev))
-        except SafetensorError as e:
-            raise UserError(f"{run / WEIGHTS} is not a readable safetensors file ({e})",
-                            "the file is damaged or incomplete; take it from the run's checkpoint again") from None
-        except RuntimeError as e:  # load_state_dict's: a header line, then one line per difference
-            lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-            first = lines[1][:200] if len(lines) > 1 else str(e)
-            raise UserError(f"{run / WEIGHTS} does not match config.json: {first}",
-                            "the weights and config.json come from different runs") from None
+        model = GPT(saved.model)
+        load_weights(model, saved, dev)
+        vocab = saved.vocab
         return cls(model.to(dev), vocab, dev, cpu_layout, cuda_graph, compile)
 
     def encode_prompt(self, prompt: str, allow_unk: bool = False) -> tuple[list[int], list[str]]:

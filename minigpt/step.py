@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .data import to_device
+from .graphs import capture, copy_in, on_side_stream
 
 WARMUP_STEPS = 3  # run before the capture (at lr 0, then undone): torch.compile compiles, optimizers make state
 
@@ -120,37 +121,6 @@ class GraphedForward:
         copy_in(self.batch, batch)
         self.graph.replay()
         return self.loss
-
-
-def copy_in(buffer: torch.Tensor, batch: np.ndarray) -> None:
-    """A batch into a graph's input buffer, through fresh pinned memory: the copy is asynchronous, so the
-    host memory must not be reused before it is done (the caching host allocator sees to that)."""
-    buffer.copy_(torch.from_numpy(batch).pin_memory(), non_blocking=True)
-
-
-def capture(fn, device: torch.device, warmup: int = 0) -> tuple[torch.cuda.CUDAGraph, object]:
-    """fn run `warmup` times on a side stream, then captured: the graph, and what fn returned (its
-    tensors are the graph's outputs, rewritten by every replay)."""
-    if warmup:
-        on_side_stream(fn, warmup, device)
-    graph, before = torch.cuda.CUDAGraph(), torch.cuda.current_stream(device)
-    try:
-        with torch.cuda.graph(graph):
-            out = fn()
-    except BaseException:  # torch.cuda.graph leaves its capture stream current when ending the capture fails
-        torch.cuda.set_stream(before)
-        raise
-    return graph, out
-
-
-def on_side_stream(fn, times: int, device: torch.device) -> None:
-    """Run fn a few times on a side stream, as CUDA graph capture asks of the warm-up before it."""
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        for _ in range(times):
-            fn()
-    torch.cuda.current_stream(device).wait_stream(side)
 
 
 @contextmanager

@@ -25,14 +25,13 @@ from .data import TokenData, find_dataset, to_device
 from .device import cpu_flags, describe, keep_freed_memory, muon_dtype, peak_flops, resolve_device, resolve_dtype
 from .distributed import Dist, micro_batches, setup
 from .errors import UserError, brief
+from .evaluate import CPU_EVAL_BATCH
+from .finetune import InitFrom, start as start_from
 from .model import GPT, GPTConfig
 from .optim import lr_at, make_optimizers
 from .step import GraphedForward, GraphedStep, Step
 
 EXIT_NAN = 3
-# Evaluation batches on the CPU, uncompiled: at least this many windows (the forward pass alone runs 1.25-1.5x
-# the tokens/s at 64 windows as at the tiny preset's 16 or a laptop's 12: BENCHMARKS.md)
-CPU_EVAL_BATCH = 64
 
 
 @dataclass
@@ -66,14 +65,15 @@ class StopSignal:
 
 def train(cfg: TrainConfig, data: Path | None = None, out: Path | None = None, resume: bool = False,
           force: bool = False, verify_data: bool = False, say=print, on_row=None, backend: str = "auto",
-          dist_timeout: float = 300.0) -> Result:
+          dist_timeout: float = 300.0, init_from: InitFrom | None = None) -> Result:
     """Train (or with resume, continue) a run; `say` gets notes and log lines, `on_row` every metrics row.
-    Under torchrun, every rank calls this; rank 0 alone speaks and writes (see distributed.py)."""
+    init_from: start from that run's weights (finetune.py; cfg already has its shape). Under torchrun,
+    every rank calls this; rank 0 alone speaks and writes (see distributed.py)."""
     d, device = setup(resolve_device(cfg.device), backend, dist_timeout)
     if not d.main:
         say, on_row = (lambda *_: None), (lambda row: None)
     try:
-        trainer = Trainer(cfg, d, device, say, on_row)
+        trainer = Trainer(cfg, d, device, say, on_row, init_from)
         trainer.open(data, out, resume, force, verify_data)
         trainer.prepare_step()
         result = trainer.loop()
@@ -88,8 +88,8 @@ class Trainer:
     """One run in this process: open() builds it (fresh or from its checkpoint), prepare_step() makes the
     step as it will run, loop() trains, evaluates, logs and checkpoints until max_iters or a signal."""
 
-    def __init__(self, cfg: TrainConfig, d: Dist, device: torch.device, say, on_row):
-        self.cfg, self.d, self.device, self.say = cfg, d, device, say
+    def __init__(self, cfg: TrainConfig, d: Dist, device: torch.device, say, on_row, init_from: InitFrom | None = None):
+        self.cfg, self.d, self.device, self.say, self.init_from = cfg, d, device, say, init_from
         self.on_row = on_row or (lambda row: say(log_line(row, cfg)))
         self.step, self.best_val, self.tokens_seen = 0, float("inf"), 0
         self.eval_seconds = 0.0
@@ -108,14 +108,21 @@ class Trainer:
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         self.ns_dtype, ns_why = muon_dtype(cfg.muon_dtype, self.device, cfg.n_embd)
         onednn, matmul_why = _cpu_matmul(cfg, self.device)
-        self.run = RunFolder(out if out is not None else RUNS_DIR / f"{folder.name}-{cfg.preset}")
+        init = self.init_from
+        name = f"{folder.name}-from-{init.run.path.resolve().name}" if init else f"{folder.name}-{cfg.preset}"
+        self.run = RunFolder(out if out is not None else RUNS_DIR / name)
         self.model_cfg = GPTConfig.from_train(cfg, self.dataset.manifest["vocab_size"])
         self.config = {"model": self.model_cfg.to_json(), "train": cfg.to_json(),
                        "dataset": {"folder": str(folder.resolve()), "manifest_sha256": self.dataset.manifest_sha256,
                                    "vocab_sha256": self.dataset.manifest["vocab_sha256"]},
                        "runtime": self._runtime(ns_why, onednn, matmul_why), "versions": versions()}
+        if init:
+            self.config["init_from"] = init.to_json()
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.model = GPT(self.model_cfg).to(self.device)
+        if init and not resume:  # every rank reads the same file
+            start_from(self.model, init, self.dataset.manifest["vocab_sha256"], self.device)
+            self.say(f"starting from the weights of {init.run.path} (its step {init.step}), a fresh optimizer and schedule")
         if onednn:
             onednn_layout(self.model)
         self.optimizers = make_optimizers(self.model, cfg, self.device, self.ns_dtype)

@@ -1,0 +1,160 @@
+"""minigpt-eval: a run's loss on a dataset split or on text files, in nats and bits per character and in
+bits per UTF-8 byte.
+
+The windows are minigpt-train's evaluation windows (data.TokenData.eval_windows): for val, consecutive
+non-overlapping windows of block_size + 1 tokens from the start of the split, as many as --eval-tokens
+allows (the run's own budget by default), so on the run's own dataset minigpt-eval prints the run's
+last val_loss; for train, the run's seeded random windows. Text files are encoded with the run's
+vocabulary as minigpt-prepare encodes a file (one document, <eot> after it; characters outside the
+vocabulary are <unk>) and scored over consecutive windows, all of them by default: the same figure as
+a dataset prepared from the same text with --vocab RUN.
+
+Every target token is scored, <eot> and <unk> included (as the trainer scores them). Bits per byte
+divide the total bits by the UTF-8 bytes of the targets: a character's own length, and one byte for an
+<eot> (a document boundary) or an <unk> (a character the vocabulary lacks).
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from .checkpoint import SavedRun, load_weights, open_run
+from .cpu import onednn_layout, onednn_matmul_rule
+from .data import TokenData, find_dataset, to_device
+from .device import resolve_device, resolve_dtype
+from .errors import UserError
+from .model import GPT
+from .textfiles import utf8_error
+
+# Evaluation batches on the CPU, uncompiled: at least this many windows (the forward pass alone runs 1.25-1.5x
+# the tokens/s at 64 windows as at the tiny preset's 16 or a laptop's 12: BENCHMARKS.md)
+CPU_EVAL_BATCH = 64
+SPLITS = ("val", "train")
+
+
+@dataclass
+class Score:
+    source: str  # what was scored, in words
+    block_size: int
+    windows: int
+    tokens: int  # targets scored
+    chars: int  # of those, characters (<unk> included)
+    bytes: int
+    unk: int
+    eot: int
+    loss: float  # mean nats per token
+
+    @property
+    def bits_per_char(self) -> float:
+        return self.loss / math.log(2)
+
+    @property
+    def bits_per_byte(self) -> float:
+        return self.loss * self.tokens / math.log(2) / self.bytes
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "bits_per_char": self.bits_per_char, "bits_per_byte": self.bits_per_byte}
+
+    def lines(self, run: Path) -> str:
+        return (f"run {run} on {self.source}: {self.windows:,} windows of {self.block_size}, {self.tokens:,} tokens scored "
+                f"({self.chars:,} characters, {self.bytes:,} UTF-8 bytes, {self.unk:,} <unk>, {self.eot:,} <eot>)\n"
+                f"loss {self.loss:.4f} nats/char, {self.bits_per_char:.4f} bits/char, {self.bits_per_byte:.4f} bits/byte")
+
+
+def evaluate(run: Path, data: Path | None = None, split: str = "val", texts: list[Path] | None = None,
+             eval_tokens: int | None = None, batch_size: int | None = None, device: str = "auto") -> Score:
+    saved = open_run(run)
+    if split not in SPLITS:
+        raise UserError(f"--split {split}: a dataset has the splits {' and '.join(SPLITS)}", "choose --split val or train")
+    if texts and data is not None:
+        raise UserError("--text and --data both name what to score", "give one of them")
+    if eval_tokens is not None and eval_tokens < 0:
+        raise UserError(f"--eval-tokens cannot be negative (got {eval_tokens})", "0 scores every window")
+    T, dev = saved.model.block_size, resolve_device(device)
+    B = batch_size or (CPU_EVAL_BATCH if dev.type == "cpu" else saved.train.get("batch_size", CPU_EVAL_BATCH))
+    if B < 1:
+        raise UserError(f"--batch-size must be at least 1 (got {B})", "leave it out for the default")
+    if texts:
+        stream = encode_texts(texts, saved)
+        windows = np.arange(max((len(stream) - 1) // T, 0)) * T
+        windows = windows[:max(eval_tokens // T, 1)] if eval_tokens else windows
+        if len(windows) == 0:
+            raise UserError(f"the text has {len(stream):,} tokens, fewer than one window of {T + 1}",
+                            "score a longer text (windows are the run's block_size + 1 tokens)")
+        batches = (np.stack([stream[s:s + T + 1] for s in windows[i:i + B]]).astype(np.int64)
+                   for i in range(0, len(windows), B))
+        source = ", ".join(str(t) for t in texts)
+    else:
+        dataset = open_dataset(data, saved)
+        budget = saved.train.get("eval_tokens", 0) if eval_tokens is None else eval_tokens
+        windows = dataset.eval_windows(split, T, budget, saved.train.get("seed", 0))
+        batches = dataset.eval_batches(split, windows, B, T)
+        source = f"{dataset.folder} ({split})"
+    dtype = resolve_dtype(saved.train.get("dtype", "auto"), dev)
+    autocast = torch.autocast(dev.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
+    return _score(_model(saved, dev), batches, len(windows), dev, autocast, saved, source)
+
+
+def _model(saved: SavedRun, device: torch.device) -> GPT:
+    model = GPT(saved.model)
+    load_weights(model, saved, device)
+    if device.type == "cpu" and onednn_matmul_rule()[0]:  # as the trainer's evaluation computes
+        onednn_layout(model)
+    return model.to(device).eval()
+
+
+def _score(model: GPT, batches, n_windows: int, device: torch.device, autocast, saved: SavedRun, source: str) -> Score:
+    vocab = saved.vocab
+    nbytes = np.array([len(s.encode("utf-8")) if i not in (vocab.eot, vocab.unk) else 1
+                       for i, s in enumerate(vocab.itos)], dtype=np.int64)
+    total = torch.zeros((), device=device)
+    counts = np.zeros(len(vocab), dtype=np.int64)
+    with torch.no_grad():
+        for batch in batches:
+            x, y = to_device(batch, device)
+            with autocast:
+                _, loss = model(x, y)
+            total += loss.float() * len(batch)  # summed as the trainer sums: the same figure
+            counts += np.bincount(batch[:, 1:].ravel(), minlength=len(vocab))
+    tokens = int(counts.sum())
+    return Score(source, saved.model.block_size, n_windows, tokens, tokens - int(counts[vocab.eot]), int(counts @ nbytes),
+                 int(counts[vocab.unk]), int(counts[vocab.eot]), total.item() / n_windows)
+
+
+def open_dataset(data: Path | None, saved: SavedRun) -> TokenData:
+    """--data, or the dataset the run was trained on; it must share the run's vocabulary."""
+    if data is None:
+        data = Path(saved.config.get("dataset", {}).get("folder", ""))
+        if not (data / "manifest.json").is_file():
+            raise UserError(f"the run's own dataset {data} is not there any more",
+                            "pass --data DIR (a dataset encoded with the run's vocabulary) or --text FILE")
+    folder, _ = find_dataset(data)
+    dataset = TokenData(folder)
+    if dataset.manifest["vocab_sha256"] != saved.vocab_sha256:
+        raise UserError(f"{folder} was encoded with another vocabulary than {saved.path}'s",
+                        f"prepare it with the run's vocabulary: minigpt-prepare ... --vocab {saved.path}")
+    return dataset
+
+
+def encode_texts(paths: list[Path], saved: SavedRun) -> np.ndarray:
+    """Each file as one document, <eot> after it, in the run's vocabulary: the tokens, one stream."""
+    parts = []
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            raise UserError(f"--text {path}: cannot read it ({e.strerror or e})", "check the path") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise utf8_error(data, Path(path), 0) from None
+        tokens, _ = saved.vocab.encode_docs(pa.array([text], pa.string()))
+        parts.append(tokens)
+    return np.concatenate(parts)

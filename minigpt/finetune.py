@@ -1,0 +1,80 @@
+"""--init-from RUN: a new run that starts from another run's weights, on a dataset encoded with its
+vocabulary (minigpt-prepare --vocab RUN), with a fresh optimizer and schedule.
+
+The model's shape comes from the source run's config.json, so the flags that set a shape are refused;
+the training flags (lr, steps, dropout, batch, schedule, ...) apply as given. config.json records
+where the weights came from: the source run's folder, the sha256 of its model.safetensors, and the step
+its checkpoint had reached. A fine-tuning run resumes like any run (its shape is then read from its
+own config.json).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from .checkpoint import CONFIG, STATE, WEIGHTS, SavedRun, load_weights, open_run
+from .config import MODEL_FIELDS, TrainConfig
+from .errors import UserError
+from .files import sha256_file
+from .model import GPT
+
+SHAPE_FIELDS = tuple(f for f in MODEL_FIELDS if f != "dropout")  # dropout is a training choice
+
+
+@dataclass
+class InitFrom:
+    run: SavedRun
+    weights_sha256: str
+    step: int | None  # the source run's checkpoint step
+
+    def to_json(self) -> dict:
+        return {"run": str(self.run.path.resolve()), "weights_sha256": self.weights_sha256, "step": self.step}
+
+
+def open_source(path: Path, given: dict, resume: bool) -> InitFrom:
+    """The run to start from, after the flags are checked: no --resume, no shape flags."""
+    if resume:
+        raise UserError("--init-from starts a new run, and --resume continues one",
+                        "drop --init-from to resume a fine-tuning run (its weights are in its checkpoint)")
+    shape = [f"--{k.replace('_', '-')}" for k in SHAPE_FIELDS if given.get(k) is not None]
+    if shape:
+        raise UserError(f"--init-from takes the model's shape from {path}: leave out {', '.join(shape)}",
+                        "training flags (--lr, --max-iters, --dropout, --batch-size, ...) still apply")
+    run = open_run(path, "--init-from")
+    return InitFrom(run, sha256_file(run.path / WEIGHTS), _checkpoint_step(run))
+
+
+def _checkpoint_step(run: SavedRun) -> int | None:
+    try:  # memory-mapped: only the step is read from the checkpoint
+        return int(torch.load(run.path / STATE, map_location="cpu", weights_only=True, mmap=True)["step"])
+    except Exception:  # a run folder without its checkpoint (copied for sampling) still has its weights
+        return None
+
+
+def with_model_of(cfg: TrainConfig, model: dict) -> TrainConfig:
+    """cfg with the shape of a saved model (config.json's "model"), its dropout left as cfg's."""
+    cfg = replace(cfg, **{k: model[k] for k in SHAPE_FIELDS if k in model})
+    cfg.check()
+    return cfg
+
+
+def resumed_shape(cfg: TrainConfig, out: Path | None) -> TrainConfig:
+    """On --resume of a fine-tuning run, its shape from its own config.json (not the preset's)."""
+    try:
+        saved = json.loads((Path(out) / CONFIG).read_text(encoding="utf-8")) if out is not None else {}
+    except (OSError, ValueError):
+        return cfg  # the trainer's own --resume checks say what is wrong
+    return with_model_of(cfg, saved["model"]) if saved.get("init_from") and "model" in saved else cfg
+
+
+def start(model: GPT, init: InitFrom, dataset_vocab_sha256: str, device: torch.device) -> None:
+    """The source run's weights into the new model, once its dataset is known to share the vocabulary."""
+    if dataset_vocab_sha256 != init.run.vocab_sha256:
+        raise UserError(f"the dataset was encoded with another vocabulary than {init.run.path}'s (vocab.json sha256 "
+                        f"{dataset_vocab_sha256[:12]}... against {init.run.vocab_sha256[:12]}...)",
+                        f"prepare the text with the run's vocabulary: minigpt-prepare ... --vocab {init.run.path}")
+    load_weights(model, init.run, device)
