@@ -37,3 +37,23 @@ def on_side_stream(fn, times: int, device: torch.device) -> None:
         for _ in range(times):
             fn()
     torch.cuda.current_stream(device).wait_stream(side)
+
+
+class GraphedForward:
+    """The evaluation forward pass of a full batch (eval mode, no gradients), captured once."""
+
+    def __init__(self, net, autocast, shape: tuple[int, int], device: torch.device):
+        self.batch = torch.zeros(shape, dtype=torch.int64, device=device)  # (B, T + 1)
+        x, y = self.batch[:, :-1], self.batch[:, 1:]
+        net.eval()
+        try:
+            with torch.no_grad(), autocast:
+                self.graph, self.loss = capture(lambda: net(x, y)[1], device, warmup=2)
+        finally:
+            net.train()
+
+    def __call__(self, batch: np.ndarray) -> torch.Tensor:
+        """The batch's mean loss, on the device; read it before the next call overwrites it."""
+        copy_in(self.batch, batch)
+        self.graph.replay()
+        return self.loss

@@ -29,7 +29,8 @@ from .evaluate import CPU_EVAL_BATCH
 from .finetune import InitFrom, start as start_from
 from .model import GPT, GPTConfig
 from .optim import lr_at, make_optimizers
-from .step import GraphedForward, GraphedStep, Step
+from .graphs import GraphedForward
+from .step import GraphedStep, Step
 
 EXIT_NAN = 3
 

@@ -84,6 +84,17 @@ def test_training_on_cuda_learns_and_writes_a_sampleable_run(dataset, tmp_path, 
     assert text.exit_code == 0 and len(text.stdout) >= 50, text.output
 
 
+def test_eval_on_cuda_gives_the_trainer_s_last_evaluation(dataset, tmp_path):
+    """minigpt-eval's CUDA path (bf16 autocast, full batches through a captured forward pass) against the
+    trainer's evaluation of the same windows (compiled, so bf16 rounds a little differently)."""
+    run = tmp_path / "run"
+    assert run_cli("train_app", *TINY, "--data", dataset, "--out", run).exit_code == 0
+    last = [row for row in metrics(run) if "val_loss" in row][-1]["val_loss"]
+    r = run_cli("eval_app", "--run", run, "--device", "cuda", "--json")
+    assert r.exit_code == 0 and "capture failed" not in r.output, r.output
+    assert json.loads(r.stdout)["loss"] == pytest.approx(last, rel=5e-3)
+
+
 @pytest.mark.parametrize("compiled", [False, True])
 def test_cuda_graph_step_computes_what_the_uncaptured_step_does(dataset, compiled):
     """step.GraphedStep (warm-up undone, then capture and replay) against step.Step, from the same

@@ -71,6 +71,18 @@ def test_two_processes_train_exactly_like_one_with_the_same_accumulation(dataset
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
 
 
+def test_fine_tuning_under_torchrun_trains_like_one_process(dataset, tmp_path):
+    """--init-from under torchrun: every rank loads the source run's weights, and two processes fine-tune as one."""
+    train_here(*TINY, "--max-iters", 20, "--eval-interval", 20, "--data", dataset, "--out", tmp_path / "base")
+    args = (*TINY, "--max-iters", 20, "--eval-interval", 10, "--grad-accum", 2, "--lr", 1e-3, "--data", dataset,
+            "--init-from", tmp_path / "base")
+    train_here(*args, "--out", tmp_path / "one")
+    r = torchrun(*args, "--out", tmp_path / "two")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("starting from the weights of") == 1, r.stdout
+    assert_same_losses(metrics(tmp_path / "one"), metrics(tmp_path / "two"), rel=1e-5)
+
+
 def _rank_pids(parent: int) -> dict[int, int]:
     """{rank: pid} of torchrun's worker processes, read from /proc."""
     found = {}

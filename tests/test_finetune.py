@@ -12,7 +12,7 @@ import torch
 from c4mirror import make_docs
 from conftest import invoke, metrics, run_inprocess
 from minigpt.data import TokenData
-from test_train import TINY, without_timing
+from test_train import without_timing
 
 TEXT_A = "\n\n".join(d["text"] for d in make_docs(400, seed=21))  # non-ASCII in every third document
 TEXT_B = "\n\n".join(d["text"] for d in make_docs(150, seed=22))
