@@ -13,11 +13,12 @@ checkpoint: a crash between writing two files can never pair new weights with an
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
-import shutil
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -25,7 +26,7 @@ from safetensors.torch import save_model
 
 from . import __version__
 from .errors import UserError
-from .files import sha256_file, write_bytes_atomic, write_json_atomic
+from .files import sha256_file, write_atomic, write_json_atomic
 from .model import GPT, GPTConfig
 from .vocab import Vocab
 
@@ -53,41 +54,104 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         for name in (STATE, WEIGHTS, METRICS):
             self.file(name).unlink(missing_ok=True)
-        write_json_atomic(self.file(CONFIG), config)
-        tmp = self.file(f".{VOCAB}.tmp")
-        shutil.copyfile(vocab_src, tmp)
-        os.replace(tmp, self.file(VOCAB))
+        with disk_faults(self.path):
+            write_json_atomic(self.file(CONFIG), config)
+            write_atomic(self.file(VOCAB), Path(vocab_src).read_bytes())
+
+    def clean_temporary(self) -> None:
+        """Remove what a killed process left mid-write (`.NAME.tmp-*`); called with the folder's lock held."""
+        for tmp in self.path.glob(".*.tmp-*"):
+            tmp.unlink(missing_ok=True)
 
     def read_config(self) -> dict:
         return json.loads(self.file(CONFIG).read_text(encoding="utf-8"))
 
+    def write_config(self, config: dict) -> None:
+        with disk_faults(self.path):
+            write_json_atomic(self.file(CONFIG), config)
+
     def save(self, model: torch.nn.Module, state: dict) -> None:
-        """The checkpoint (one atomic file), then the weights for sampling (another)."""
-        tmp = self.file(f".{STATE}.tmp-{os.getpid()}")
-        torch.save({**state, "model": model.state_dict()}, tmp)
-        os.replace(tmp, self.file(STATE))
-        tmp = self.file(f".{WEIGHTS}.tmp-{os.getpid()}")
-        save_model(model, str(tmp))  # ties handled: the shared embedding/head matrix is stored once
-        os.chmod(tmp, 0o644)  # safetensors creates it owner-only; the weights are meant to be shared
-        os.replace(tmp, self.file(WEIGHTS))
+        """The checkpoint (one atomic file), then the weights for sampling (another). Where the disk is
+        full, a UserError that says how much is needed; the last good checkpoint is left as it was."""
+        state = {**state, "model": model.state_dict()}
+        with disk_faults(self.path, needed=2 * _tensor_bytes(state)):
+            write_atomic(self.file(STATE), lambda tmp: torch.save(state, tmp))
+        self.save_weights(model)
+
+    def save_weights(self, model: torch.nn.Module) -> None:
+        """model.safetensors (also rewritten on --resume: a kill between the two files of a checkpoint
+        leaves the weights one checkpoint behind)."""
+        def weights(tmp: Path) -> None:
+            save_model(model, str(tmp))  # ties handled: the shared embedding/head matrix is stored once
+            os.chmod(tmp, 0o644)  # safetensors creates it owner-only; the weights are meant to be shared
+        with disk_faults(self.path, needed=_tensor_bytes(model.state_dict())):
+            write_atomic(self.file(WEIGHTS), weights)
 
     def load_state(self, device: torch.device) -> dict:
         return torch.load(self.file(STATE), map_location=device, weights_only=True)
 
     def append_metrics(self, row: dict) -> None:
-        with open(self.file(METRICS), "a", encoding="utf-8") as f:
+        """One whole line, flushed: a crash can tear at most the last line, which metrics() then drops."""
+        with disk_faults(self.path), open(self.file(METRICS), "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
+            f.flush()
 
-    def metrics(self) -> list[dict]:
+    def metrics(self) -> tuple[list[dict], bool]:
+        """The rows, and whether a torn last line (a crash during an append) was left out."""
         path = self.file(METRICS)
         if not path.is_file():
-            return []
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            return [], False
+        lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
+        rows, torn = [], False
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                if i < len(lines) - 1 and any(rest.strip() for rest in lines[i + 1:]):
+                    raise UserError(f"{path}: line {i + 1} is not JSON, and more lines follow it",
+                                    "the file was edited or damaged; restore it, or start over with --force") from None
+                torn = True
+        return rows, torn
 
-    def truncate_metrics(self, step: int) -> None:
-        """On resume: drop lines logged after the checkpoint, which the resumed run logs again."""
-        rows = [r for r in self.metrics() if r["step"] <= step]
-        write_bytes_atomic(self.file(METRICS), "".join(json.dumps(r) + "\n" for r in rows).encode("utf-8"))
+    def truncate_metrics(self, step: int) -> bool:
+        """On resume: drop lines logged after the checkpoint, which the resumed run logs again, and a torn
+        last line; True when there was one."""
+        rows, torn = self.metrics()
+        with disk_faults(self.path):
+            write_atomic(self.file(METRICS),
+                         "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step).encode("utf-8"))
+        return torn
+
+
+def _tensor_bytes(obj) -> int:
+    if torch.is_tensor(obj):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
+@contextmanager
+def disk_faults(folder: Path, needed: int | None = None):
+    """A full disk or an unwritable folder while writing a run folder, as one message (exit 2)."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (OSError, SafetensorError) as e:
+        text = str(e)
+        full = getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or "No space left" in text
+        if not full and getattr(e, "errno", None) not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        what = "the disk is full" if full else f"it cannot be written ({getattr(e, 'strerror', None) or text})"
+        size = f"; a checkpoint needs about {needed / 1e6:,.1f} MB free" if needed else ""
+        raise UserError(f"cannot write the run folder {folder}: {what}{size}",
+                        "free space (or fix the permissions) there, then continue with --resume: the last good "
+                        "checkpoint is kept") from None
 
 
 @dataclass
@@ -117,6 +181,9 @@ def open_run(path: Path | str, flag: str = "--run") -> SavedRun:
                         "a run folder needs config.json, vocab.json and model.safetensors; was training finished?")
     try:
         config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+        missing = sorted({f.name for f in fields(GPTConfig)} - set(config["model"]))
+        if missing:  # a default would silently build another model than the one the weights belong to
+            raise KeyError(f"model keys missing: {', '.join(missing)}")
         model = GPTConfig(**config["model"])
         model.check()
         vocab = Vocab.load(path / VOCAB)

@@ -301,6 +301,10 @@ def sample(
                                  "(CPU: 15-25 s the first time, ~5 s once cached on disk, then ~1.6x the characters "
                                  "per second; CUDA: inside the CUDA graph)."),
 ) -> None:
+    try:  # a console that is not UTF-8 gets "?" for what it cannot show, not a UnicodeEncodeError
+        sys.stdout.reconfigure(errors="replace")
+    except (AttributeError, ValueError):
+        pass
     import torch
 
     from .engine import Engine, SamplingParams, find_run

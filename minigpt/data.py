@@ -20,7 +20,7 @@ import torch
 
 from .errors import UserError
 from .files import sha256_file
-from .shards import DATA_DIR, MANIFEST, read_manifest
+from .shards import DATA_DIR, MANIFEST, VERSION, manifest_version, read_manifest
 
 PREPARE_HINT = "run `minigpt-prepare` first (e.g. minigpt-prepare --docs 3000), or pass --data DIR"
 
@@ -29,6 +29,11 @@ def find_dataset(path: Path | None) -> tuple[Path, str | None]:
     """The dataset folder to train on, and a note when it was picked among several."""
     if path is not None:
         if read_manifest(path) is None:
+            version = manifest_version(path)
+            if version is not None and version != VERSION:
+                raise UserError(f"--data {path} is a dataset of format version {version}; this minigpt reads version "
+                                f"{VERSION}", "rebuild it with this minigpt (minigpt-prepare ... --force), or use the "
+                                "minigpt that made it")
             what = "does not exist" if not Path(path).exists() else f"is not a complete minigpt dataset (no valid {MANIFEST})"
             raise UserError(f"--data {path} {what}", PREPARE_HINT)
         return Path(path), None
@@ -50,7 +55,7 @@ class TokenData:
         manifest_bytes = (self.folder / MANIFEST).read_bytes()
         self.manifest = m = json.loads(manifest_bytes)
         self.manifest_sha256 = hashlib.sha256(manifest_bytes).hexdigest()
-        self.dtype = np.dtype(m["dtype"])
+        self.dtype = np.dtype(m["dtype"]).newbyteorder("<")  # shards are little-endian whatever the machine
         vocab_path = self.folder / "vocab.json"
         if not vocab_path.is_file() or sha256_file(vocab_path) != m["vocab_sha256"]:
             raise UserError(f"{vocab_path} is missing or does not match the manifest's vocab_sha256",
@@ -112,7 +117,8 @@ class TokenData:
     def eval_windows(self, split: str, T: int, max_tokens: int, seed: int) -> np.ndarray:
         """A fixed set of (shard, start) windows: for val, consecutive non-overlapping windows from the
         start of the split (all of it when max_tokens is 0); for train, that many spread at random by a
-        generator of its own, so the training batches never shift it."""
+        generator of its own, so the training batches never shift it (with max_tokens 0, as many tokens
+        as the whole val split has)."""
         if split == "val":
             per_shard = [np.stack([np.full(n, i), np.arange(n) * T], 1)
                          for i, s in enumerate(self.shards[split]) if (n := (len(s) - 1) // T) > 0]
@@ -120,7 +126,7 @@ class TokenData:
         else:
             counts = self._starts(split, T)
             ends = np.cumsum(counts)
-            n = int(min(ends[-1], max(max_tokens // T, 1)))
+            n = int(min(ends[-1], max((max_tokens or self.tokens("val")) // T, 1)))
             rng = np.random.Generator(np.random.Philox(key=seed, counter=[1, 0, 0, 0]))
             r = np.sort(rng.choice(ends[-1], size=n, replace=False))
             shard = np.searchsorted(ends, r, side="right")

@@ -46,6 +46,14 @@ class GPTConfig:
         return cls(vocab_size=vocab_size, **{name: getattr(cfg, name) for name in MODEL_FIELDS})
 
     def check(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} {value!r}: a whole number of at least 1")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout {self.dropout!r}: in [0, 1)")
         for name in ("init", "mlp", "pos"):
             allowed = CHOICES[name]
             if getattr(self, name) not in allowed:

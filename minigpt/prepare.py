@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from . import __version__
 from .errors import UserError
-from .files import fsync_path, sha256_file, write_bytes_atomic, write_json_atomic
+from .files import folder_lock, fsync_path, sha256_file, write_atomic, write_json_atomic
 from .progress import Progress
 from .shards import DATA_DIR, FORMAT, MANIFEST, VERSION, ShardWriter, read_manifest
 from .source import Source
@@ -107,6 +107,11 @@ def prepare(source: Source, build: BuildOptions, out: Path | None = None, force:
         raise UserError(f"--out {out} is a file, not a folder", "choose another --out")
     if out == out.parent:
         raise UserError(f"--out {out} is the root of the file system", "choose a folder for the dataset")
+    with folder_lock(out, "minigpt-prepare"):  # one writer: what is beside `out` and not ours is stale
+        return _prepare(source, build, out, force, progress, start)
+
+
+def _prepare(source: Source, build: BuildOptions, out: Path, force: bool, progress: Progress, start: float) -> Result:
     _clean_stale(out)
     existing = read_manifest(out)
     if existing is None and (out / MANIFEST).exists() and not force:
@@ -147,8 +152,10 @@ def prepare(source: Source, build: BuildOptions, out: Path | None = None, force:
             raise
         where = str(e.filename or "")
         if where.startswith((str(tmp), str(out))) or e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
-            raise UserError(f"cannot write the dataset under {out.parent}: {e.strerror or e} ({where or out})",
-                            "check free space and permissions, or choose another --out") from None
+            full = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+            need = " (a dataset takes about twice its text on disk: raw/ and the shards)" if full else ""
+            raise UserError(f"cannot write the dataset under {out.parent}: {e.strerror or e} ({where or out}){need}",
+                            "free space or fix the permissions there, or choose another --out; nothing was kept") from None
         raise UserError(f"cannot read {where}: {e.strerror or e}", "check the path and its permissions") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -260,7 +267,7 @@ def _build(folder: Path, source: Source, files: dict, build: BuildOptions, count
         min_count = build.min_count if build.min_count is not None else auto_min_count(stats["train"].chars, web=source.dataset is not None)
         vocab = Vocab.build(counts, min_count, build.max_vocab)
         data = vocab.to_json()
-    write_bytes_atomic(folder / "vocab.json", data)
+    write_atomic(folder / "vocab.json", data)
     for split in SPLITS:
         st = stats[split]
         writer = ShardWriter(folder, split, vocab.dtype, build.shard_tokens)
@@ -425,13 +432,14 @@ def _swap(tmp: Path, out: Path) -> None:
 
 
 def _clean_stale(out: Path) -> None:
-    """Deal with what an interrupted or killed run left beside `out` (its process is gone): a complete
-    dataset (one with a manifest) is put back where `out` is missing one; the rest is removed."""
+    """Deal with what an interrupted or killed run left beside `out` (with the folder's lock held, no
+    other process is writing there): a complete dataset (one with a manifest) is put back where `out`
+    is missing one; the rest is removed."""
     if not out.parent.is_dir():
         return
     name = glob.escape(out.name)
     stale = [p for p in sorted(out.parent.glob(f".{name}.tmp-*")) + sorted(out.parent.glob(f".{name}.old-*"))
-             if (pid := p.name.rsplit("-", 1)[-1]).isdigit() and int(pid) != os.getpid() and not _alive(int(pid))]
+             if (pid := p.name.rsplit("-", 1)[-1]).isdigit() and int(pid) != os.getpid()]
     for p in stale:  # a finished .tmp (the newer dataset) before an .old one
         if not (out / MANIFEST).exists() and read_manifest(p) is not None:
             if out.exists() and not any(out.iterdir()):
@@ -440,13 +448,3 @@ def _clean_stale(out: Path) -> None:
                 os.replace(p, out)
                 continue
         shutil.rmtree(p, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

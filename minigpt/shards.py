@@ -78,9 +78,19 @@ def read_manifest(folder: Path) -> dict | None:
         return None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not REQUIRED <= manifest.keys():
         return None
+    if manifest.get("version") != VERSION:  # another format version: read by the minigpt that wrote it
+        return None
     try:
         if all(SPLIT_KEYS <= manifest["splits"][s].keys() for s in ("train", "val")):
             return manifest
     except (KeyError, TypeError, AttributeError):
         pass
     return None
+
+
+def manifest_version(folder: Path) -> int | None:
+    """The format version a folder's manifest.json declares, whether or not this minigpt reads it."""
+    try:
+        return json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8")).get("version")
+    except (OSError, ValueError, AttributeError):
+        return None

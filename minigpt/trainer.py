@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import signal
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from .device import cpu_flags, describe, keep_freed_memory, muon_dtype, peak_flo
 from .distributed import Dist, micro_batches, setup
 from .errors import UserError, brief
 from .evaluate import CPU_EVAL_BATCH
+from .files import folder_lock
 from .finetune import InitFrom, start as start_from
 from .model import GPT, GPTConfig
 from .optim import lr_at, make_optimizers
@@ -33,6 +34,10 @@ from .graphs import GraphedForward
 from .step import GraphedStep, Step
 
 EXIT_NAN = 3
+# What --resume may change: how long, how often to evaluate and log, where and how fast it computes.
+# Everything else would make the resumed run another run (BENCHMARKS' exact-resume tests hold it fixed).
+RESUME_MAY_CHANGE = ("max_iters", "eval_interval", "log_interval", "eval_tokens", "device", "compile", "cuda_graphs",
+                     "muon_dtype")
 
 
 @dataclass
@@ -74,10 +79,11 @@ def train(cfg: TrainConfig, data: Path | None = None, out: Path | None = None, r
     if not d.main:
         say, on_row = (lambda *_: None), (lambda row: None)
     try:
-        trainer = Trainer(cfg, d, device, say, on_row, init_from)
-        trainer.open(data, out, resume, force, verify_data)
-        trainer.prepare_step()
-        result = trainer.loop()
+        with ExitStack() as held:
+            trainer = Trainer(cfg, d, device, say, on_row, init_from, held)
+            trainer.open(data, out, resume, force, verify_data)
+            trainer.prepare_step()
+            result = trainer.loop()
     except BaseException:
         d.close(clean=False)
         raise
@@ -89,8 +95,10 @@ class Trainer:
     """One run in this process: open() builds it (fresh or from its checkpoint), prepare_step() makes the
     step as it will run, loop() trains, evaluates, logs and checkpoints until max_iters or a signal."""
 
-    def __init__(self, cfg: TrainConfig, d: Dist, device: torch.device, say, on_row, init_from: InitFrom | None = None):
+    def __init__(self, cfg: TrainConfig, d: Dist, device: torch.device, say, on_row, init_from: InitFrom | None = None,
+                 held: ExitStack | None = None):
         self.cfg, self.d, self.device, self.say, self.init_from = cfg, d, device, say, init_from
+        self.held = held or ExitStack()  # what the run holds until it ends: its folder's lock
         self.on_row = on_row or (lambda row: say(log_line(row, cfg)))
         self.step, self.best_val, self.tokens_seen = 0, float("inf"), 0
         self.eval_seconds = 0.0
@@ -112,6 +120,8 @@ class Trainer:
         init = self.init_from
         name = f"{folder.name}-from-{init.run.path.resolve().name}" if init else f"{folder.name}-{cfg.preset}"
         self.run = RunFolder(out if out is not None else RUNS_DIR / name)
+        d.agree(lambda: (self.held.enter_context(folder_lock(self.run.path, "minigpt-train")),  # rank 0 writes
+                         self.run.path.is_dir() and self.run.clean_temporary()))
         self.model_cfg = GPTConfig.from_train(cfg, self.dataset.manifest["vocab_size"])
         self.config = {"model": self.model_cfg.to_json(), "train": cfg.to_json(),
                        "dataset": {"folder": str(folder.resolve()), "manifest_sha256": self.dataset.manifest_sha256,
@@ -162,8 +172,22 @@ class Trainer:
                      "the batches are the same (on the CPU the dropout masks too); torch's RNG starts afresh")
             torch.manual_seed(cfg.seed + 1_000_003 * self.step + d.rank)
         if d.main:
-            self.run.truncate_metrics(self.step)
+            self.run.save_weights(self.model)  # the checkpoint's own weights, in case a kill came between its files
+            if self.run.truncate_metrics(self.step):
+                self.say(f"{self.run.file('metrics.jsonl')} ended in a torn line (a crash while it was written): dropped")
+            self._record_changes(state["train"])
         self.say(f"resuming {self.run.path} at step {self.step:,} of {cfg.max_iters:,}")
+
+    def _record_changes(self, saved: dict) -> None:
+        """The flags a resume changed (those it may: RESUME_MAY_CHANGE), in config.json with the step."""
+        changed = {k: [saved.get(k), v] for k, v in self.cfg.to_json().items() if k != "preset" and saved.get(k) != v}
+        if not changed:
+            return
+        config = self.run.read_config()
+        config["train"] = self.cfg.to_json()
+        config.setdefault("resumes", []).append({"step": self.step, "changed": changed})
+        self.run.write_config(config)
+        self.say("changed on resume: " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()))
 
     def prepare_step(self) -> None:
         """The step as it will run: compiled, under DDP, captured as a CUDA graph, where each applies."""
@@ -331,7 +355,10 @@ def _check_fresh(run: RunFolder, force: bool) -> None:
     if not run.exists() or force:
         return
     state_step, max_iters = _saved_progress(run)
-    if state_step is not None and state_step >= max_iters:
+    if state_step is None:
+        raise UserError(f"{run.path} holds a checkpoint that cannot be read ({run.file('train_state.pt').name} is damaged)",
+                        "add --force to start over there, or choose another --out")
+    if state_step >= max_iters:
         raise UserError(f"{run.path} already holds a finished run ({state_step:,} steps)",
                         "choose another --out, or add --force to train over it")
     raise UserError(f"{run.path} holds an unfinished run (checkpoint at step {state_step})",
@@ -363,7 +390,27 @@ def _resume(run: RunFolder, config: dict) -> dict:
         raise UserError("--resume: the model shape differs from the checkpoint's: "
                         + ", ".join(f"{k} was {a}, now {b}" for k, (a, b) in diff.items()),
                         "resume with the run's own flags (see its config.json), or start a new run with another --out")
+    now = config["train"]
+    refused = {k: (state["train"].get(k), v) for k, v in now.items()
+               if k != "preset" and k not in RESUME_MAY_CHANGE and state["train"].get(k) != v}
+    if refused:
+        raise UserError("--resume: these settings differ from the run's, and would make it another run: "
+                        + "; ".join(f"--{k.replace('_', '-')} was {a}, now {b}" for k, (a, b) in refused.items()),
+                        "resume with the run's own flags (its config.json); to train with these, start a new run "
+                        f"(another --out), from its weights if you like: --init-from {run.path}. "
+                        f"On resume only {', '.join('--' + k.replace('_', '-') for k in RESUME_MAY_CHANGE)} may change")
+    before = _saved_device_type(run)
+    if before is not None and before != config["runtime"]["device"].split(":")[0]:
+        raise UserError(f"--resume: the run trained on {before}, and this would continue it on "
+                        f"{config['runtime']['device']}", f"resume it on {before} (--device {before})")
     return state
+
+
+def _saved_device_type(run: RunFolder) -> str | None:
+    try:
+        return run.read_config()["runtime"]["device"].split(":")[0]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _maybe_compile(model: GPT, cfg: TrainConfig, device: torch.device, say):

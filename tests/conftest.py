@@ -94,3 +94,14 @@ def mirror(tmp_path) -> Path:
     val[3] = {**rare, "text": "Umbrella \u2602 stra\u00dfe.", "url": "https://rare.example/2"}
     train = [make_docs(60, seed=1, start=0), train_b]
     return write_c4_mirror(tmp_path / "mirror", train, [val])
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """A prepared dataset of ~120 short documents, train in shards of 8,000 tokens."""
+    root = tmp_path_factory.mktemp("train-data")
+    mirror = write_c4_mirror(root / "mirror", [make_docs(150, seed=11)], [make_docs(30, seed=12)])
+    r = run_inprocess("--dataset", mirror, "--docs", 150, "--val-docs", 30, "--shard-tokens", 8000,
+                      "--out", root / "ds")
+    assert r.code == 0, r.output
+    return root / "ds"

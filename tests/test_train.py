@@ -9,15 +9,13 @@ import signal
 import subprocess
 import sys
 from contextlib import nullcontext
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_model
 
-from c4mirror import make_docs, write_c4_mirror
-from conftest import ROOT, invoke, metrics, run_inprocess
+from conftest import ROOT, invoke, metrics
 from minigpt.checkpoint import TIMING_FIELDS
 from minigpt.config import PRESETS, TrainConfig, make_config
 from minigpt.data import TokenData
@@ -27,17 +25,6 @@ from minigpt.optim import make_optimizers
 from minigpt.step import Step, rewound
 
 TINY = ("--preset", "tiny", "--max-iters", 40, "--eval-interval", 20, "--log-interval", 5, "--eval-tokens", 2048)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    """A prepared dataset of ~120 short documents, train in shards of 8,000 tokens."""
-    root = tmp_path_factory.mktemp("train-data")
-    mirror = write_c4_mirror(root / "mirror", [make_docs(150, seed=11)], [make_docs(30, seed=12)])
-    r = run_inprocess("--dataset", mirror, "--docs", 150, "--val-docs", 30, "--shard-tokens", 8000,
-                      "--out", root / "ds")
-    assert r.code == 0, r.output
-    return root / "ds"
 
 
 def run_train(*args):
