@@ -160,6 +160,8 @@ def train(
                                                   "fresh optimizer and schedule; the dataset must use its vocabulary."),
     force: bool = typer.Option(False, "--force", help="Start over in a run folder that already holds a run."),
     verify_data: bool = typer.Option(False, "--verify-data", help="Check every shard's sha256 before training."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write every metrics row as TensorBoard scalars "
+                                     "into the run folder's tb/ (pip install 'minigpt[tensorboard]')."),
     n_layer: Optional[int] = typer.Option(None, "--n-layer"),
     n_head: Optional[int] = typer.Option(None, "--n-head"),
     n_embd: Optional[int] = typer.Option(None, "--n-embd"),
@@ -224,7 +226,7 @@ def train(
         with train_display(cfg.max_iters, lambda row: log_line(row, cfg), enabled=None if env_rank() == 0 else False) \
                 as (say, on_row):
             result = run_train(cfg, data, out, resume, force, verify_data, say=say, on_row=on_row, backend=backend,
-                               dist_timeout=dist_timeout, init_from=init)
+                               dist_timeout=dist_timeout, init_from=init, tensorboard=tensorboard)
     except UserError as e:
         raise _fail(e) from None
     if env_rank() == 0:
@@ -276,6 +278,73 @@ def evaluate(
 
 def eval_cli() -> None:
     _run(eval_app)
+
+
+runs_app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False,
+                       help="Every run folder in one table: shape, steps, best val loss, tokens, time, state.")
+
+
+@runs_app.command()
+def runs(
+    folders: Optional[list[Path]] = typer.Argument(None, metavar="[DIR ...]", show_default="every run under runs/",
+                                                   help="Run folders, or folders of runs."),
+    sort: str = typer.Option("best", "--sort", help="best (lowest val loss first), time (newest first) or name."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per run, one per line."),
+) -> None:
+    import json
+
+    from .runs import COLUMNS, cells, read_run, run_folders, sort_rows
+
+    try:
+        rows = sort_rows([read_run(p) for p in run_folders(folders)], sort)
+    except UserError as e:
+        raise _fail(e) from None
+    if json_out:
+        for r in rows:
+            print(json.dumps(r.to_json()))
+    elif sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*COLUMNS)
+        for r in rows:
+            table.add_row(*cells(r))
+        Console().print(table)
+    else:  # plain columns in a pipe
+        table = [list(COLUMNS)] + [cells(r) for r in rows]
+        widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
+        for row in table:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def runs_cli() -> None:
+    _run(runs_app)
+
+
+plot_app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False,
+                       help="Overlay the curves of several runs (PNG, SVG or PDF).")
+
+
+@plot_app.command()
+def plot(
+    runs: list[Path] = typer.Argument(..., metavar="RUN ...", help="Run folders."),
+    out: Optional[Path] = typer.Option(None, "--out", show_default="runs/plot-<metric>-by-<x>.png",
+                                       help="The picture: .png, .svg or .pdf."),
+    x: str = typer.Option("step", "--x", help="step, tokens (tokens seen) or time (training seconds)."),
+    metric: str = typer.Option("val_loss", "--metric", help="val_loss (with the train loss), train_loss, val_bpc, "
+                               "lr or tokens_per_s."),
+) -> None:
+    from .plot import plot as draw
+
+    try:
+        _, path = draw(runs, out, x, metric)
+    except UserError as e:
+        raise _fail(e) from None
+    print(path)
+
+
+def plot_cli() -> None:
+    _run(plot_app)
 
 
 sample_app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False,

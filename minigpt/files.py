@@ -103,3 +103,19 @@ def folder_lock(target: Path, what: str):
         except OSError:
             pass
         os.close(fd)
+
+
+def lock_holder(target: Path) -> str | None:
+    """The pid (as written) of the process holding a folder's lock (folder_lock), or None if none does."""
+    target = Path(os.path.abspath(target))
+    try:
+        fd = os.open(target.parent / f".{target.name}.lock", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+    finally:
+        os.close(fd)  # closing releases a shared lock taken by the probe

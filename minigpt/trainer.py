@@ -32,6 +32,7 @@ from .model import GPT, GPTConfig
 from .optim import lr_at, make_optimizers
 from .graphs import GraphedForward
 from .step import GraphedStep, Step
+from .tblog import open_writer, summary_writer, write_row
 
 EXIT_NAN = 3
 # What --resume may change: how long, how often to evaluate and log, where and how fast it computes.
@@ -71,7 +72,7 @@ class StopSignal:
 
 def train(cfg: TrainConfig, data: Path | None = None, out: Path | None = None, resume: bool = False,
           force: bool = False, verify_data: bool = False, say=print, on_row=None, backend: str = "auto",
-          dist_timeout: float = 300.0, init_from: InitFrom | None = None) -> Result:
+          dist_timeout: float = 300.0, init_from: InitFrom | None = None, tensorboard: bool = False) -> Result:
     """Train (or with resume, continue) a run; `say` gets notes and log lines, `on_row` every metrics row.
     init_from: start from that run's weights (finetune.py; cfg already has its shape). Under torchrun,
     every rank calls this; rank 0 alone speaks and writes (see distributed.py)."""
@@ -81,7 +82,7 @@ def train(cfg: TrainConfig, data: Path | None = None, out: Path | None = None, r
     try:
         with ExitStack() as held:
             trainer = Trainer(cfg, d, device, say, on_row, init_from, held)
-            trainer.open(data, out, resume, force, verify_data)
+            trainer.open(data, out, resume, force, verify_data, tensorboard)
             trainer.prepare_step()
             result = trainer.loop()
     except BaseException:
@@ -105,9 +106,12 @@ class Trainer:
         if device.type == "cpu":
             keep_freed_memory()
 
-    def open(self, data: Path | None, out: Path | None, resume: bool, force: bool, verify_data: bool) -> None:
+    def open(self, data: Path | None, out: Path | None, resume: bool, force: bool, verify_data: bool,
+             tensorboard: bool = False) -> None:
         """The dataset, the run folder, the model and its optimizers: from scratch, or from the checkpoint."""
         cfg, d = self.cfg, self.d
+        if tensorboard:
+            summary_writer()  # before anything is written: the extra is installed, or one message
         folder, note = d.agree(lambda: find_dataset(data))
         if note:
             self.say(note)
@@ -131,6 +135,7 @@ class Trainer:
             self.config["init_from"] = init.to_json()
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.model = GPT(self.model_cfg).to(self.device)
+        self.config["params"] = self.model.num_params()
         if init and not resume:  # every rank reads the same file
             start_from(self.model, init, self.dataset.manifest["vocab_sha256"], self.device)
             self.say(f"starting from the weights of {init.run.path} (its step {init.step}), a fresh optimizer and schedule")
@@ -144,6 +149,10 @@ class Trainer:
             d.agree(lambda: (_check_fresh(self.run, force), self.run.start(self.config, folder / "vocab.json")))
             if d.rank:
                 torch.manual_seed(cfg.seed + d.rank)  # dropout masks of their own for the other ranks
+        self.tb = None
+        if tensorboard and d.main:
+            self.tb = open_writer(self.run.path, self.step if resume else None)
+            self.held.callback(self.tb.close)
         self.say(startup_line(self.config["runtime"]))
 
     def _runtime(self, ns_why: str, onednn: bool, matmul_why: str) -> dict:
@@ -274,6 +283,10 @@ class Trainer:
             row["mfu"] = round(self.model.flops_per_token() * tok_s / (self.flops_peak * self.d.world_size), 6)
         if self.d.main:
             self.run.append_metrics(row)
+        if self.tb is not None:
+            write_row(self.tb, row)
+            if evaluating:
+                self.tb.flush()
         self.on_row(row)
         if evaluating:
             self.checkpoint()

@@ -1,0 +1,139 @@
+"""minigpt-runs, minigpt-plot and minigpt-train --tensorboard: runs read together, curves drawn from
+metrics.jsonl, TensorBoard scalars equal to the metrics rows across a resume."""
+
+import json
+import signal
+import sys
+
+import pytest
+
+from conftest import invoke, metrics
+from minigpt.data import TokenData
+from minigpt.files import folder_lock
+from test_train import TINY, run_train
+
+
+def cli(app: str, *args):
+    from minigpt import cli as module
+
+    return invoke(getattr(module, app), *args)
+
+
+def stop_at(monkeypatch, step: int) -> None:
+    original = TokenData.batch
+
+    def batch(self, seed, s, micro, B, T):
+        if s == step and micro == 0:
+            signal.raise_signal(signal.SIGTERM)
+        return original(self, seed, s, micro, B, T)
+    monkeypatch.setattr(TokenData, "batch", batch)
+
+
+@pytest.fixture(scope="module")
+def runs(dataset, tmp_path_factory):
+    """Four run folders: finished, stopped by SIGTERM at step 17, damaged, and one another process holds."""
+    root = tmp_path_factory.mktemp("runs")
+    assert run_train(*TINY, "--data", dataset, "--out", root / "done").exit_code == 0
+    with pytest.MonkeyPatch.context() as mp:
+        stop_at(mp, 17)
+        assert run_train(*TINY, "--lr", 3e-3, "--data", dataset, "--out", root / "stopped").exit_code == 143
+    (root / "broken").mkdir()
+    (root / "broken" / "config.json").write_text("{not json")
+    assert run_train(*TINY, "--max-iters", 5, "--data", dataset, "--out", root / "busy").exit_code == 0
+    return root
+
+
+def test_the_table_and_json_say_each_run_s_state(runs):
+    r = cli("runs_app", runs, "--json")
+    assert r.exit_code == 0, r.output
+    rows = {row["name"]: row for row in map(json.loads, r.stdout.splitlines())}
+    done, stopped, broken = rows["done"], rows["stopped"], rows["broken"]
+    assert done["state"] == "finished" and (done["step"], done["max_iters"]) == (40, 40)
+    assert done["best_val_loss"] == min(m["val_loss"] for m in metrics(runs / "done") if "val_loss" in m)
+    assert done["tokens_seen"] == 40 * 16 * 32 and done["params"] > 0 and done["preset"] == "tiny"
+    assert done["shape"] == "2x64, 4 heads, block 32" and done["init_from"] is None and done["dataset"] == "ds"
+    assert stopped["state"] == "stopped at step 18" and stopped["step"] == 18
+    assert broken["state"].startswith("damaged (JSONDecodeError")
+    # sorted by best val loss, runs without one (not evaluated yet, damaged) last; plain columns in a pipe
+    best = [row["best_val_loss"] for row in rows.values()]
+    assert best[:2] == sorted(best[:2]) and None not in best[:2] and best[2:] == [None, None]
+    r = cli("runs_app", runs)
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:3] == ["name", "state", "dataset"] and "Traceback" not in r.output
+    assert any(line.startswith("stopped") and "stopped at step 18" in line and "18/40" in line for line in lines)
+    with folder_lock(runs / "busy", "minigpt-train"):
+        busy = next(json.loads(line) for line in cli("runs_app", runs / "busy", "--json").stdout.splitlines())
+    assert busy["state"] == "running"
+    assert_bad = cli("runs_app", runs, "--sort", "speed")
+    assert assert_bad.exit_code == 2 and "--sort speed" in assert_bad.output
+
+
+@pytest.mark.parametrize("x,metric", [("step", "val_loss"), ("tokens", "lr"), ("time", "val_bpc")])
+def test_plotted_points_are_the_metrics_rows(runs, tmp_path, x, metric):
+    from minigpt.plot import XS, plot
+
+    out = tmp_path / "curves.png"
+    fig, path = plot([runs / "done", runs / "stopped"], out, x, metric)
+    lines = {line.get_gid(): line for line in fig.axes[0].lines}
+    key = XS[x]
+    for name in ("done", "stopped"):
+        rows = metrics(runs / name)
+        if metric == "lr":
+            want = [(r[key], r["lr"]) for r in rows]
+            got = lines[name]
+        else:
+            want = [(r[key], r[metric]) for r in rows if metric in r]
+            got = lines[f"{name} val"]
+            train = lines[f"{name} train"]
+            scale = 1 / 0.6931471805599453 if metric == "val_bpc" else 1.0
+            assert list(train.get_ydata()) == pytest.approx([r["train_loss"] * scale for r in rows])
+        assert list(got.get_xdata()) == pytest.approx([w[0] for w in want])
+        assert list(got.get_ydata()) == pytest.approx([w[1] for w in want])
+    assert path == out and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_command_svg_default_path_and_errors(runs, tmp_path):
+    r = cli("plot_app", runs / "done", "--out", tmp_path / "c.svg")
+    assert r.exit_code == 0 and r.stdout.strip() == str(tmp_path / "c.svg"), r.output
+    assert b"<svg" in (tmp_path / "c.svg").read_bytes()[:2000]
+    r = cli("plot_app", runs / "done")
+    assert r.exit_code == 0 and (tmp_path / "runs" / "plot-val_loss-by-step.png").is_file()  # the test's own folder
+    for args, needle in (((runs / "done", "--metric", "accuracy"), "--metric accuracy"),
+                         ((runs / "done", "--x", "epoch"), "--x epoch"),
+                         ((runs / "done", "--out", tmp_path / "c.jpg"), "extension"),
+                         ((runs / "broken",), "no metrics.jsonl rows")):
+        r = cli("plot_app", *args)
+        assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, r.output
+
+
+def test_tensorboard_scalars_equal_metrics_across_a_resume(dataset, tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    args = (*TINY, "--data", dataset, "--out", run, "--tensorboard")
+    original = TokenData.batch
+
+    def crash(self, seed, s, micro, B, T):  # a crash at step 32: steps 25 and 30 were logged after the
+        if s == 32:                          # step-20 checkpoint, and the resumed run logs them again
+            raise RuntimeError("crash")
+        return original(self, seed, s, micro, B, T)
+    monkeypatch.setattr(TokenData, "batch", crash)
+    with pytest.raises(RuntimeError, match="crash"):
+        run_train(*args)
+    monkeypatch.undo()
+    assert run_train(*args, "--resume").exit_code == 0
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    rows = metrics(run)
+    for tag in ("train_loss", "val_loss", "lr", "tokens_seen", "train_eval_loss"):
+        want = [(r["step"], r[tag]) for r in rows if tag in r]
+        got = [(e.step, e.value) for e in events.Scalars(tag)]
+        assert [s for s, _ in got] == [s for s, _ in want], tag  # each step once
+        assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-6), tag
+
+
+def test_tensorboard_missing_is_one_message(dataset, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as without the package
+    r = run_train(*TINY, "--data", dataset, "--out", tmp_path / "run", "--tensorboard")
+    assert r.exit_code == 2 and "pip install 'minigpt[tensorboard]'" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "run").exists()
