@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks and benchmarks in one go, for a lent GPU machine (figures go into BENCHMARKS.md).
 #
-#   bash bench/gpu_checks.sh [STEP ...]     # steps: env tests muon trainbench nsprecision seedrun quality ddp samplebench
+#   bash bench/gpu_checks.sh [STEP ...]     # steps: env tests muon trainbench nsprecision seedrun quality ddp samplebench lrsweep
 #   bash bench/gpu_checks.sh env trainbench seedrun bg:tests bg:quality bg:ddp
 #
 # A step written bg:NAME runs in the background, beside the next ones, with a log of its own that is
@@ -89,6 +89,8 @@ for s in ${@:-env tests trainbench seedrun samplebench}; do
     quality) cmd=(240 $PY bench/quality_bench.py --data "$DATA" --shape seed --device cuda --variants old \
                --lrs 3e-4 --jobs 1 --compile --json "$OUT/quality_seed_old.json") ;;
     ddp) cmd=(200 bash -c ddp_run) ;;
+    lrsweep) cmd=(600 $PY bench/lr_sweep.py --data "$DATA" --name seed --preset seed --steps 5000 --device cuda \
+               --parallel 1 --lo 1e-3 --hi 1e-2 --json "$OUT/lr_seed.json") ;;
     samplebench) cmd=(360 bash -c sample_bench) ;;
     *) echo "unknown step $s"; continue ;;
   esac

@@ -7,6 +7,7 @@ trains in seconds on a CPU, for trying things and for the tests.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from .errors import UserError
@@ -38,6 +39,7 @@ class TrainConfig:
     grad_accum: int = 1  # micro-steps per optimizer step
     max_iters: int = 5000
     lr: float = 3e-4
+    lr_from: str = "preset"  # where lr came from: preset (its table), rule (lr_rule, for a shape given by flags) or flag
     min_lr: float | None = None  # end of the cosine decay; None: lr / 10
     warmup_iters: int = 20  # linear warmup from 0 (Muon needs little)
     weight_decay: float = 0.1  # on 2-D weights only
@@ -106,18 +108,49 @@ PRESETS: dict[str, dict] = {
                  warmup_iters=10, eval_interval=50, eval_tokens=16_384, dropout=0.0, log_interval=10),
 }
 FIELDS = {f.name for f in fields(TrainConfig)}
+LR_RULE_WIDTH = 128  # lr_rule: the width from which the best rate of the sweeps stayed at 3.16e-3
 MODEL_FIELDS = ("block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "tie_weights", "init", "mlp", "pos",
                 "qk_norm")  # the TrainConfig fields that make the GPTConfig
 
 
 def make_config(preset: str, **overrides) -> TrainConfig:
-    """The preset, then every override that is not None."""
+    """The preset, then every override that is not None. The learning rate: --lr where given; else the
+    preset's where the shape and batch are the preset's; else lr_rule's for the shape and batch given."""
     if preset not in PRESETS:
         raise UserError(f"--preset {preset}: no such preset", f"choose one of {', '.join(PRESETS)}")
     unknown = set(overrides) - FIELDS
     if unknown:
         raise TypeError(f"unknown config fields: {sorted(unknown)}")
-    cfg = replace(TrainConfig(preset=preset), **PRESETS[preset])
-    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    base = replace(TrainConfig(preset=preset), **PRESETS[preset])
+    given = {k: v for k, v in overrides.items() if v is not None and k != "lr_from"}
+    cfg = replace(base, **given)
+    if "lr" in given:
+        cfg = replace(cfg, lr_from="flag")
+    elif any(getattr(cfg, k) != getattr(base, k) for k in RULE_FIELDS):
+        cfg = replace(cfg, lr=lr_rule(cfg), lr_from="rule")
     cfg.check()
     return cfg
+
+
+RULE_FIELDS = ("n_layer", "n_embd", "block_size", "batch_size", "grad_accum")  # what lr_rule reads
+
+
+def lr_rule(cfg: TrainConfig) -> float:
+    """The peak learning rate for a shape and batch given by flags, fitted to the CPU sweeps of the
+    default recipe (bench/lr_sweep.py, BENCHMARKS.md): 10^-2.5 from LR_RULE_WIDTH wide up, where the best
+    of the half-decade grid was 3.16e-3 at 128, 192 and 384 wide, at batches of 768 and 2,048 tokens
+    (Muon's update is scaled to AdamW's RMS, which keeps the best rate about flat in width); half a decade
+    higher per halving of the width below that (1e-2 at 64 wide, the tiny preset's best). Depth, block
+    size and batch moved the best by less than the grid's step, so they do not enter."""
+    halvings = max(math.log2(LR_RULE_WIDTH / cfg.n_embd), 0.0)
+    return float(f"{10 ** (-2.5 + 0.5 * halvings):.3g}")
+
+
+def lr_origin(cfg: TrainConfig) -> str:
+    """Where the run's lr came from, in words, for the start-up line."""
+    if cfg.lr_from == "flag":
+        return "--lr"
+    if cfg.lr_from == "rule":
+        return (f"the rule for a shape given by flags (3.16e-3 from {LR_RULE_WIDTH} wide up, half a decade more per "
+                "halving below; fitted to lr sweeps, BENCHMARKS.md)")
+    return f"the {cfg.preset} preset's"

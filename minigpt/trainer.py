@@ -19,7 +19,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .checkpoint import RUNS_DIR, RunFolder, versions
-from .config import TrainConfig
+from .config import TrainConfig, lr_origin
 from .cpu import onednn_layout, onednn_matmul_rule
 from .data import TokenData, find_dataset, to_device
 from .device import cpu_flags, describe, keep_freed_memory, muon_dtype, peak_flops, resolve_device, resolve_dtype
@@ -38,7 +38,7 @@ EXIT_NAN = 3
 # What --resume may change: how long, how often to evaluate and log, where and how fast it computes.
 # Everything else would make the resumed run another run (BENCHMARKS' exact-resume tests hold it fixed).
 RESUME_MAY_CHANGE = ("max_iters", "eval_interval", "log_interval", "eval_tokens", "device", "compile", "cuda_graphs",
-                     "muon_dtype")
+                     "muon_dtype", "lr_from")
 
 
 @dataclass
@@ -124,8 +124,7 @@ class Trainer:
         init = self.init_from
         name = f"{folder.name}-from-{init.run.path.resolve().name}" if init else f"{folder.name}-{cfg.preset}"
         self.run = RunFolder(out if out is not None else RUNS_DIR / name)
-        d.agree(lambda: (self.held.enter_context(folder_lock(self.run.path, "minigpt-train")),  # rank 0 writes
-                         self.run.path.is_dir() and self.run.clean_temporary()))
+        d.agree(self._hold_folder)
         self.model_cfg = GPTConfig.from_train(cfg, self.dataset.manifest["vocab_size"])
         self.config = {"model": self.model_cfg.to_json(), "train": cfg.to_json(),
                        "dataset": {"folder": str(folder.resolve()), "manifest_sha256": self.dataset.manifest_sha256,
@@ -154,6 +153,14 @@ class Trainer:
             self.tb = open_writer(self.run.path, self.step if resume else None)
             self.held.callback(self.tb.close)
         self.say(startup_line(self.config["runtime"]))
+        self.say(f"peak learning rate {cfg.lr:g}: {lr_origin(cfg)}")
+
+    def _hold_folder(self) -> None:
+        """Rank 0 writes the run folder: its lock, held to the end of the run, and what a killed process
+        left mid-write there removed."""
+        self.held.enter_context(folder_lock(self.run.path, "minigpt-train"))
+        if self.run.path.is_dir():
+            self.run.clean_temporary()
 
     def _runtime(self, ns_why: str, onednn: bool, matmul_why: str) -> dict:
         """How this run computes, as config.json records it and the start-up line says it."""
@@ -189,7 +196,8 @@ class Trainer:
 
     def _record_changes(self, saved: dict) -> None:
         """The flags a resume changed (those it may: RESUME_MAY_CHANGE), in config.json with the step."""
-        changed = {k: [saved.get(k), v] for k, v in self.cfg.to_json().items() if k != "preset" and saved.get(k) != v}
+        saved = {**TrainConfig().to_json(), **saved}
+        changed = {k: [saved[k], v] for k, v in self.cfg.to_json().items() if k != "preset" and saved[k] != v}
         if not changed:
             return
         config = self.run.read_config()
@@ -403,9 +411,9 @@ def _resume(run: RunFolder, config: dict) -> dict:
         raise UserError("--resume: the model shape differs from the checkpoint's: "
                         + ", ".join(f"{k} was {a}, now {b}" for k, (a, b) in diff.items()),
                         "resume with the run's own flags (see its config.json), or start a new run with another --out")
-    now = config["train"]
-    refused = {k: (state["train"].get(k), v) for k, v in now.items()
-               if k != "preset" and k not in RESUME_MAY_CHANGE and state["train"].get(k) != v}
+    saved = {**TrainConfig().to_json(), **state["train"]}  # a field newer than the checkpoint had its default
+    refused = {k: (saved[k], v) for k, v in config["train"].items()
+               if k != "preset" and k not in RESUME_MAY_CHANGE and saved[k] != v}
     if refused:
         raise UserError("--resume: these settings differ from the run's, and would make it another run: "
                         + "; ".join(f"--{k.replace('_', '-')} was {a}, now {b}" for k, (a, b) in refused.items()),
