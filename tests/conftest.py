@@ -105,3 +105,18 @@ def dataset(tmp_path_factory) -> Path:
                       "--out", root / "ds")
     assert r.code == 0, r.output
     return root / "ds"
+
+
+def stop_at(monkeypatch, step: int) -> None:
+    """SIGTERM mid-step at `step` of the training run about to start, as a real `kill` would arrive."""
+    import signal
+
+    from minigpt.data import TokenData
+
+    original = TokenData.batch
+
+    def batch(self, seed, s, micro, B, T):
+        if s == step and micro == 0:
+            signal.raise_signal(signal.SIGTERM)
+        return original(self, seed, s, micro, B, T)
+    monkeypatch.setattr(TokenData, "batch", batch)

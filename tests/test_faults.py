@@ -11,23 +11,12 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, metrics, run_inprocess
+from conftest import ROOT, metrics, run_inprocess, stop_at
 from minigpt.data import TokenData
 from minigpt.files import folder_lock
 from test_train import TINY, assert_error, run_train, without_timing
 
 ARGS = (*TINY, "--dropout", 0.1)
-
-
-def stop_at(monkeypatch, step: int) -> None:
-    """SIGTERM mid-step at `step`, as a real `kill` would arrive."""
-    original = TokenData.batch
-
-    def batch(self, seed, s, micro, B, T):
-        if s == step and micro == 0:
-            signal.raise_signal(signal.SIGTERM)
-        return original(self, seed, s, micro, B, T)
-    monkeypatch.setattr(TokenData, "batch", batch)
 
 
 @pytest.fixture

@@ -3,15 +3,13 @@ against the trainer's own evaluation, on text files, and their bad input."""
 
 import json
 import math
-import signal
 from pathlib import Path
 
 import pytest
 import torch
 
 from c4mirror import make_docs
-from conftest import invoke, metrics, run_inprocess
-from minigpt.data import TokenData
+from conftest import invoke, metrics, run_inprocess, stop_at
 from test_train import without_timing
 
 TEXT_A = "\n\n".join(d["text"] for d in make_docs(400, seed=21))  # non-ASCII in every third document
@@ -70,15 +68,9 @@ def test_a_fine_tuning_run_resumes_byte_identical(base, tmp_path, monkeypatch):
     args = ("--preset", "tiny", "--max-iters", 30, "--eval-interval", 10, "--data", base["b"], "--dropout", 0.1,
             "--eval-tokens", 2048)
     assert cli("train_app", *args, "--init-from", base["run"], "--out", tmp_path / "whole").exit_code == 0
-    original = TokenData.batch
-
-    def batch(self, seed, step, micro, B, T):
-        if step == 13 and micro == 0:
-            signal.raise_signal(signal.SIGTERM)
-        return original(self, seed, step, micro, B, T)
-    monkeypatch.setattr(TokenData, "batch", batch)
+    stop_at(monkeypatch, 13)
     assert cli("train_app", *args, "--init-from", base["run"], "--out", tmp_path / "parts").exit_code == 143
-    monkeypatch.setattr(TokenData, "batch", original)
+    monkeypatch.undo()
     r = cli("train_app", *args, "--resume", "--out", tmp_path / "parts")  # its shape from its own config.json
     assert r.exit_code == 0, r.output
     assert (tmp_path / "parts" / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()

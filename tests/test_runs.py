@@ -2,12 +2,11 @@
 metrics.jsonl, TensorBoard scalars equal to the metrics rows across a resume."""
 
 import json
-import signal
 import sys
 
 import pytest
 
-from conftest import invoke, metrics
+from conftest import invoke, metrics, stop_at
 from minigpt.data import TokenData
 from minigpt.files import folder_lock
 from test_train import TINY, run_train
@@ -17,16 +16,6 @@ def cli(app: str, *args):
     from minigpt import cli as module
 
     return invoke(getattr(module, app), *args)
-
-
-def stop_at(monkeypatch, step: int) -> None:
-    original = TokenData.batch
-
-    def batch(self, seed, s, micro, B, T):
-        if s == step and micro == 0:
-            signal.raise_signal(signal.SIGTERM)
-        return original(self, seed, s, micro, B, T)
-    monkeypatch.setattr(TokenData, "batch", batch)
 
 
 @pytest.fixture(scope="module")
