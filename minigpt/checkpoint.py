@@ -90,6 +90,15 @@ class RunFolder:
     def load_state(self, device: torch.device) -> dict:
         return torch.load(self.file(STATE), map_location=device, weights_only=True)
 
+    def saved_progress(self) -> tuple[int, int] | None:
+        """(step, max_iters) of the checkpoint, read memory-mapped (the tensors are never loaded); None
+        where there is none or it cannot be read."""
+        try:
+            state = torch.load(self.file(STATE), map_location="cpu", weights_only=True, mmap=True)
+            return int(state["step"]), int(state["train"]["max_iters"])
+        except Exception:  # noqa: BLE001 - a missing or damaged checkpoint is an answer here, not an error
+            return None
+
     def append_metrics(self, row: dict) -> None:
         """One whole line, flushed: a crash can tear at most the last line, which metrics() then drops."""
         with disk_faults(self.path), open(self.file(METRICS), "a", encoding="utf-8") as f:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CONFIG, STATE, WEIGHTS, SavedRun, load_weights, open_run
+from .checkpoint import CONFIG, WEIGHTS, RunFolder, SavedRun, load_weights, open_run
 from .config import MODEL_FIELDS, TrainConfig
 from .errors import UserError
 from .files import sha256_file
@@ -45,14 +45,8 @@ def open_source(path: Path, given: dict, resume: bool) -> InitFrom:
         raise UserError(f"--init-from takes the model's shape from {path}: leave out {', '.join(shape)}",
                         "training flags (--lr, --max-iters, --dropout, --batch-size, ...) still apply")
     run = open_run(path, "--init-from")
-    return InitFrom(run, sha256_file(run.path / WEIGHTS), _checkpoint_step(run))
-
-
-def _checkpoint_step(run: SavedRun) -> int | None:
-    try:  # memory-mapped: only the step is read from the checkpoint
-        return int(torch.load(run.path / STATE, map_location="cpu", weights_only=True, mmap=True)["step"])
-    except Exception:  # a run folder without its checkpoint (copied for sampling) still has its weights
-        return None
+    progress = RunFolder(run.path).saved_progress()  # a folder copied for sampling may have no checkpoint
+    return InitFrom(run, sha256_file(run.path / WEIGHTS), progress[0] if progress else None)
 
 
 def with_model_of(cfg: TrainConfig, model: dict) -> TrainConfig:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .checkpoint import RUNS_DIR, RunFolder
 from .errors import UserError
+from .files import write_atomic
 
 METRICS = ("val_loss", "train_loss", "val_bpc", "lr", "tokens_per_s")
 XS = {"step": "step", "tokens": "tokens_seen", "time": "elapsed_s"}
@@ -77,7 +78,5 @@ def plot(runs: list[Path], out: Path | None = None, x: str = "step", metric: str
     ax.legend(fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    from .files import write_atomic
-
     write_atomic(out, lambda tmp: fig.savefig(tmp, format=out.suffix[1:].lower()))
     return fig, out

@@ -111,24 +111,14 @@ def _count_params(model: dict) -> int | None:
 def _state(path: Path, row: RunRow) -> str:
     if lock_holder(path) is not None:
         return "running"
-    step = checkpoint_step(path)
-    if step is not None:  # a stop by a signal checkpoints a step that no metrics row may have logged
-        row.step = max(row.step or 0, step)
-    if step is None:
+    progress = RunFolder(path).saved_progress()
+    if progress is None:
         return "damaged (train_state.pt unreadable)" if (path / STATE).exists() else "no checkpoint yet"
+    step = progress[0]
+    row.step = max(row.step or 0, step)  # a stop by a signal checkpoints a step that no metrics row may have logged
     if row.max_iters is not None and step >= row.max_iters:
         return "finished"
     return f"stopped at step {step}"
-
-
-def checkpoint_step(path: Path) -> int | None:
-    """The step of a run folder's checkpoint (memory-mapped: only the step is read), or None."""
-    import torch
-
-    try:
-        return int(torch.load(path / STATE, map_location="cpu", weights_only=True, mmap=True)["step"])
-    except Exception:  # noqa: BLE001 - a missing or damaged checkpoint is a state of the row, not an error
-        return None
 
 
 def sort_rows(rows: list[RunRow], by: str) -> list[RunRow]:

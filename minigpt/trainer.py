@@ -196,7 +196,7 @@ class Trainer:
 
     def _record_changes(self, saved: dict) -> None:
         """The flags a resume changed (those it may: RESUME_MAY_CHANGE), in config.json with the step."""
-        saved = {**TrainConfig().to_json(), **saved}
+        saved = _with_defaults(saved)
         changed = {k: [saved[k], v] for k, v in self.cfg.to_json().items() if k != "preset" and saved[k] != v}
         if not changed:
             return
@@ -375,7 +375,7 @@ def log_line(row: dict, cfg: TrainConfig) -> str:
 def _check_fresh(run: RunFolder, force: bool) -> None:
     if not run.exists() or force:
         return
-    state_step, max_iters = _saved_progress(run)
+    state_step, max_iters = run.saved_progress() or (None, 0)
     if state_step is None:
         raise UserError(f"{run.path} holds a checkpoint that cannot be read ({run.file('train_state.pt').name} is damaged)",
                         "add --force to start over there, or choose another --out")
@@ -384,14 +384,6 @@ def _check_fresh(run: RunFolder, force: bool) -> None:
                         "choose another --out, or add --force to train over it")
     raise UserError(f"{run.path} holds an unfinished run (checkpoint at step {state_step})",
                     "add --resume to continue it, --force to start over, or choose another --out")
-
-
-def _saved_progress(run: RunFolder) -> tuple[int | None, int]:
-    try:
-        state = run.load_state(torch.device("cpu"))
-        return state["step"], state["train"]["max_iters"]
-    except Exception:
-        return None, 0
 
 
 def _resume(run: RunFolder, config: dict) -> dict:
@@ -411,7 +403,7 @@ def _resume(run: RunFolder, config: dict) -> dict:
         raise UserError("--resume: the model shape differs from the checkpoint's: "
                         + ", ".join(f"{k} was {a}, now {b}" for k, (a, b) in diff.items()),
                         "resume with the run's own flags (see its config.json), or start a new run with another --out")
-    saved = {**TrainConfig().to_json(), **state["train"]}  # a field newer than the checkpoint had its default
+    saved = _with_defaults(state["train"])
     refused = {k: (saved[k], v) for k, v in config["train"].items()
                if k != "preset" and k not in RESUME_MAY_CHANGE and saved[k] != v}
     if refused:
@@ -425,6 +417,11 @@ def _resume(run: RunFolder, config: dict) -> dict:
         raise UserError(f"--resume: the run trained on {before}, and this would continue it on "
                         f"{config['runtime']['device']}", f"resume it on {before} (--device {before})")
     return state
+
+
+def _with_defaults(train: dict) -> dict:
+    """A checkpoint's training settings, each field newer than the checkpoint at its default."""
+    return {**TrainConfig().to_json(), **train}
 
 
 def _saved_device_type(run: RunFolder) -> str | None:
