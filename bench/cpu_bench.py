@@ -10,10 +10,11 @@
 Sides:
 - minigpt: minigpt-train's own step, default recipe, built by the trainer itself (Trainer.open and
   prepare_step: its device settings, its precision rule, its optimizers) and called as its loop does;
-- minigpt-ns-fp32 (by default only where the rule picks bf16 for the iteration): the same with
-  --muon-dtype float32, which is what a CPU without bf16 instructions runs; on request minigpt-adamw,
-  minigpt-compile, and minigpt-mkl / minigpt-torch-dropout (the CPU path without oneDNN's Linear, or
-  with torch's own dropout);
+- minigpt-no-bf16 (by default only where the rules pick bf16 for the model or Muon's iteration): the
+  same with --dtype float32 --muon-dtype float32, which is what a CPU without bf16 instructions runs;
+  on request minigpt-fp32 (--dtype float32), minigpt-ns-fp32 (--muon-dtype float32), minigpt-bf16,
+  minigpt-adamw, minigpt-compile, and minigpt-mkl / minigpt-torch-dropout (the CPU path without
+  oneDNN's Linear, or with torch's own dropout);
 - baseline: a GPT written the textbook way (nanoGPT's model.py): eager, fp32, learned positions, GELU,
   biases, one fused qkv projection, causal scaled_dot_product_attention, the embedding tied to the
   head, AdamW (betas 0.9/0.95, decay 0.1 on matrices), clipping at 1.0; the same dropout, the same
@@ -56,7 +57,7 @@ sys.path.insert(0, str(ROOT))
 
 from minigpt.config import TrainConfig, make_config  # noqa: E402
 from minigpt.data import TokenData, find_dataset  # noqa: E402
-from minigpt.device import cpu_flags, cpu_name, muon_dtype  # noqa: E402
+from minigpt.device import cpu_flags, cpu_name, muon_dtype, resolve_dtype  # noqa: E402
 
 SHAPES = {
     "tiny": dict(preset="tiny"),
@@ -66,8 +67,9 @@ SHAPES = {
 
 
 # minigpt's sides: the default recipe, and flags that show what a choice of the default is worth
-SIDES = {"minigpt": {}, "minigpt-ns-fp32": {"muon_dtype": "float32"}, "minigpt-compile": {"compile": True},
-         "minigpt-adamw": {"optimizer": "adamw"}, "minigpt-mkl": {}, "minigpt-torch-dropout": {}}
+SIDES = {"minigpt": {}, "minigpt-no-bf16": {"dtype": "float32", "muon_dtype": "float32"},
+         "minigpt-fp32": {"dtype": "float32"}, "minigpt-ns-fp32": {"muon_dtype": "float32"}, "minigpt-compile": {"compile": True},
+         "minigpt-adamw": {"optimizer": "adamw"}, "minigpt-bf16": {"dtype": "bfloat16"}, "minigpt-mkl": {}, "minigpt-torch-dropout": {}}
 # ... and sides that undo one of the CPU path's choices, which no flag turns off (see without())
 
 
@@ -87,6 +89,12 @@ def without(side: str):
         yield
     finally:
         minigpt.trainer.onednn_matmul_rule, minigpt.cpu.DropoutMasks.usable = saved
+
+
+def bf16_somewhere(cfg: TrainConfig) -> bool:
+    """Whether minigpt-train's rules pick bf16 on this CPU for the model or Muon's iteration at this shape."""
+    cpu = torch.device("cpu")
+    return torch.bfloat16 in (resolve_dtype("auto", cpu, cfg.n_embd)[0], muon_dtype("auto", cpu, cfg.n_embd)[0])
 
 
 def shape_config(shape: str, **overrides) -> TrainConfig:
@@ -356,7 +364,7 @@ def kernels_bench(args) -> dict:
         F.dropout(x, p, True).sum().backward()
 
     def dropout_keyed():
-        (x * masks.scale(x.shape, p, x.dtype)).sum().backward()
+        masks.drop(x, p).sum().backward()
     out["dropout_fwd_bwd_us (12, 64, 128)"] = paired({"torch": dropout_torch, "keyed": dropout_keyed})
     attn = CausalSelfAttention(GPTConfig(vocab_size=100, n_embd=C, n_head=4, dropout=p)).train()
     attn.masks = masks
@@ -406,7 +414,7 @@ def main() -> None:
     ap.add_argument("--turn-steps", type=int, default=1, help="timed steps per turn")
     ap.add_argument("--warmup", type=int, default=8, help="untimed steps first")
     ap.add_argument("--sides", help=f"comma-separated, of {', '.join(SIDES)} and baseline (default: minigpt, "
-                    "minigpt-ns-fp32 where the rule picks bf16, baseline)")
+                    "minigpt-no-bf16 where a rule picks bf16, baseline)")
     ap.add_argument("--cli", type=int, default=0, metavar="N", help="also time `train.py --preset tiny` whole, N times")
     ap.add_argument("--ns", action="store_true", help="only Muon's iteration, bf16 against fp32, at --ns-widths")
     ap.add_argument("--ns-widths", default="64,96,128,192,384")
@@ -432,8 +440,8 @@ def main() -> None:
         folder, _ = find_dataset(args.data)
         args.data = folder
         sides = args.sides.split(",") if args.sides else ["minigpt", "baseline"]
-        if not args.sides and any(muon_dtype("auto", torch.device("cpu"), shape_config(s).n_embd)[0] == torch.bfloat16 for s in shapes):
-            sides.insert(1, "minigpt-ns-fp32")
+        if not args.sides and any(bf16_somewhere(shape_config(s)) for s in shapes):
+            sides.insert(1, "minigpt-no-bf16")  # what a CPU without bf16 instructions runs
         table = {}
         for shape in shapes:
             table[shape] = summarize(measure(shape, sides, args, args.warmup, args.turns, args.turn_steps),

@@ -65,7 +65,7 @@ def time_training(cfg, dataset: TokenData, device: torch.device, variant: str, s
     """ms/step of minigpt-train's own step (minigpt/step.py) in one variant: eager, compile, graph (the
     whole step as a CUDA graph) or compile+graph (what minigpt-train does on CUDA)."""
     torch.manual_seed(cfg.seed)
-    dtype = resolve_dtype(cfg.dtype, device)
+    dtype, _ = resolve_dtype(cfg.dtype, device, cfg.n_embd)
     model = GPT(GPTConfig.from_train(cfg, dataset.manifest["vocab_size"])).to(device)
     ns_dtype, _ = muon_dtype(cfg.muon_dtype, device, cfg.n_embd)  # as minigpt-train chooses it
     opts = make_optimizers(model, cfg, device, ns_dtype)

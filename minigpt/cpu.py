@@ -111,12 +111,24 @@ class DropoutMasks:
     def clear(self) -> None:
         self.gen = None
 
-    def scale(self, shape: torch.Size, p: float, dtype: torch.dtype) -> torch.Tensor:
-        """The next mask for a tensor of this shape: 0 where dropped, 1 / (1 - p) where kept."""
+    def kept(self, shape: torch.Size, p: float) -> tuple[torch.Tensor, float]:
+        """The next mask for a tensor of this shape (True where kept), and the scale of what is kept."""
         n = math.prod(shape)
-        bits = torch.from_numpy(self.gen.random_raw((n + 3) // 4).view(np.int16)[:n])  # uniform over int16
+        bits = self.gen.random_raw((n + 3) // 4).view(np.int16)[:n]  # uniform over int16
         dropped = round(p * 65536)  # the int16 values below the threshold are dropped: p rounded to 1/65536
-        return (bits >= dropped - 32768).to(dtype).mul_(65536 / (65536 - dropped)).view(shape)
+        kept = torch.from_numpy(bits >= dropped - 32768)  # compared by numpy: torch's int16 >= took 45x longer
+        return kept.view(shape), 65536 / (65536 - dropped)
+
+    def scale(self, shape: torch.Size, p: float, dtype: torch.dtype) -> torch.Tensor:
+        """The next mask as factors: 0 where dropped, 1 / (1 - p) where kept."""
+        kept, scale = self.kept(shape, p)
+        return kept.to(dtype).mul_(scale)
+
+    def drop(self, x: torch.Tensor, p: float) -> torch.Tensor:
+        """x with the next mask applied: in fp32 exactly x * scale(...); in bf16 the factor 1 / (1 - p) is
+        applied as a float, not rounded to bf16 first (1/0.9 would be 1.109 there: 0.2% too small)."""
+        kept, scale = self.kept(x.shape, p)
+        return (x * kept.to(x.dtype)).mul_(scale)
 
     def usable(self, x: torch.Tensor) -> bool:
         return self.gen is not None and x.device.type == "cpu" and not torch.compiler.is_compiling()
@@ -129,7 +141,7 @@ class KeyedDropout(nn.Dropout):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and self.p > 0 and self.masks is not None and self.masks.usable(x):
-            return x * self.masks.scale(x.shape, self.p, x.dtype)
+            return self.masks.drop(x, self.p)
         return super().forward(x)
 
 

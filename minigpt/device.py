@@ -26,6 +26,11 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that multiply bf16 
 # matrices (n_embd) up. bench/cpu_bench.py --ns, AMD EPYC (Zen 5, avx512_bf16), 2 cores: bf16 over fp32
 # 0.75-1.14x at n_embd 64, 1.5-2.0x at 96, 2.2-2.7x at 128, 3.3-3.7x at 192 and 384.
 BF16_NS_MIN_WIDTH = 96
+# The model under bf16 autocast on such a CPU, from this width up (weights, optimizer and loss stay fp32).
+# bench/cpu_bench.py (sides minigpt and minigpt-bf16, turn by turn), the same EPYC, 2026-12-02: the step
+# 1.17x as fast at 4 x 128 (batch 12), 0.75x at the tiny preset's 2 x 64; validation loss after 1,000
+# steps at 4 x 128 within 0.1% of fp32's (BENCHMARKS.md).
+BF16_MODEL_MIN_WIDTH = 128
 
 
 def resolve_device(name: str) -> torch.device:
@@ -46,12 +51,24 @@ def resolve_device(name: str) -> torch.device:
         raise UserError(f"--device {name}: not a device torch knows", "use auto, cpu, cuda, cuda:N or mps") from None
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32  # CPU and MPS: fp32, which is also what makes CPU runs exactly reproducible
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+def resolve_dtype(name: str, device: torch.device, n_embd: int) -> tuple[torch.dtype, str]:
+    """The precision of the model's forward and backward passes (autocast), and why. Chosen once per run.
+    On a CPU: bf16 from n_embd BF16_MODEL_MIN_WIDTH up where the CPU multiplies bf16 natively, fp32
+    elsewhere; runs stay exactly reproducible in either."""
+    if name != "auto":
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name], f"--dtype {name}"
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16, "CUDA: tensor cores multiply bf16"
+        return torch.float16, "CUDA without bf16"
+    if device.type == "cpu":
+        native = cpu_bf16()
+        if native and n_embd >= BF16_MODEL_MIN_WIDTH:
+            return torch.bfloat16, f"this CPU multiplies bf16 natively ({native})"
+        if native:
+            return torch.float32, f"width {n_embd} is too small for bf16 to pay (from {BF16_MODEL_MIN_WIDTH})"
+        return torch.float32, "this CPU has no bf16 instructions"
+    return torch.float32, f"{device.type}: not measured faster in bf16"
 
 
 def muon_dtype(name: str, device: torch.device, n_embd: int) -> tuple[torch.dtype, str]:

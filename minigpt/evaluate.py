@@ -99,7 +99,7 @@ def evaluate(run: Path, data: Path | None = None, split: str = "val", texts: lis
         windows = dataset.eval_windows(split, T, budget, saved.train.get("seed", 0))
         batches = dataset.eval_batches(split, windows, B, T)
         source = f"{dataset.folder} ({split})"
-    dtype = resolve_dtype(saved.train.get("dtype", "auto"), dev)
+    dtype, _ = resolve_dtype(saved.train.get("dtype", "auto"), dev, saved.model.n_embd)
     autocast = torch.autocast(dev.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
     model = _model(saved, dev)
     graphed = _graphed(model, autocast, (B, T + 1), dev) if dev.type == "cuda" else None

@@ -150,7 +150,7 @@ class CausalSelfAttention(nn.Module):
             torch.ones(T, T, dtype=torch.bool, device=q.device).triu_(1), float("-inf"))  # 0 on and below the diagonal
         att = torch.baddbmm(causal.expand(B * nh, T, T), q.reshape(B * nh, T, hs), k.reshape(B * nh, T, hs).mT,
                             alpha=1.0 / math.sqrt(hs)).view(B, nh, T, T).softmax(dim=-1)  # scaled, masked, one op
-        return (att * self.masks.scale(att.shape, self.dropout, att.dtype)) @ v  # (B, nh, T, hs)
+        return self.masks.drop(att, self.dropout) @ v  # (B, nh, T, hs)
 
 
 class MLP(nn.Module):

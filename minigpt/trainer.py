@@ -118,7 +118,7 @@ class Trainer:
         self.dataset = TokenData(folder, verify=verify_data)
         self.dataset.check_block_size(cfg.block_size)
         self.micros = micro_batches(cfg.grad_accum, d)
-        self.dtype = resolve_dtype(cfg.dtype, self.device)
+        self.dtype, dtype_why = resolve_dtype(cfg.dtype, self.device, cfg.n_embd)
         self.ns_dtype, ns_why = muon_dtype(cfg.muon_dtype, self.device, cfg.n_embd)
         onednn, matmul_why = _cpu_matmul(cfg, self.device)
         init = self.init_from
@@ -129,7 +129,7 @@ class Trainer:
         self.config = {"model": self.model_cfg.to_json(), "train": cfg.to_json(),
                        "dataset": {"folder": str(folder.resolve()), "manifest_sha256": self.dataset.manifest_sha256,
                                    "vocab_sha256": self.dataset.manifest["vocab_sha256"]},
-                       "runtime": self._runtime(ns_why, onednn, matmul_why), "versions": versions()}
+                       "runtime": self._runtime(dtype_why, ns_why, onednn, matmul_why), "versions": versions()}
         if init:
             self.config["init_from"] = init.to_json()
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
@@ -162,10 +162,10 @@ class Trainer:
         if self.run.path.is_dir():
             self.run.clean_temporary()
 
-    def _runtime(self, ns_why: str, onednn: bool, matmul_why: str) -> dict:
+    def _runtime(self, dtype_why: str, ns_why: str, onednn: bool, matmul_why: str) -> dict:
         """How this run computes, as config.json records it and the start-up line says it."""
         rt = {"device": str(self.device), "device_name": describe(self.device), "dtype": str(self.dtype)[6:],
-              "world_size": self.d.world_size}
+              "dtype_why": dtype_why, "world_size": self.d.world_size}
         if self.cfg.optimizer == "muon":
             rt.update(muon_dtype=str(self.ns_dtype)[6:], muon_dtype_why=ns_why)
         if self.device.type == "cpu":
@@ -344,6 +344,8 @@ def _cpu_matmul(cfg: TrainConfig, device: torch.device) -> tuple[bool, str]:
 def startup_line(rt: dict) -> str:
     """How the run computes, in one line: the device, the precision, Muon's iteration and why."""
     line = f"training on {rt['device']} ({rt['device_name']}) in {rt['dtype']}"
+    if "dtype_why" in rt:
+        line += f" ({rt['dtype_why']})"
     if "matmul" in rt:
         line += f"; matrix products: {rt['matmul']}"
     if "muon_dtype" in rt:

@@ -76,6 +76,20 @@ def test_keyed_dropout_is_torchs_without_a_key_and_on_in_training_only():
     assert torch.equal(drop.eval()(x), x)
 
 
+def test_keyed_dropout_in_bf16_scales_by_the_unrounded_factor():
+    """Under bf16 autocast the kept values are x / (1 - p) rounded once, as torch's dropout gives them, not
+    x times 1 / (1 - p) rounded to bf16 first (1/0.9 is 1.109 in bf16)."""
+    masks, x = DropoutMasks(), torch.randn(4096).bfloat16()
+    masks.key(3, 1, 0)
+    dropped = masks.drop(x, 0.1)
+    masks.key(3, 1, 0)
+    factors = masks.scale(x.shape, 0.1, torch.float32)  # 0 or 1 / (1 - p), in fp32
+    assert dropped.dtype == torch.bfloat16
+    assert torch.equal(dropped, (x.float() * factors).bfloat16())
+    masks.key(3, 1, 0)
+    assert not torch.equal(dropped, x * masks.scale(x.shape, 0.1, torch.bfloat16))  # what rounding first gave
+
+
 def test_attention_with_keyed_dropout_is_the_attention_of_its_mask():
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=50, block_size=16, n_layer=1, n_head=4, n_embd=32, dropout=0.25)
@@ -88,8 +102,8 @@ def test_attention_with_keyed_dropout_is_the_attention_of_its_mask():
     mask = attn.masks.scale((2, 4, 16, 16), 0.25, torch.float32)
     weights = F.scaled_dot_product_attention(q, k, torch.eye(16).expand(2, 4, 16, 16), is_causal=True)  # softmax(QK^T)
     assert torch.allclose(y, (weights * mask) @ v, atol=1e-5)
-    ones = torch.ones_like(mask)  # and with nothing dropped it is scaled_dot_product_attention
-    attn.masks.scale = lambda shape, p, dtype: ones
+    # and with nothing dropped it is scaled_dot_product_attention
+    attn.masks.kept = lambda shape, p: (torch.ones(shape, dtype=torch.bool), 1.0)
     assert torch.allclose(attn.keyed_dropout_attention(q, k, v), F.scaled_dot_product_attention(q, k, v, is_causal=True),
                           atol=1e-5)
 

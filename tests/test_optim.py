@@ -1,4 +1,4 @@
-"""Muon: batched as torch.optim.Muon, bit for bit; its Newton-Schulz precision per device; checkpoints."""
+"""Muon: batched as torch.optim.Muon, bit for bit; its Newton-Schulz precision per device, and the model's; checkpoints."""
 
 import copy
 import io
@@ -11,6 +11,21 @@ from minigpt.optim import Muon
 
 
 # ---- Muon's Newton-Schulz precision: the rule, the fp32 path, checkpoints ----
+
+@pytest.mark.parametrize("device,bf16,n_embd,expected", [
+    ("mps", None, 384, torch.float32),
+    ("cpu", None, 384, torch.float32),  # no bf16 instructions
+    ("cpu", "avx512_bf16", dev.BF16_MODEL_MIN_WIDTH // 2, torch.float32),  # bf16 instructions, too small to pay
+    ("cpu", "avx512_bf16", dev.BF16_MODEL_MIN_WIDTH, torch.bfloat16),
+    ("cpu", "amx_bf16", 384, torch.bfloat16),
+])
+def test_model_precision_follows_the_device(monkeypatch, device, bf16, n_embd, expected):
+    monkeypatch.setattr(dev, "cpu_bf16", lambda: bf16)
+    dtype, why = dev.resolve_dtype("auto", torch.device(device), n_embd)
+    assert dtype == expected and why
+    for name, forced in (("float32", torch.float32), ("bfloat16", torch.bfloat16), ("float16", torch.float16)):
+        assert dev.resolve_dtype(name, torch.device(device), n_embd) == (forced, f"--dtype {name}")
+
 
 @pytest.mark.parametrize("device,bf16,n_embd,expected", [
     ("cuda", None, 64, torch.bfloat16),  # tensor cores, whatever the width

@@ -211,7 +211,8 @@ def test_sigterm_at_any_step_then_resume_is_byte_identical(dataset, tmp_path, mo
         flags = ("--optimizer", "adamw" if d.optimizer == "muon" else "muon", "--pos", "learned" if d.pos == "rope" else "rope",
                  "--mlp", "gelu" if d.mlp == "relu2" else "relu2", "--qk-norm" if not d.qk_norm else "--no-qk-norm",
                  "--schedule", "cosine" if d.schedule == "wsd" else "wsd",
-                 "--muon-dtype", "bfloat16")  # the tiny preset's iteration is fp32 on every CPU (device.muon_dtype)
+                 # the tiny preset's iteration and model are fp32 on every CPU (device.muon_dtype, resolve_dtype)
+                 "--muon-dtype", "bfloat16", "--dtype", "bfloat16")
     args = (*TINY, *flags, "--dropout", 0.1, "--grad-accum", accum, "--data", dataset)  # dropout: RNG state too
     assert run_train(*args, "--out", whole).exit_code == 0
 
@@ -335,10 +336,12 @@ def test_compile_on_cpu_trains_the_same_model_or_falls_back_with_a_message(datas
         assert compiled[-1]["val_loss"] == pytest.approx(plain[-1]["val_loss"], rel=1e-4)
 
 
-@pytest.mark.parametrize("bf16_cpu,n_embd,expected", [(None, 128, "float32"), ("avx512_bf16", 128, "bfloat16"),
-                                                      ("avx512_bf16", 64, "float32")])
-def test_the_newton_schulz_precision_is_chosen_once_recorded_and_said(dataset, tmp_path, monkeypatch, bf16_cpu, n_embd,
-                                                                       expected):
+@pytest.mark.parametrize("bf16_cpu,n_embd,expected,model", [
+    (None, 128, "float32", "float32"), ("avx512_bf16", 128, "bfloat16", "bfloat16"), ("avx512_bf16", 96, "bfloat16", "float32"),
+    ("avx512_bf16", 64, "float32", "float32")])
+def test_the_precisions_are_chosen_once_recorded_and_said(dataset, tmp_path, monkeypatch, bf16_cpu, n_embd, expected,
+                                                         model):
+    """Muon's iteration (device.muon_dtype) and the model's autocast (device.resolve_dtype), per CPU and width."""
     from minigpt import device
 
     monkeypatch.setattr(device, "cpu_bf16", lambda: bf16_cpu)
@@ -346,8 +349,9 @@ def test_the_newton_schulz_precision_is_chosen_once_recorded_and_said(dataset, t
     r = run_train(*TINY, "--max-iters", 2, "--eval-interval", 2, "--n-embd", n_embd, "--data", dataset, "--out", run)
     assert r.exit_code == 0, r.output
     runtime = json.loads((run / "config.json").read_text())["runtime"]
-    assert runtime["muon_dtype"] == expected and runtime["device"] == "cpu" and runtime["dtype"] == "float32"
+    assert runtime["muon_dtype"] == expected and runtime["device"] == "cpu" and runtime["dtype"] == model
     assert f"Muon's Newton-Schulz iteration in {expected} ({runtime['muon_dtype_why']})" in r.output
+    assert f"in {model} ({runtime['dtype_why']})" in r.output
     assert r.output.count("Newton-Schulz") == 1  # one start-up line
     assert {"threads", "cpu_flags", "matmul", "keep_freed_memory"} <= runtime.keys()
 
