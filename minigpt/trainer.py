@@ -344,6 +344,8 @@ def _cpu_matmul(cfg: TrainConfig, device: torch.device) -> tuple[bool, str]:
 def startup_line(rt: dict) -> str:
     """How the run computes, in one line: the device, the precision, Muon's iteration and why."""
     line = f"training on {rt['device']} ({rt['device_name']}) in {rt['dtype']}"
+    if rt["dtype"] != "float32":
+        line += " autocast"  # the weights, the optimizers and the loss stay fp32
     if "dtype_why" in rt:
         line += f" ({rt['dtype_why']})"
     if "matmul" in rt:

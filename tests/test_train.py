@@ -351,7 +351,7 @@ def test_the_precisions_are_chosen_once_recorded_and_said(dataset, tmp_path, mon
     runtime = json.loads((run / "config.json").read_text())["runtime"]
     assert runtime["muon_dtype"] == expected and runtime["device"] == "cpu" and runtime["dtype"] == model
     assert f"Muon's Newton-Schulz iteration in {expected} ({runtime['muon_dtype_why']})" in r.output
-    assert f"in {model} ({runtime['dtype_why']})" in r.output
+    assert f"in {model}{' autocast' if model == 'bfloat16' else ''} ({runtime['dtype_why']})" in r.output
     assert r.output.count("Newton-Schulz") == 1  # one start-up line
     assert {"threads", "cpu_flags", "matmul", "keep_freed_memory"} <= runtime.keys()
 
