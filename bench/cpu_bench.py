@@ -69,7 +69,8 @@ SHAPES = {
 # minigpt's sides: the default recipe, and flags that show what a choice of the default is worth
 SIDES = {"minigpt": {}, "minigpt-no-bf16": {"dtype": "float32", "muon_dtype": "float32"},
          "minigpt-fp32": {"dtype": "float32"}, "minigpt-ns-fp32": {"muon_dtype": "float32"}, "minigpt-compile": {"compile": True},
-         "minigpt-adamw": {"optimizer": "adamw"}, "minigpt-bf16": {"dtype": "bfloat16"}, "minigpt-mkl": {}, "minigpt-torch-dropout": {}}
+         "minigpt-adamw": {"optimizer": "adamw"}, "minigpt-learned-pos": {"pos": "learned"}, "minigpt-gelu": {"mlp": "gelu"},
+         "minigpt-no-qk-norm": {"qk_norm": False}, "minigpt-bf16": {"dtype": "bfloat16"}, "minigpt-mkl": {}, "minigpt-torch-dropout": {}}
 # ... and sides that undo one of the CPU path's choices, which no flag turns off (see without())
 
 
