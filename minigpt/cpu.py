@@ -86,27 +86,29 @@ def onednn_layout(model: nn.Module) -> nn.Module:
     return model
 
 
-# data.py's Philox streams under one seed: 0 the batches, 1 the train evaluation's windows, 2 dropout masks
+# data.py's streams under one seed: 0 the batches, 1 the train evaluation's windows, 2 dropout masks
 DROPOUT_STREAM = 2
 
 
 class DropoutMasks:
-    """Dropout masks for CPU training, drawn by numpy's Philox and keyed by (seed, step, micro-batch).
+    """Dropout masks for CPU training, drawn by numpy's PCG64 and keyed by (seed, step, micro-batch).
 
     torch's CPU dropout draws from one Mersenne Twister, element by element: ~10 ns an element, a quarter
     of a step at 4 x 128, batch 12, dropout 0.2, where the attention's dropout also pushes
     scaled_dot_product_attention off its flash kernel (3x the time of the layer's attention). Here 16
-    random bits an element come from Philox (~1.4 ns an element), and p is rounded to 1/65536. Keyed like
-    the batches (data.py), the masks are a function of the step: a resumed run, or K processes under
-    torchrun taking their micro-batches of a step, draw exactly the masks of one uninterrupted process.
-    The trainer's step sets the key before each micro-batch (key) and clears it after; with no key the
-    model's dropout is torch's."""
+    random bits an element come from PCG64 (~0.4 ns an element; Philox, which data.py's batches use,
+    took ~2 ns: 2-3% of that step, bench/cpu_bench.py --kernels), and p is rounded to 1/65536. Each key
+    (seed, stream, micro-batch, step) seeds its own generator through a SeedSequence, so the masks are a
+    function of the step, like the batches: a resumed run, or K processes under torchrun taking their
+    micro-batches of a step, draw exactly the masks of one uninterrupted process. The trainer's step
+    sets the key before each micro-batch (key) and clears it after; with no key the model's dropout is
+    torch's."""
 
     def __init__(self):
-        self.gen: np.random.Philox | None = None
+        self.gen: np.random.PCG64 | None = None
 
     def key(self, seed: int, step: int, micro: int) -> None:
-        self.gen = np.random.Philox(key=seed, counter=[0, DROPOUT_STREAM, micro, step])
+        self.gen = np.random.PCG64(np.random.SeedSequence([seed, DROPOUT_STREAM, micro, step]))
 
     def clear(self) -> None:
         self.gen = None

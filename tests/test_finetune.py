@@ -91,6 +91,25 @@ def test_eval_on_the_run_s_own_dataset_is_the_trainer_s_last_evaluation(base):
     assert f"loss {score['loss']:.4f} nats/char" in r.stdout and "bits/byte" in r.stdout
 
 
+def test_eval_follows_the_runs_precision_rule(base, tmp_path, monkeypatch):
+    """A run the rule put in bf16 autocast (a CPU with bf16 instructions, 128 wide) is evaluated in bf16 too:
+    minigpt-eval gives the trainer's last validation loss; on a CPU without them, fp32's, close to it."""
+    from minigpt import device
+
+    monkeypatch.setattr(device, "cpu_bf16", lambda: "avx512_bf16")
+    run = tmp_path / "wide"
+    r = cli("train_app", "--preset", "tiny", "--n-embd", 128, "--max-iters", 10, "--eval-interval", 10,
+            "--eval-tokens", 2048, "--data", base["a"], "--out", run)
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "config.json").read_text())["runtime"]["dtype"] == "bfloat16"
+    trained = last_val(run)
+    score = json.loads(cli("eval_app", "--run", run, "--json").stdout)
+    assert score["loss"] == pytest.approx(trained, rel=1e-6)
+    monkeypatch.setattr(device, "cpu_bf16", lambda: None)
+    fp32 = json.loads(cli("eval_app", "--run", run, "--json").stdout)["loss"]
+    assert fp32 != trained and fp32 == pytest.approx(trained, rel=1e-2)
+
+
 def test_eval_of_a_text_equals_eval_of_a_dataset_prepared_from_it(base, tmp_path):
     text = tmp_path / "t.txt"
     text.write_text(TEXT_B[:5000])
