@@ -115,7 +115,9 @@ def make_optimizers(model: GPT, cfg: TrainConfig, device: torch.device,
     blocks' matrices (its update scaled to AdamW's size, so the same --lr fits both; its Newton-Schulz
     iteration in ns_dtype) and AdamW for the embeddings, the head and the 1-D gains and biases."""
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    adam_kw = dict(lr=cfg.lr, betas=(0.9, cfg.beta2), fused=device.type == "cuda")
+    # fused: one kernel a tensor; on the CPU 99 us a step against the for-loop's 223 for the tiny preset's
+    # AdamW parameters (2026-12-02, AMD EPYC, 2 cores); MPS not measured
+    adam_kw = dict(lr=cfg.lr, betas=(0.9, cfg.beta2), fused=device.type in ("cuda", "cpu"))
     if cfg.optimizer == "muon":
         hidden = [p for n, p in params.items() if p.dim() == 2 and n.startswith("blocks.")]
         rest = [p for n, p in params.items() if not (p.dim() == 2 and n.startswith("blocks."))]
