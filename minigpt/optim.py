@@ -88,25 +88,33 @@ class Muon(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self) -> None:
         for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            bufs = [self._momentum_buffer(p) for p in params]
+            # the elementwise parts over every matrix at once (one foreach call each), the iteration per shape
+            torch._foreach_lerp_(bufs, grads, 1 - group["momentum"])
+            updates = torch._foreach_lerp(grads, bufs, group["momentum"]) if group["nesterov"] else bufs
+            lr = group["lr"]
+            torch._foreach_mul_(params, 1 - lr * group["weight_decay"])  # decoupled weight decay
             by_shape = defaultdict(list)
-            for p in group["params"]:
-                if p.grad is not None:
-                    by_shape[p.shape].append(p)
-                    if "momentum_buffer" not in self.state[p]:
-                        self.state[p]["momentum_buffer"] = torch.zeros_like(p)
-            for shape, params in by_shape.items():
-                grads = [p.grad for p in params]
-                bufs = [self.state[p]["momentum_buffer"] for p in params]
-                torch._foreach_lerp_(bufs, grads, 1 - group["momentum"])
-                updates = torch._foreach_lerp(grads, bufs, group["momentum"]) if group["nesterov"] else bufs
-                O = newton_schulz(torch.stack(updates), group["ns_coefficients"], group["ns_steps"], group["eps"],
-                                   self.ns_dtype)
-                lr, scale = group["lr"], muon_lr_scale(group["adjust_lr_fn"], shape)
-                torch._foreach_mul_(params, 1 - lr * group["weight_decay"])  # decoupled weight decay
+            for i, p in enumerate(params):
+                by_shape[p.shape].append(i)
+            for shape, index in by_shape.items():
+                O = newton_schulz(torch.stack([updates[i] for i in index]), group["ns_coefficients"],
+                                  group["ns_steps"], group["eps"], self.ns_dtype)
+                scale, same = muon_lr_scale(group["adjust_lr_fn"], shape), [params[i] for i in index]
                 if torch.is_tensor(lr):  # inside a CUDA graph (step.py): the rate is read from the device
-                    torch._foreach_add_(params, list((O.to(params[0].dtype) * (-lr * scale)).unbind(0)))
+                    torch._foreach_add_(same, list((O.to(same[0].dtype) * (-lr * scale)).unbind(0)))
                 else:
-                    torch._foreach_add_(params, list(O.to(params[0].dtype).unbind(0)), alpha=-lr * scale)
+                    torch._foreach_add_(same, list(O.to(same[0].dtype).unbind(0)), alpha=-lr * scale)
+
+    def _momentum_buffer(self, p: torch.Tensor) -> torch.Tensor:
+        state = self.state[p]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(p)
+        return state["momentum_buffer"]
 
 
 def make_optimizers(model: GPT, cfg: TrainConfig, device: torch.device,
