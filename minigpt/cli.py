@@ -197,7 +197,7 @@ def train(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps."),
     dtype: Optional[str] = typer.Option(None, "--dtype", show_default="auto",
                                         help="The model's precision: auto (bf16 autocast on CUDA, fp16 on GPUs "
-                                             "without bf16, and from --n-embd 128 on CPUs with bf16 instructions; "
+                                             "without bf16, and from --n-embd 96 on CPUs with bf16 instructions; "
                                              "fp32 elsewhere), float32, bfloat16 or float16."),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", show_default="on for CUDA",
                                            help="torch.compile the model."),

@@ -26,11 +26,12 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that multiply bf16 
 # matrices (n_embd) up. bench/cpu_bench.py --ns, AMD EPYC (Zen 5, avx512_bf16), 2 cores: bf16 over fp32
 # 0.75-1.14x at n_embd 64, 1.5-2.0x at 96, 2.2-2.7x at 128, 3.3-3.7x at 192 and 384.
 BF16_NS_MIN_WIDTH = 96
-# The model under bf16 autocast on such a CPU, from this width up (weights, optimizer and loss stay fp32).
-# bench/cpu_bench.py (sides minigpt and minigpt-bf16, turn by turn), the same EPYC, 2026-12-02: the step
-# 1.17x as fast at 4 x 128 (batch 12), 0.75x at the tiny preset's 2 x 64; validation loss after 1,000
-# steps at 4 x 128 within 0.1% of fp32's (BENCHMARKS.md).
-BF16_MODEL_MIN_WIDTH = 128
+# The model under bf16 autocast on such a CPU, from this width up (weights, optimizer and loss stay fp32;
+# attention runs in fp32, model.causal_attention). bench/cpu_bench.py and side-by-side steps, the same EPYC,
+# 2026-12-02, bf16 over fp32: 1.25x at 4 x 128 (batch 12, dropout 0.2), 1.15x with dropout 0, 1.08-1.13x
+# at 96 wide, 1.06x at the tiny preset's 64 (kept in fp32: where two processes must agree with one to 1e-5,
+# tests/test_ddp.py); validation loss after 1,000 steps at 4 x 128 within 0.3% of fp32's (BENCHMARKS.md).
+BF16_MODEL_MIN_WIDTH = 96
 
 
 def resolve_device(name: str) -> torch.device:
