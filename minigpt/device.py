@@ -63,12 +63,7 @@ def resolve_dtype(name: str, device: torch.device, n_embd: int) -> tuple[torch.d
             return torch.bfloat16, "CUDA: tensor cores multiply bf16"
         return torch.float16, "CUDA without bf16"
     if device.type == "cpu":
-        native = cpu_bf16()
-        if native and n_embd >= BF16_MODEL_MIN_WIDTH:
-            return torch.bfloat16, f"this CPU multiplies bf16 natively ({native})"
-        if native:
-            return torch.float32, f"width {n_embd} is too small for bf16 to pay (from {BF16_MODEL_MIN_WIDTH})"
-        return torch.float32, "this CPU has no bf16 instructions"
+        return _cpu_bf16_rule(n_embd, BF16_MODEL_MIN_WIDTH, f"width {n_embd} is")
     return torch.float32, f"{device.type}: not measured faster in bf16"
 
 
@@ -84,13 +79,18 @@ def muon_dtype(name: str, device: torch.device, n_embd: int) -> tuple[torch.dtyp
     if device.type == "cuda":
         return torch.bfloat16, "CUDA: tensor cores multiply bf16"
     if device.type == "cpu":
-        native = cpu_bf16()
-        if native and n_embd >= BF16_NS_MIN_WIDTH:
-            return torch.bfloat16, f"this CPU multiplies bf16 natively ({native})"
-        if native:
-            return torch.float32, f"matrices of width {n_embd} are too small for bf16 to pay (from {BF16_NS_MIN_WIDTH})"
-        return torch.float32, "this CPU has no bf16 instructions"
+        return _cpu_bf16_rule(n_embd, BF16_NS_MIN_WIDTH, f"matrices of width {n_embd} are")
     return torch.float32, f"{device.type}: not measured faster in bf16"
+
+
+def _cpu_bf16_rule(n_embd: int, min_width: int, subject: str) -> tuple[torch.dtype, str]:
+    """bf16 where this CPU multiplies bf16 natively and n_embd reaches min_width, fp32 elsewhere; and why."""
+    native = cpu_bf16()
+    if native and n_embd >= min_width:
+        return torch.bfloat16, f"this CPU multiplies bf16 natively ({native})"
+    if native:
+        return torch.float32, f"{subject} too small for bf16 to pay (from {min_width})"
+    return torch.float32, "this CPU has no bf16 instructions"
 
 
 def peak_flops(device: torch.device) -> float | None:

@@ -12,35 +12,31 @@ from minigpt.optim import Muon
 
 # ---- Muon's Newton-Schulz precision: the rule, the fp32 path, checkpoints ----
 
-@pytest.mark.parametrize("device,bf16,n_embd,expected", [
-    ("mps", None, 384, torch.float32),
-    ("cpu", None, 384, torch.float32),  # no bf16 instructions
-    ("cpu", "avx512_bf16", dev.BF16_MODEL_MIN_WIDTH // 2, torch.float32),  # bf16 instructions, too small to pay
-    ("cpu", "avx512_bf16", dev.BF16_MODEL_MIN_WIDTH, torch.bfloat16),
-    ("cpu", "amx_bf16", 384, torch.bfloat16),
-])
-def test_model_precision_follows_the_device(monkeypatch, device, bf16, n_embd, expected):
-    monkeypatch.setattr(dev, "cpu_bf16", lambda: bf16)
-    dtype, why = dev.resolve_dtype("auto", torch.device(device), n_embd)
-    assert dtype == expected and why
-    for name, forced in (("float32", torch.float32), ("bfloat16", torch.bfloat16), ("float16", torch.float16)):
-        assert dev.resolve_dtype(name, torch.device(device), n_embd) == (forced, f"--dtype {name}")
+# the model's precision (device.resolve_dtype, --dtype) and Muon's (device.muon_dtype, --muon-dtype)
+RULES = {"model": (dev.resolve_dtype, dev.BF16_MODEL_MIN_WIDTH, "--dtype", ("float32", "bfloat16", "float16")),
+         "muon": (dev.muon_dtype, dev.BF16_NS_MIN_WIDTH, "--muon-dtype", ("float32", "bfloat16"))}
 
 
+@pytest.mark.parametrize("which", RULES)
 @pytest.mark.parametrize("device,bf16,n_embd,expected", [
-    ("cuda", None, 64, torch.bfloat16),  # tensor cores, whatever the width
     ("mps", None, 384, torch.float32),  # not measured faster in bf16
     ("cpu", None, 384, torch.float32),  # no bf16 instructions: a bf16 product is emulated
-    ("cpu", "avx512_bf16", 64, torch.float32),  # bf16 instructions, but too small to pay
-    ("cpu", "avx512_bf16", dev.BF16_NS_MIN_WIDTH, torch.bfloat16),
+    ("cpu", "avx512_bf16", "half the threshold", torch.float32),  # bf16 instructions, but too small to pay
+    ("cpu", "avx512_bf16", "the threshold", torch.bfloat16),
     ("cpu", "amx_bf16", 384, torch.bfloat16),
 ])
-def test_muon_precision_follows_the_device(monkeypatch, device, bf16, n_embd, expected):
+def test_precisions_follow_the_device(monkeypatch, which, device, bf16, n_embd, expected):
+    rule, threshold, flag, names = RULES[which]
+    n_embd = {"half the threshold": threshold // 2, "the threshold": threshold}.get(n_embd, n_embd)
     monkeypatch.setattr(dev, "cpu_bf16", lambda: bf16)
-    dtype, why = dev.muon_dtype("auto", torch.device(device), n_embd)
+    dtype, why = rule("auto", torch.device(device), n_embd)
     assert dtype == expected and why
-    for name, forced in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):  # an explicit choice always wins
-        assert dev.muon_dtype(name, torch.device(device), n_embd) == (forced, f"--muon-dtype {name}")
+    for name in names:  # an explicit choice always wins
+        assert rule(name, torch.device(device), n_embd) == (getattr(torch, name), f"{flag} {name}")
+
+
+def test_muon_iterates_in_bf16_on_cuda_whatever_the_width():
+    assert dev.muon_dtype("auto", torch.device("cuda"), 64) == (torch.bfloat16, "CUDA: tensor cores multiply bf16")
 
 
 def fp32_newton_schulz(grad, ns_coefficients, ns_steps, eps):
