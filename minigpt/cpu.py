@@ -121,14 +121,10 @@ class DropoutMasks:
         kept = torch.from_numpy(bits >= dropped - 32768)  # compared by numpy: torch's int16 >= took 45x longer
         return kept.view(shape), 65536 / (65536 - dropped)
 
-    def scale(self, shape: torch.Size, p: float, dtype: torch.dtype) -> torch.Tensor:
-        """The next mask as factors: 0 where dropped, 1 / (1 - p) where kept."""
-        kept, scale = self.kept(shape, p)
-        return kept.to(dtype).mul_(scale)
-
     def drop(self, x: torch.Tensor, p: float) -> torch.Tensor:
-        """x with the next mask applied: in fp32 exactly x * scale(...); in bf16 the factor 1 / (1 - p) is
-        applied as a float, not rounded to bf16 first (1/0.9 would be 1.109 there: 0.2% too small)."""
+        """x with the next mask applied: 0 where dropped, x / (1 - p) where kept. In fp32 exactly x times the
+        factors (0 or 1 / (1 - p)); in bf16 the factor is applied as a float, not rounded to bf16 first
+        (1/0.9 would be 1.109 there: 0.2% too small)."""
         kept, scale = self.kept(x.shape, p)
         return (x * kept.to(x.dtype)).mul_(scale)
 

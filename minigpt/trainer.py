@@ -346,8 +346,7 @@ def startup_line(rt: dict) -> str:
     line = f"training on {rt['device']} ({rt['device_name']}) in {rt['dtype']}"
     if rt["dtype"] != "float32":
         line += " autocast"  # the weights, the optimizers and the loss stay fp32
-    if "dtype_why" in rt:
-        line += f" ({rt['dtype_why']})"
+    line += f" ({rt['dtype_why']})"
     if "matmul" in rt:
         line += f"; matrix products: {rt['matmul']}"
     if "muon_dtype" in rt:

@@ -45,16 +45,22 @@ def test_onednn_layout_keeps_the_tied_head_and_the_loss():
 
 # ---- keyed dropout masks ----
 
+def factors(masks: DropoutMasks, shape, p: float, dtype: torch.dtype) -> torch.Tensor:
+    """The next mask as factors: 0 where dropped, 1 / (1 - p) where kept."""
+    kept, scale = masks.kept(shape, p)
+    return kept.to(dtype).mul_(scale)
+
+
 def test_dropout_masks_are_keyed_and_drop_p_of_the_elements():
     masks = DropoutMasks()
     masks.key(seed=7, step=3, micro=1)
-    a, a2 = masks.scale((64, 1000), 0.2, torch.float32), masks.scale((64, 1000), 0.2, torch.float32)
+    a, a2 = factors(masks, (64, 1000), 0.2, torch.float32), factors(masks, (64, 1000), 0.2, torch.float32)
     assert not torch.equal(a, a2)  # each draw goes on in the stream
     masks.key(seed=7, step=3, micro=1)
-    assert torch.equal(masks.scale((64, 1000), 0.2, torch.float32), a)  # the same key: the same masks
+    assert torch.equal(factors(masks, (64, 1000), 0.2, torch.float32), a)  # the same key: the same masks
     for other in (dict(seed=8, step=3, micro=1), dict(seed=7, step=4, micro=1), dict(seed=7, step=3, micro=0)):
         masks.key(**other)
-        assert not torch.equal(masks.scale((64, 1000), 0.2, torch.float32), a)
+        assert not torch.equal(factors(masks, (64, 1000), 0.2, torch.float32), a)
     kept = 65536 / (65536 - round(0.2 * 65536))
     assert a.unique().tolist() == pytest.approx([0.0, kept])
     assert (a == 0).float().mean().item() == pytest.approx(0.2, abs=0.005)
@@ -72,7 +78,7 @@ def test_keyed_dropout_is_torchs_without_a_key_and_on_in_training_only():
     drop.masks.key(1, 0, 0)
     keyed = drop(x)
     drop.masks.key(1, 0, 0)
-    assert torch.equal(keyed, x * drop.masks.scale(x.shape, 0.5, x.dtype))
+    assert torch.equal(keyed, x * factors(drop.masks, x.shape, 0.5, x.dtype))
     assert torch.equal(drop.eval()(x), x)
 
 
@@ -83,11 +89,11 @@ def test_keyed_dropout_in_bf16_scales_by_the_unrounded_factor():
     masks.key(3, 1, 0)
     dropped = masks.drop(x, 0.1)
     masks.key(3, 1, 0)
-    factors = masks.scale(x.shape, 0.1, torch.float32)  # 0 or 1 / (1 - p), in fp32
+    fp32 = factors(masks, x.shape, 0.1, torch.float32)  # 0 or 1 / (1 - p), in fp32
     assert dropped.dtype == torch.bfloat16
-    assert torch.equal(dropped, (x.float() * factors).bfloat16())
+    assert torch.equal(dropped, (x.float() * fp32).bfloat16())
     masks.key(3, 1, 0)
-    assert not torch.equal(dropped, x * masks.scale(x.shape, 0.1, torch.bfloat16))  # what rounding first gave
+    assert not torch.equal(dropped, x * factors(masks, x.shape, 0.1, torch.bfloat16))  # what rounding first gave
 
 
 def test_attention_with_keyed_dropout_is_the_attention_of_its_mask():
@@ -99,7 +105,7 @@ def test_attention_with_keyed_dropout_is_the_attention_of_its_mask():
     attn.masks.key(5, 2, 0)
     y = attn.keyed_dropout_attention(q, k, v)
     attn.masks.key(5, 2, 0)
-    mask = attn.masks.scale((2, 4, 16, 16), 0.25, torch.float32)
+    mask = factors(attn.masks, (2, 4, 16, 16), 0.25, torch.float32)
     weights = F.scaled_dot_product_attention(q, k, torch.eye(16).expand(2, 4, 16, 16), is_causal=True)  # softmax(QK^T)
     assert torch.allclose(y, (weights * mask) @ v, atol=1e-5)
     # and with nothing dropped it is scaled_dot_product_attention
