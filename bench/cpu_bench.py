@@ -6,6 +6,7 @@
     python bench/cpu_bench.py --data DIR --cli 3                 # also `train.py --preset tiny` 3 times, whole
     python bench/cpu_bench.py --ns                               # Muon's iteration alone, bf16 against fp32
     python bench/cpu_bench.py --kernels                          # each replaced piece against what it replaced
+    python bench/cpu_bench.py --data DIR --shapes tiny --learn 200  # validation loss against time, trained side by side
 
 Sides:
 - minigpt: minigpt-train's own step, default recipe, built by the trainer itself (Trainer.open and
@@ -30,6 +31,14 @@ side included (a conservative comparison). Per shape and side: ms per step and t
 every timed step), the optimizer's share of a step (its .step() calls), minor page faults per step;
 minigpt over the baseline as a ratio of medians, with the spread of the turn-by-turn ratios. The
 host's CPU model and flags and torch's threads head the output; one JSON line at the end (and --json).
+
+--learn STEPS trains instead of timing alone: per shape, in one process, minigpt's default recipe (and
+its fp32 twin where a rule picks bf16) and the baseline at each of --base-lrs, each on its own cosine
+schedule over STEPS steps, the same batches, a step each in turn; the validation loss on minigpt-train's
+fixed windows every STEPS/20 steps. Per minigpt side: its loss at equal steps, and how much sooner than
+the baseline (at its best rate) it reaches the baseline's final loss: its steps to that loss (linear
+between evaluations; its schedule still runs to STEPS, so this is conservative) times its ms/step,
+against the baseline's STEPS times its ms/step, both medians of the steps timed turn by turn.
 """
 
 from __future__ import annotations
@@ -151,7 +160,10 @@ class BaselineGPT(nn.Module):
         return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
 
 
-def baseline_step(cfg: TrainConfig, vocab_size: int):
+def baseline_step(cfg: TrainConfig, dataset: TokenData):
+    """The baseline's step (its lr set per call, as minigpt-train's loop sets it) and its optimizers, and
+    the mean loss over the validation windows minigpt-train evaluates at this config."""
+    vocab_size = dataset.manifest["vocab_size"]
     torch.manual_seed(cfg.seed)
     model = BaselineGPT(vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.dropout)
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -170,7 +182,19 @@ def baseline_step(cfg: TrainConfig, vocab_size: int):
         opt.step()
         opt.zero_grad(set_to_none=True)
         return loss.detach()
-    return step, [opt]
+
+    windows = dataset.eval_windows("val", cfg.block_size, cfg.eval_tokens, cfg.seed)
+
+    def evaluate() -> float:
+        model.eval()
+        total = 0.0
+        with torch.no_grad():
+            for batch in dataset.eval_batches("val", windows, 64, cfg.block_size):
+                t = torch.from_numpy(batch)
+                total += model(t[:, :-1], t[:, 1:])[1].item() * len(batch)
+        model.train()
+        return total / len(windows)
+    return step, [opt], evaluate
 
 
 def minigpt_step(cfg: TrainConfig, data: Path, out: Path):
@@ -184,7 +208,7 @@ def minigpt_step(cfg: TrainConfig, data: Path, out: Path):
 
     def step(batches: list, lr: float, step: int) -> torch.Tensor:  # as Trainer.loop calls it
         return trainer.train_step(batches, lr, [(cfg.seed, step, m) for m in trainer.micros])
-    return step, trainer.optimizers
+    return step, trainer.optimizers, lambda: trainer.evaluate("val")
 
 
 def timed_optimizers(optimizers: list, spent: list) -> None:
@@ -209,10 +233,10 @@ class Side:
         self.cfg = cfg = shape_config(shape, **SIDES.get(name, {}))
         started = time.perf_counter()  # the build (and a compile) and the warm-up steps
         if name == "baseline":
-            self.step, optimizers = baseline_step(cfg, dataset.manifest["vocab_size"])
+            self.step, optimizers, _ = baseline_step(cfg, dataset)
         else:
             with without(name):
-                self.step, optimizers = minigpt_step(cfg, folder, tmp / name)
+                self.step, optimizers, _ = minigpt_step(cfg, folder, tmp / name)
         self.spent, self.s = [0.0], 0
         timed_optimizers(optimizers, self.spent)
         self.ms, self.opt_ms, self.faults = [], [], 0
@@ -255,6 +279,121 @@ def child(args) -> None:
     print(json.dumps({side.name: {"ms": side.ms, "opt_ms": side.opt_ms, "faults": side.faults, "setup_s": side.setup_s,
                                   "tokens_per_step": side.cfg.tokens_per_step, "loss": float(side.loss)}
                       for side in sides}))
+
+
+BASE_LRS = "3.16e-4,1e-3,3.16e-3,1e-2"  # --learn: the baseline's peak rates (AdamW), half a decade apart
+LEARN_EVALS = 20  # --learn: validation losses per run
+
+
+class Learner:
+    """--learn: one side trained for cfg.max_iters steps on its own schedule (minigpt-train's lr_at), each
+    step timed, the validation loss (minigpt-train's fixed windows) every `every` steps, untimed."""
+
+    def __init__(self, name: str, cfg: TrainConfig, folder: Path, dataset: TokenData, tmp: Path):
+        self.name, self.cfg, self.dataset, self.s, self.ms, self.curve = name, cfg, dataset, 0, [], []
+        if name.startswith("baseline"):
+            self.step, _, self.evaluate = baseline_step(cfg, dataset)
+        else:
+            self.step, _, self.evaluate = minigpt_step(cfg, folder, tmp / name)
+
+    def advance(self, every: int) -> None:
+        from minigpt.optim import lr_at
+
+        cfg = self.cfg
+        batches = [self.dataset.batch(cfg.seed, self.s, m, cfg.batch_size, cfg.block_size) for m in range(cfg.grad_accum)]
+        t = time.perf_counter()
+        self.step(batches, lr_at(self.s, cfg), self.s)
+        self.ms.append((time.perf_counter() - t) * 1e3)
+        self.s += 1
+        if self.s % every == 0 or self.s == cfg.max_iters:
+            self.curve.append((self.s, round(self.evaluate(), 5)))
+
+
+def learn_child(args) -> None:
+    """--learn in one process: minigpt's default recipe (and its fp32 twin where a rule picks bf16) and
+    the baseline at each of --base-lrs (warmup a tenth of the steps, as generous as nanoGPT's; the same
+    cosine to a tenth), the same batches; they take a step each in turn, the order reversed every round,
+    so their ms/step are side by side. One JSON line: each side's step times and validation curve."""
+    from minigpt.device import keep_freed_memory
+
+    keep_freed_memory()  # minigpt-train's malloc setting, for every side
+    folder, _ = find_dataset(args.data)
+    dataset, n = TokenData(folder), args.learn
+    cfg = shape_config(args.shape, max_iters=n, eval_tokens=args.learn_eval_tokens)
+    sides = {"minigpt": cfg}
+    if bf16_somewhere(cfg):
+        sides["minigpt-no-bf16"] = shape_config(args.shape, max_iters=n, eval_tokens=args.learn_eval_tokens,
+                                                **SIDES["minigpt-no-bf16"])
+    for lr in args.base_lrs.split(","):
+        sides[f"baseline lr {lr}"] = shape_config(args.shape, max_iters=n, eval_tokens=args.learn_eval_tokens,
+                                                  lr=float(lr), warmup_iters=max(n // 10, 1))
+    with tempfile.TemporaryDirectory() as tmp:
+        learners = [Learner(name, c, folder, dataset, Path(tmp)) for name, c in sides.items()]
+        for r in range(n):
+            for one in (learners if r % 2 == 0 else learners[::-1]):
+                one.advance(max(n // LEARN_EVALS, 1))
+    print(json.dumps({one.name: {"ms": one.ms, "curve": one.curve, "lr": one.cfg.lr, "warmup": one.cfg.warmup_iters,
+                                 "tokens_per_step": one.cfg.tokens_per_step} for one in learners}))
+
+
+def steps_to(curve: list, loss: float) -> float | None:
+    """The first step at which a validation curve reaches loss, linear between its evaluations."""
+    prev = (0, float("inf"))
+    for step, val in curve:
+        if val <= loss:
+            if prev[1] == float("inf"):
+                return float(step)
+            return prev[0] + (step - prev[0]) * (prev[1] - loss) / (prev[1] - val)
+        prev = (step, val)
+    return None
+
+
+def learn_summary(sides: dict) -> dict:
+    """The baseline's best rate; each minigpt side's validation loss at equal steps, and its time to the
+    baseline's final loss (its steps to it x its median ms/step) against the baseline's (all its steps x
+    its median ms/step, measured turn by turn with minigpt's)."""
+    base = {k: v for k, v in sides.items() if k.startswith("baseline")}
+    best = min(base, key=lambda k: base[k]["curve"][-1][1])
+    lrs = sorted(float(v["lr"]) for v in base.values())
+    b, n = base[best], base[best]["curve"][-1][0]
+    b_ms = statistics.median(b["ms"])
+    out = {"steps": n, "baseline": {k: {"lr": v["lr"], "val_loss": v["curve"][-1][1]} for k, v in base.items()},
+           "baseline_best": {"lr": b["lr"], "val_loss": b["curve"][-1][1], "ms_per_step": round(b_ms, 2),
+                             "at_grid_edge": b["lr"] in (lrs[0], lrs[-1]), "curve": b["curve"]}}
+    for name, side in sides.items():
+        if name in base:
+            continue
+        ms, reach = statistics.median(side["ms"]), steps_to(side["curve"], b["curve"][-1][1])
+        out[name] = {"lr": side["lr"], "val_loss": side["curve"][-1][1], "ms_per_step": round(ms, 2),
+                     "x_baseline_tokens_per_s": round(b_ms / ms, 3), "curve": side["curve"],
+                     "steps_to_baseline_loss": None if reach is None else round(reach, 1),
+                     "x_baseline_time_to_its_loss": None if reach is None else round(n * b_ms / (reach * ms), 2)}
+    return out
+
+
+def learn(shape: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--shape", shape, "--learn", str(args.learn), "--base-lrs", args.base_lrs,
+           "--learn-eval-tokens", str(args.learn_eval_tokens), "--data", str(args.data)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=7200)
+    if p.returncode != 0:
+        raise SystemExit(f"the {shape} process failed:\n{p.stderr[-3000:]}")
+    table = learn_summary(json.loads(p.stdout.strip().splitlines()[-1]))
+    cfg, best = shape_config(shape), table["baseline_best"]
+    print(f"{shape}: {cfg.n_layer} layers x {cfg.n_embd}, block {cfg.block_size}, batch {cfg.batch_size}, dropout "
+          f"{cfg.dropout}, {table['steps']} steps, dataset {args.data.name}", file=sys.stderr)
+    for name, row in table["baseline"].items():
+        print(f"  {name:22} val {row['val_loss']:.4f}", file=sys.stderr)
+    edge = "  (at the grid's edge: widen --base-lrs)" if best["at_grid_edge"] else ""
+    print(f"  baseline's best: lr {best['lr']:g}, val {best['val_loss']:.4f}, {best['ms_per_step']:.2f} ms/step{edge}",
+          file=sys.stderr)
+    for name, row in table.items():
+        if name.startswith("minigpt"):
+            reach = (f"reaches the baseline's {best['val_loss']:.4f} at step {row['steps_to_baseline_loss']:.0f}: "
+                     f"{row['x_baseline_time_to_its_loss']:.2f}x as fast to it") if row["steps_to_baseline_loss"] else \
+                "never reaches the baseline's loss"
+            print(f"  {name:22} lr {row['lr']:g}, val {row['val_loss']:.4f}, {row['ms_per_step']:.2f} ms/step "
+                  f"({row['x_baseline_tokens_per_s']:.2f}x the tokens/s); {reach}", file=sys.stderr)
+    return table
 
 
 def measure(shape: str, sides: list[str], args, warmup: int, turns: int, turn_steps: int,
@@ -420,13 +559,18 @@ def main() -> None:
     ap.add_argument("--ns", action="store_true", help="only Muon's iteration, bf16 against fp32, at --ns-widths")
     ap.add_argument("--ns-widths", default="64,96,128,192,384")
     ap.add_argument("--kernels", action="store_true", help="only the CPU step's replaced pieces against what they replaced")
+    ap.add_argument("--learn", type=int, default=0, metavar="STEPS",
+                    help="instead: train each side STEPS steps (the baseline at each of --base-lrs), validation loss "
+                    "against time")
+    ap.add_argument("--base-lrs", default=BASE_LRS, help="--learn: the baseline's peak learning rates")
+    ap.add_argument("--learn-eval-tokens", type=int, default=32_768, help="--learn: validation tokens per evaluation")
     ap.add_argument("--keep-freed-memory", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--shape", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        return child(args)
+        return learn_child(args) if args.learn else child(args)
 
     info = host()
     print(f"{info['cpu']} ({info['machine']}, {info['cores']} cores; flags: {' '.join(info['cpu_flags'])}), "
@@ -436,6 +580,9 @@ def main() -> None:
         result["newton_schulz"] = ns_bench([int(w) for w in args.ns_widths.split(",")], 4, 15)
     elif args.kernels:
         result["kernels"] = kernels_bench(args)
+    elif args.learn:
+        args.data = find_dataset(args.data)[0]
+        result.update(dataset=args.data.name, learn={shape: learn(shape, args) for shape in args.shapes.split(",")})
     else:
         shapes = args.shapes.split(",")
         folder, _ = find_dataset(args.data)
