@@ -301,9 +301,11 @@ class Learner:
 
         cfg = self.cfg
         batches = [self.dataset.batch(cfg.seed, self.s, m, cfg.batch_size, cfg.block_size) for m in range(cfg.grad_accum)]
-        t = time.perf_counter()
-        self.step(batches, lr_at(self.s, cfg), self.s)
-        self.ms.append((time.perf_counter() - t) * 1e3)
+        with torch.random.fork_rng(devices=[]):  # torch's dropout (the baseline's) draws the same whatever runs beside it
+            torch.manual_seed(cfg.seed + 1_000_003 * (self.s + 1))
+            t = time.perf_counter()
+            self.step(batches, lr_at(self.s, cfg), self.s)
+            self.ms.append((time.perf_counter() - t) * 1e3)
         self.s += 1
         if self.s % every == 0 or self.s == cfg.max_iters:
             self.curve.append((self.s, round(self.evaluate(), 5)))
