@@ -67,6 +67,7 @@ sys.path.insert(0, str(ROOT))
 from minigpt.config import TrainConfig, make_config  # noqa: E402
 from minigpt.data import TokenData, find_dataset  # noqa: E402
 from minigpt.device import cpu_flags, cpu_name, muon_dtype, resolve_dtype  # noqa: E402
+from minigpt.optim import lr_at  # noqa: E402
 
 SHAPES = {
     "tiny": dict(preset="tiny"),
@@ -297,8 +298,6 @@ class Learner:
             self.step, _, self.evaluate = minigpt_step(cfg, folder, tmp / name)
 
     def advance(self, every: int) -> None:
-        from minigpt.optim import lr_at
-
         cfg = self.cfg
         batches = [self.dataset.batch(cfg.seed, self.s, m, cfg.batch_size, cfg.block_size) for m in range(cfg.grad_accum)]
         with torch.random.fork_rng(devices=[]):  # torch's dropout (the baseline's) draws the same whatever runs beside it
@@ -321,14 +320,12 @@ def learn_child(args) -> None:
     keep_freed_memory()  # minigpt-train's malloc setting, for every side
     folder, _ = find_dataset(args.data)
     dataset, n = TokenData(folder), args.learn
-    cfg = shape_config(args.shape, max_iters=n, eval_tokens=args.learn_eval_tokens)
-    sides = {"minigpt": cfg}
-    if bf16_somewhere(cfg):
-        sides["minigpt-no-bf16"] = shape_config(args.shape, max_iters=n, eval_tokens=args.learn_eval_tokens,
-                                                **SIDES["minigpt-no-bf16"])
+    run = dict(max_iters=n, eval_tokens=args.learn_eval_tokens)
+    sides = {"minigpt": shape_config(args.shape, **run)}
+    if bf16_somewhere(sides["minigpt"]):
+        sides["minigpt-no-bf16"] = shape_config(args.shape, **run, **SIDES["minigpt-no-bf16"])
     for lr in args.base_lrs.split(","):
-        sides[f"baseline lr {lr}"] = shape_config(args.shape, max_iters=n, eval_tokens=args.learn_eval_tokens,
-                                                  lr=float(lr), warmup_iters=max(n // 10, 1))
+        sides[f"baseline lr {lr}"] = shape_config(args.shape, **run, lr=float(lr), warmup_iters=max(n // 10, 1))
     with tempfile.TemporaryDirectory() as tmp:
         learners = [Learner(name, c, folder, dataset, Path(tmp)) for name, c in sides.items()]
         for r in range(n):
@@ -374,12 +371,8 @@ def learn_summary(sides: dict) -> dict:
 
 
 def learn(shape: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--shape", shape, "--learn", str(args.learn), "--base-lrs", args.base_lrs,
-           "--learn-eval-tokens", str(args.learn_eval_tokens), "--data", str(args.data)]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=7200)
-    if p.returncode != 0:
-        raise SystemExit(f"the {shape} process failed:\n{p.stderr[-3000:]}")
-    table = learn_summary(json.loads(p.stdout.strip().splitlines()[-1]))
+    table = learn_summary(run_child(shape, ["--learn", str(args.learn), "--base-lrs", args.base_lrs, "--learn-eval-tokens",
+                                            str(args.learn_eval_tokens), "--data", str(args.data)], timeout=7200))
     cfg, best = shape_config(shape), table["baseline_best"]
     print(f"{shape}: {cfg.n_layer} layers x {cfg.n_embd}, block {cfg.block_size}, batch {cfg.batch_size}, dropout "
           f"{cfg.dropout}, {table['steps']} steps, dataset {args.data.name}", file=sys.stderr)
@@ -403,10 +396,15 @@ def measure(shape: str, sides: list[str], args, warmup: int, turns: int, turn_st
     """One fresh process for the shape (child()). Where a minigpt side is built, the process carries
     minigpt-train's malloc setting (cpu.keep_freed_memory) for every side, the baseline included; a
     baseline alone gets glibc's defaults unless keep_freed_memory asks for the setting."""
-    cmd = [sys.executable, __file__, "--child", "--shape", shape, "--sides", ",".join(sides), "--warmup",
-           str(warmup), "--turns", str(turns), "--turn-steps", str(turn_steps)]
-    cmd += (["--data", str(args.data)] if args.data else []) + (["--keep-freed-memory"] if keep_freed_memory else [])
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    flags = ["--sides", ",".join(sides), "--warmup", str(warmup), "--turns", str(turns), "--turn-steps", str(turn_steps)]
+    flags += (["--data", str(args.data)] if args.data else []) + (["--keep-freed-memory"] if keep_freed_memory else [])
+    return run_child(shape, flags, timeout=3600)
+
+
+def run_child(shape: str, flags: list[str], timeout: int) -> dict:
+    """This script in a fresh process for the shape (child() or learn_child()): the JSON line it prints last."""
+    p = subprocess.run([sys.executable, __file__, "--child", "--shape", shape, *flags], capture_output=True, text=True,
+                       timeout=timeout)
     if p.returncode != 0:
         raise SystemExit(f"the {shape} process failed:\n{p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
