@@ -17,6 +17,7 @@ import errno
 import json
 import os
 import platform
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -51,10 +52,10 @@ class RunFolder:
 
     def start(self, config: dict, vocab_src: Path) -> None:
         """A fresh run: config and vocabulary written, old metrics and checkpoints gone."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        for name in (STATE, WEIGHTS, METRICS):
-            self.file(name).unlink(missing_ok=True)
         with disk_faults(self.path):
+            self.path.mkdir(parents=True, exist_ok=True)
+            for name in (STATE, WEIGHTS, METRICS):
+                self.file(name).unlink(missing_ok=True)
             write_json_atomic(self.file(CONFIG), config)
             write_atomic(self.file(VOCAB), Path(vocab_src).read_bytes())
 
@@ -75,7 +76,7 @@ class RunFolder:
         full, a UserError that says how much is needed; the last good checkpoint is left as it was."""
         state = {**state, "model": model.state_dict()}
         with disk_faults(self.path, needed=2 * _tensor_bytes(state)):
-            write_atomic(self.file(STATE), lambda tmp: torch.save(state, tmp))
+            write_atomic(self.file(STATE), lambda tmp: _torch_save(state, tmp))
         self.save_weights(model)
 
     def save_weights(self, model: torch.nn.Module) -> None:
@@ -134,6 +135,13 @@ class RunFolder:
         return torn
 
 
+def _torch_save(obj, path: Path) -> None:
+    """torch.save through a Python file: where a write fails (a full disk), its OSError is the context of
+    the RuntimeError torch raises; given a path, torch's own writer loses it ("unexpected pos")."""
+    with open(path, "wb") as f:
+        torch.save(obj, f)
+
+
 def _tensor_bytes(obj) -> int:
     if torch.is_tensor(obj):
         return obj.numel() * obj.element_size()
@@ -144,6 +152,20 @@ def _tensor_bytes(obj) -> int:
     return 0
 
 
+FULL, DENIED = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG), (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def write_errno(e: BaseException) -> int | None:
+    """The errno behind a failed write: an OSError's own; torch.save's RuntimeError carries the file's
+    OSError as its context (_torch_save); safetensors ends its message with "(os error N)"."""
+    if isinstance(e, OSError):
+        return e.errno
+    if isinstance(e.__context__, OSError):
+        return e.__context__.errno
+    found = re.search(r"\(os error (\d+)\)", str(e))
+    return int(found.group(1)) if found else None
+
+
 @contextmanager
 def disk_faults(folder: Path, needed: int | None = None):
     """A full disk or an unwritable folder while writing a run folder, as one message (exit 2)."""
@@ -151,13 +173,15 @@ def disk_faults(folder: Path, needed: int | None = None):
 
     try:
         yield
-    except (OSError, SafetensorError) as e:
-        text = str(e)
-        full = getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or "No space left" in text
-        if not full and getattr(e, "errno", None) not in (errno.EACCES, errno.EPERM, errno.EROFS):
+    except (OSError, SafetensorError, RuntimeError) as e:
+        code = write_errno(e)
+        if code not in FULL + DENIED:
             raise
-        what = "the disk is full" if full else f"it cannot be written ({getattr(e, 'strerror', None) or text})"
-        size = f"; a checkpoint needs about {needed / 1e6:,.1f} MB free" if needed else ""
+        if code == errno.EFBIG:
+            what = "a file would be larger than this system allows (File too large)"
+        else:
+            what = "the disk is full" if code in FULL else f"it cannot be written ({os.strerror(code)})"
+        size = f"; a checkpoint needs about {needed / 1e6:,.1f} MB free" if needed and code in FULL else ""
         raise UserError(f"cannot write the run folder {folder}: {what}{size}",
                         "free space (or fix the permissions) there, then continue with --resume: the last good "
                         "checkpoint is kept") from None

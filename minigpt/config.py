@@ -51,6 +51,7 @@ class TrainConfig:
     # evaluation and logging
     eval_interval: int = 250  # evaluate and checkpoint every this many steps (and at the end)
     eval_tokens: int = 1_000_000  # fixed budget of validation (and train) tokens per evaluation; 0: the whole split
+    eval_tokens_from: str = "preset"  # preset (its table, or this default), rule (eval_rule, on a CPU) or flag
     log_interval: int = 10
     # reproducibility and hardware
     seed: int = 1337
@@ -122,8 +123,10 @@ def make_config(preset: str, **overrides) -> TrainConfig:
     if unknown:
         raise TypeError(f"unknown config fields: {sorted(unknown)}")
     base = replace(TrainConfig(preset=preset), **PRESETS[preset])
-    given = {k: v for k, v in overrides.items() if v is not None and k != "lr_from"}
+    given = {k: v for k, v in overrides.items() if v is not None and k not in ("lr_from", "eval_tokens_from")}
     cfg = replace(base, **given)
+    if "eval_tokens" in given:
+        cfg = replace(cfg, eval_tokens_from="flag")
     if "lr" in given:
         cfg = replace(cfg, lr_from="flag")
     elif any(getattr(cfg, k) != getattr(base, k) for k in RULE_FIELDS):
@@ -144,6 +147,31 @@ def lr_rule(cfg: TrainConfig) -> float:
     size and batch moved the best by less than the grid's step, so they do not enter."""
     halvings = max(math.log2(LR_RULE_WIDTH / cfg.n_embd), 0.0)
     return float(f"{10 ** (-2.5 + 0.5 * halvings):.3g}")
+
+
+EVAL_SHARE = 0.1  # the CPU rule: every evaluation of a run together, at most this share of its time
+CPU_EVAL_COST = 0.25  # a token evaluated (forward only, 64 windows a batch) over a token trained, in time (BENCHMARKS.md)
+MIN_EVAL_WINDOWS = 64  # one CPU evaluation batch; fewer windows make a figure of too little text
+
+
+def eval_rule(cfg: TrainConfig) -> int:
+    """The default --eval-tokens on a CPU, where evaluating the GPU default of 1,000,000 tokens of each split
+    takes minutes: the most whole windows that keep the run's evaluations (each eval_interval steps and at
+    the end, val and train) within EVAL_SHARE of its time, at least MIN_EVAL_WINDOWS, at most the default."""
+    evals = -(-cfg.max_iters // cfg.eval_interval)
+    trained = cfg.max_iters * cfg.tokens_per_step
+    tokens = EVAL_SHARE / (1 - EVAL_SHARE) * trained / (CPU_EVAL_COST * 2 * evals)
+    windows = min(max(int(tokens) // cfg.block_size, MIN_EVAL_WINDOWS), TrainConfig.eval_tokens // cfg.block_size)
+    return windows * cfg.block_size
+
+
+def eval_origin(cfg: TrainConfig) -> str:
+    """The evaluation budget and where it came from, in words, for the start-up line."""
+    what = "the whole val split (and as many train tokens)" if cfg.eval_tokens == 0 else \
+        f"{cfg.eval_tokens:,} tokens of val and of train"
+    why = {"flag": "--eval-tokens", "rule": f"the CPU rule: at most ~{EVAL_SHARE:.0%} of the run's time; "
+           "--eval-tokens N to choose", "preset": f"the {cfg.preset} preset's"}[cfg.eval_tokens_from]
+    return f"evaluation every {cfg.eval_interval:,} steps and at the end: {what} ({why})"
 
 
 def lr_origin(cfg: TrainConfig) -> str:

@@ -83,9 +83,9 @@ def folder_lock(target: Path, what: str):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            pid = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            pid, holder = _holder(fd, what)
             os.close(fd)
-            raise UserError(f"another {what} (pid {pid}) is writing {target}",
+            raise UserError(f"another {holder} (pid {pid}) is writing {target}",
                             "wait for it to finish, or choose another --out") from None
         try:
             if os.stat(lock).st_ino == os.fstat(fd).st_ino:
@@ -94,7 +94,7 @@ def folder_lock(target: Path, what: str):
             pass
         os.close(fd)
     os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
+    os.write(fd, f"{os.getpid()} {what}".encode())
     try:
         yield
     finally:
@@ -103,6 +103,13 @@ def folder_lock(target: Path, what: str):
         except OSError:
             pass
         os.close(fd)
+
+
+def _holder(fd: int, what: str) -> tuple[str, str]:
+    """(pid, command) as the lock's holder wrote them in its lock file; a lock file of an older minigpt
+    holds the pid alone."""
+    words = os.pread(fd, 200, 0).decode(errors="replace").split(maxsplit=1)
+    return (words[0] if words else "unknown"), (words[1] if len(words) > 1 else what)
 
 
 def lock_holder(target: Path) -> str | None:
@@ -116,6 +123,6 @@ def lock_holder(target: Path) -> str | None:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return None
     except BlockingIOError:
-        return os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        return _holder(fd, "")[0]
     finally:
         os.close(fd)  # closing releases a shared lock taken by the probe

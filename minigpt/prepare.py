@@ -43,7 +43,7 @@ from .stream import BATCH_DOCS, SCHEMA, Slice
 from .vocab import CharCounter, Vocab, auto_min_count, char_lengths, read_vocab, utf8_bytes
 
 DEFAULT_SHARD_TOKENS = 100_000_000  # 100 MB uint8 shards: few files, each still quick to hash
-ROW_GROUP_BYTES = 16 << 20  # raw parquet row groups of ~16 MB of text: reads stay batchable, RAM flat
+ROW_GROUP_BYTES = 16 << 20  # raw parquet row groups of ~16 MB of text: reads stay batchable, RAM flat (tests: bytes)
 SPLITS = ("train", "val")
 
 

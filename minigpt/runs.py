@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -65,7 +66,8 @@ def read_run(path: Path) -> RunRow:
         row.state = f"damaged ({Path(e.filename or '').name or 'a file'} missing)" if path.is_dir() else "damaged (no such folder)"
         return row
     except (OSError, ValueError, KeyError, TypeError, UserError) as e:
-        row.state = f"damaged ({type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''})"
+        said = str(e).splitlines()[0].replace(f"{path}{os.sep}", "") if str(e) else ""
+        row.state = f"damaged ({said[:100]})" if isinstance(e, UserError) else f"damaged ({type(e).__name__}: {said[:80]})"
         return row
     row.dataset = Path(config.get("dataset", {}).get("folder", "")).name or None
     row.preset, row.max_iters = train.get("preset"), train.get("max_iters")

@@ -133,6 +133,8 @@ def resolve_source(dataset: str | None = None, config: str | None = None, data_f
     n, m = parse_count(docs, "--docs"), parse_count(val_docs, "--val-docs")
     if n == "default":
         n = None if data_files else HUB_DOCS
+    if data_files and not val_data_files and n is None and m != "default":
+        raise none_after_all(val_docs)
     if m == "default":
         m = None if n is None else min(max(n // 10, 1), MAX_DEFAULT_VAL_DOCS)
     val_files = _absolute(val_data_files) if val_data_files else None
@@ -158,6 +160,13 @@ def resolve_source(dataset: str | None = None, config: str | None = None, data_f
         raise UserError(f"--doc-split {doc_split!r} is not one of {', '.join(DOC_SPLITS)}",
                         "file: a file is a document; paragraph: text between blank lines; line: one line")
     return source
+
+
+def none_after_all(val_docs) -> UserError:
+    """--val-docs where validation would be the documents after train's, and train takes them all."""
+    return UserError(f"--val-docs {val_docs} asks for the documents after the train ones, but --docs all leaves none",
+                     "give --docs N (validation is then the documents after the N), or validation of its own: "
+                     "--val-data-files FILES, or --val-fraction F")
 
 
 def _check_validation(val_data_files, val_docs, val_split, val_fraction) -> None:

@@ -25,12 +25,12 @@ import pyarrow as pa
 
 from .c4 import HUB_HINT
 from .errors import UserError
-from .source import DEFAULT_VAL_FRACTION, Source, files_kind
+from .source import DEFAULT_VAL_FRACTION, Source, files_kind, none_after_all
 from .textfiles import read_documents
 
 COLUMNS = ("text", "url", "timestamp")  # C4's fields; url and timestamp are null where a source has none
 SCHEMA = pa.schema([(name, pa.string()) for name in COLUMNS])
-BATCH_DOCS = 1000  # documents per Arrow batch from `datasets`: ~2 MB of C4 text, cache friendly
+BATCH_DOCS = 1000  # documents per Arrow batch from `datasets`: ~2 MB of C4 text, cache friendly (tests: a few)
 
 
 def check_hub_reachable(dataset: str) -> None:
@@ -137,18 +137,23 @@ class SplitStream:
                 nulls = pa.nulls(len(docs), pa.string())
                 yield pa.Table.from_arrays([docs, nulls, nulls], schema=SCHEMA)
 
-    def tables(self) -> Iterator[pa.Table]:
+    def _next(self) -> pa.Table | None:
+        """The pass's next batch, or None at its end. Called, not wrapped in a generator per take(): closing
+        such a generator (train's slice done) would close the shared pass, and validation would find it over."""
         with _readable(self.where, self.source):
-            yield from self._tables
+            return next(self._tables, None)
 
     def take(self, n: int | None, what: str) -> Iterator[pa.Table]:
         """The next n documents (all that are left with None)."""
-        got, tables = 0, self.tables()
+        got = 0
         while n is None or got < n:
             table, self._rest = self._rest, None
             if table is None:
-                table = next(tables, None)
+                table = self._next()
                 if table is None:
+                    if self.docs == 0:
+                        raise UserError(f"{self.where} has no documents (empty files, or only blank lines?)",
+                                        "give files with text in them")
                     if n is None:
                         break
                     raise UserError(f"{self.where} has only {self.docs} documents, but {what} needs {n - got} more",
@@ -158,9 +163,9 @@ class SplitStream:
             got += len(table)
             self.docs += len(table)
             yield table
-        if got == 0:
-            raise UserError(f"{self.where} has no documents (empty files, or only blank lines?)",
-                            "give files with text in them")
+        if got == 0:  # validation after train's documents, and train took every one
+            raise UserError(f"{self.where} has no documents after the first {self.docs:,}, which train takes",
+                            "ask for fewer --docs, or give validation text of its own (--val-data-files, --val-fraction)")
 
 
 class Slice:
@@ -179,6 +184,8 @@ class Slice:
                 self.val_stream = SplitStream(source, source.val_split or "validation", "val", self.commit)
                 self.val_from = "val_split" if self.val_from == "auto" else self.val_from
             except NoSuchSplit:  # auto, and the dataset has no validation split
+                if source.docs is None and source.val_docs is not None:
+                    raise none_after_all(source.val_docs) from None
                 self.val_from = "after_docs" if source.docs is not None else "fraction"
         if self.val_from == "fraction":
             self.val_fraction = self.val_fraction or DEFAULT_VAL_FRACTION

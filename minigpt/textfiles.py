@@ -28,7 +28,7 @@ import pyarrow as pa
 from .errors import UserError
 
 DOC_SPLITS = ("file", "paragraph", "line")
-BLOCK_BYTES = 8 << 20  # read size; a block's documents become one Arrow batch
+BLOCK_BYTES = 8 << 20  # read size; a block's documents become one Arrow batch (tests make it a few bytes)
 MAX_DOC_BYTES = (1 << 31) - 1  # an Arrow string array (int32 offsets) holds at most this much text
 _BLANK = np.zeros(256, bool)
 _BLANK[[ord(" "), ord("\t"), ord("\r"), ord("\n")]] = True
@@ -88,9 +88,9 @@ def _cuts(data: bytes, doc_split: str, final: bool) -> tuple[np.ndarray, np.ndar
     return starts, ends, rest
 
 
-def read_documents(path: Path, doc_split: str, block_bytes: int = BLOCK_BYTES) -> Iterator[pa.Array]:
-    """The documents of one file, as Arrow string arrays of a block's worth each."""
-    path = Path(path)
+def read_documents(path: Path, doc_split: str, block_bytes: int | None = None) -> Iterator[pa.Array]:
+    """The documents of one file, as Arrow string arrays of a block's worth each (BLOCK_BYTES unless told)."""
+    path, block_bytes = Path(path), block_bytes or BLOCK_BYTES
     with open(path, "rb") as f:
         if doc_split == "file":
             size = path.stat().st_size

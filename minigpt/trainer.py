@@ -12,14 +12,14 @@ import math
 import signal
 import time
 from contextlib import ExitStack, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .checkpoint import RUNS_DIR, RunFolder, versions
-from .config import TrainConfig, lr_origin
+from .config import TrainConfig, eval_origin, eval_rule, lr_origin
 from .cpu import onednn_layout, onednn_matmul_rule
 from .data import TokenData, find_dataset, to_device
 from .device import cpu_flags, describe, keep_freed_memory, muon_dtype, peak_flops, resolve_device, resolve_dtype
@@ -37,8 +37,8 @@ from .tblog import open_writer, summary_writer, write_row
 EXIT_NAN = 3
 # What --resume may change: how long, how often to evaluate and log, where and how fast it computes.
 # Everything else would make the resumed run another run (BENCHMARKS' exact-resume tests hold it fixed).
-RESUME_MAY_CHANGE = ("max_iters", "eval_interval", "log_interval", "eval_tokens", "device", "compile", "cuda_graphs",
-                     "muon_dtype", "lr_from")
+RESUME_MAY_CHANGE = ("max_iters", "eval_interval", "log_interval", "eval_tokens", "eval_tokens_from", "device", "compile",
+                     "cuda_graphs", "muon_dtype", "lr_from")
 
 
 @dataclass
@@ -125,6 +125,7 @@ class Trainer:
         name = f"{folder.name}-from-{init.run.path.resolve().name}" if init else f"{folder.name}-{cfg.preset}"
         self.run = RunFolder(out if out is not None else RUNS_DIR / name)
         d.agree(self._hold_folder)
+        self.cfg = cfg = self._eval_budget(resume)
         self.model_cfg = GPTConfig.from_train(cfg, self.dataset.manifest["vocab_size"])
         self.config = {"model": self.model_cfg.to_json(), "train": cfg.to_json(),
                        "dataset": {"folder": str(folder.resolve()), "manifest_sha256": self.dataset.manifest_sha256,
@@ -154,6 +155,20 @@ class Trainer:
             self.held.callback(self.tb.close)
         self.say(startup_line(self.config["runtime"]))
         self.say(f"peak learning rate {cfg.lr:g}: {lr_origin(cfg)}")
+        self.say(eval_origin(cfg))
+
+    def _eval_budget(self, resume: bool) -> TrainConfig:
+        """--eval-tokens where given; on --resume, the run's own (its windows stay the same); else, on a CPU,
+        eval_rule's budget for this run; elsewhere the preset's."""
+        cfg = self.cfg
+        if cfg.eval_tokens_from == "flag":
+            return cfg
+        saved = self.d.agree(lambda: _saved_train(self.run)) if resume else None
+        if saved is not None and "eval_tokens" in saved:
+            return replace(cfg, eval_tokens=saved["eval_tokens"], eval_tokens_from=saved.get("eval_tokens_from", "preset"))
+        if self.device.type == "cpu":
+            return replace(cfg, eval_tokens=eval_rule(cfg), eval_tokens_from="rule")
+        return cfg
 
     def _hold_folder(self) -> None:
         """Rank 0 writes the run folder: its lock, held to the end of the run, and what a killed process
@@ -425,6 +440,14 @@ def _resume(run: RunFolder, config: dict) -> dict:
 def _with_defaults(train: dict) -> dict:
     """A checkpoint's training settings, each field newer than the checkpoint at its default."""
     return {**TrainConfig().to_json(), **train}
+
+
+def _saved_train(run: RunFolder) -> dict | None:
+    """config.json's training settings, or None where it cannot be read (--resume's own checks say why)."""
+    try:
+        return run.read_config()["train"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _saved_device_type(run: RunFolder) -> str | None:

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 # Before anything imports datasets: no hub, and caches in a throwaway folder.
@@ -21,11 +22,21 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.pop("HF_ENDPOINT", None)
 
 import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from c4mirror import make_docs, write_c4_mirror  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Property tests: a fixed, bounded profile by default (CI), the same examples every run; `HYPOTHESIS_PROFILE=deep`
+# searches ten times as many, at random. Each example makes its own temporary folders, so the
+# function-scoped fixtures (the autouse working folder) are shared by its examples without harm.
+_QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("ci", max_examples=40, derandomize=True, database=None, deadline=None,
+                          suppress_health_check=_QUIET, print_blob=True)
+settings.register_profile("deep", max_examples=400, deadline=None, suppress_health_check=_QUIET, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 class Ran:
@@ -120,3 +131,43 @@ def stop_at(monkeypatch, step: int) -> None:
             signal.raise_signal(signal.SIGTERM)
         return original(self, seed, s, micro, B, T)
     monkeypatch.setattr(TokenData, "batch", batch)
+
+
+@contextmanager
+def mounted(folder: Path, *how: list[str]):
+    """Mount commands run on folder (as root), unmounted after; the test is skipped where mounting is not
+    allowed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for cmd in how:
+        r = subprocess.run([*cmd, str(folder)], capture_output=True, text=True)
+        if r.returncode:
+            if cmd is not how[0]:
+                subprocess.run(["umount", str(folder)], capture_output=True)
+            pytest.skip(f"cannot mount here ({' '.join(cmd)}: {r.stderr.strip()})")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+def small_disk(folder: Path, size: str = "64m"):
+    """A file system of its own at folder (a tmpfs), which a test can fill for real."""
+    if os.geteuid() != 0:
+        pytest.skip("a tmpfs of its own needs root")
+    return mounted(folder, ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs"])
+
+
+@contextmanager
+def read_only(folder: Path):
+    """folder made read-only for this user: its write bits taken away, or for root (whom permissions do not
+    stop) a read-only bind mount of it over itself."""
+    if os.geteuid() != 0:
+        mode = folder.stat().st_mode
+        folder.chmod(0o555)
+        try:
+            yield folder
+        finally:
+            folder.chmod(mode)
+        return
+    with mounted(folder, ["mount", "--bind", str(folder)], ["mount", "-o", "remount,bind,ro"]):
+        yield folder

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, strategies as st
 
 from c4mirror import make_docs
 from conftest import invoke, metrics, run_inprocess, stop_at
+from minigpt.data import TokenData
 from test_train import without_timing
 
 TEXT_A = "\n\n".join(d["text"] for d in make_docs(400, seed=21))  # non-ASCII in every third document
@@ -175,3 +177,25 @@ def test_fine_tuning_and_eval_errors(base, tmp_path):
     assert not (tmp_path / "x").exists()
     assert torch.load(run / "train_state.pt", weights_only=True)["step"] == 200  # the source run is untouched
     assert a.is_dir()
+
+
+_WHOLE: dict = {}
+
+
+@given(batch=st.integers(1, 48), budget=st.sampled_from([0, 32, 33, 100, 1000, 4096]),
+       split=st.sampled_from(["val", "train"]))
+def test_eval_gives_the_same_figure_whatever_its_batch_size(base, batch, budget, split):
+    """The windows are cut into batches of --batch-size (the last one shorter): the loss and every count are
+    those of all the windows in one batch."""
+    args = ("--run", base["run"], "--eval-tokens", budget, "--split", split, "--json")
+    key = (budget, split)
+    if key not in _WHOLE:
+        _WHOLE[key] = json.loads(cli("eval_app", *args, "--batch-size", 100_000).stdout)
+    whole = _WHOLE[key]
+    score = json.loads(cli("eval_app", *args, "--batch-size", batch).stdout)
+    n_val = TokenData(base["a"]).tokens("val")  # one shard; budget 0: all of val, as many train tokens
+    assert score["windows"] == whole["windows"] == (max(budget // 32, 1) if budget else
+                                                    (n_val - 1) // 32 if split == "val" else n_val // 32)
+    for k in ("tokens", "chars", "bytes", "unk", "eot"):
+        assert score[k] == whole[k], k
+    assert score["loss"] == pytest.approx(whole["loss"], rel=1e-5)

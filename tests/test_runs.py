@@ -126,3 +126,61 @@ def test_tensorboard_missing_is_one_message(dataset, tmp_path, monkeypatch):
     r = run_train(*TINY, "--data", dataset, "--out", tmp_path / "run", "--tensorboard")
     assert r.exit_code == 2 and "pip install 'minigpt[tensorboard]'" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def more_runs(dataset, tmp_path_factory):
+    """A run stopped at step 17 and resumed to its end (what its first stretch logged, kept); one that crashed
+    before its first checkpoint; one whose checkpoint cannot be read."""
+    root = tmp_path_factory.mktemp("more-runs")
+    with pytest.MonkeyPatch.context() as mp:
+        stop_at(mp, 17)
+        assert run_train(*TINY, "--data", dataset, "--out", root / "resumed").exit_code == 143
+    first = metrics(root / "resumed")
+    assert run_train(*TINY, "--data", dataset, "--out", root / "resumed", "--resume").exit_code == 0
+    original = TokenData.batch
+
+    def crash(self, seed, s, micro, B, T):
+        if s == 3:
+            raise RuntimeError("crash")
+        return original(self, seed, s, micro, B, T)
+    with pytest.MonkeyPatch.context() as mp, pytest.raises(RuntimeError, match="crash"):
+        mp.setattr(TokenData, "batch", crash)
+        run_train(*TINY, "--data", dataset, "--out", root / "crashed")
+    assert run_train(*TINY, "--max-iters", 5, "--data", dataset, "--out", root / "unreadable").exit_code == 0
+    (root / "unreadable" / "train_state.pt").write_bytes(b"PK\x03\x04 not a whole checkpoint")
+    return root, first
+
+
+def test_a_resumed_run_s_time_is_the_sum_of_its_stretches(more_runs):
+    root, first = more_runs
+    row = next(json.loads(line) for line in cli("runs_app", root / "resumed", "--json").stdout.splitlines())
+    rows = metrics(root / "resumed")
+    assert [r["step"] for r in first] == [5, 10, 15] and rows[2] == first[2]  # the first stretch, kept
+    assert [r["step"] for r in rows[3:]] == [20, 25, 30, 35, 40]  # the second stretch, its clock from 0
+    want = round(first[-1]["elapsed_s"] + rows[-1]["elapsed_s"], 3)
+    assert row["state"] == "finished" and row["train_seconds"] == pytest.approx(want, abs=1e-3)
+    assert row["tokens_per_s"] == pytest.approx(40 * 16 * 32 / want, rel=1e-3)
+
+
+def test_runs_that_never_checkpointed_or_cannot_be_read_say_so(more_runs):
+    root, _ = more_runs
+    rows = {r["name"]: r for r in map(json.loads, cli("runs_app", root, "--json").stdout.splitlines())}
+    assert rows["crashed"]["state"] == "no checkpoint yet" and rows["crashed"]["step"] is None
+    assert rows["unreadable"]["state"] == "damaged (train_state.pt unreadable)"
+    assert rows["unreadable"]["best_val_loss"] is not None  # what its metrics say is still shown
+
+
+def test_sort_by_time_puts_the_newest_first_and_by_name_alphabetically(more_runs):
+    import os
+
+    root, _ = more_runs
+    for name, when in (("resumed", 3000), ("crashed", 1000), ("unreadable", 2000)):  # modified at these times
+        for f in (root / name).iterdir():
+            os.utime(f, (when, when))
+    by = {}
+    for sort in ("time", "name"):
+        r = cli("runs_app", root, "--sort", sort, "--json")
+        by[sort] = [json.loads(line)["name"] for line in r.stdout.splitlines()]
+    assert by["time"] == ["resumed", "unreadable", "crashed"]
+    assert by["name"] == ["crashed", "resumed", "unreadable"]

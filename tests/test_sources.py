@@ -158,6 +158,30 @@ def test_frozen_vocab_encodes_new_text_with_unk_where_expected(tmp_path):
     assert sum(manifest(tmp_path / "b")["splits"][s]["unk"] for s in ("train", "val")) == 20  # x and y
 
 
+def test_a_frozen_vocab_in_another_layout_is_copied_byte_for_byte(tmp_path):
+    """--vocab given a vocab.json whose keys are in another order, spaced otherwise and ASCII-escaped: the
+    dataset's vocab.json is that file byte for byte (its sha256 what the manifest records), and so is the
+    copy in a run folder trained on it."""
+    import hashlib
+
+    from conftest import invoke
+    from minigpt.cli import train_app
+
+    (tmp_path / "a.txt").write_text("Caf\u00e9 abc abd\n" * 40)
+    assert run_inprocess("--data-files", tmp_path / "a.txt", "--out", tmp_path / "a").code == 0
+    given = tmp_path / "mine.json"
+    given.write_text(json.dumps(json.loads((tmp_path / "a" / "vocab.json").read_text()), sort_keys=True, indent=4))
+    assert given.read_bytes() != (tmp_path / "a" / "vocab.json").read_bytes()
+    r = run_inprocess("--data-files", tmp_path / "a.txt", "--vocab", given, "--out", tmp_path / "b")
+    assert r.code == 0, r.output
+    assert (tmp_path / "b" / "vocab.json").read_bytes() == given.read_bytes()
+    assert manifest(tmp_path / "b")["vocab_sha256"] == hashlib.sha256(given.read_bytes()).hexdigest()
+    r = invoke(train_app, "--preset", "tiny", "--max-iters", 2, "--eval-tokens", 64, "--block-size", 8,
+               "--data", tmp_path / "b", "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "run" / "vocab.json").read_bytes() == given.read_bytes()
+
+
 def test_datasets_made_before_these_options_are_still_unchanged_on_a_rerun(tmp_path):
     (tmp_path / "a.jsonl").write_text("".join(json.dumps({"text": f"document {i}"}) + "\n" for i in range(30)))
     args = ("--data-files", tmp_path / "a.jsonl", "--docs", 20, "--val-docs", 5, "--out", tmp_path / "ds")
