@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks and benchmarks in one go, for a lent GPU machine (figures go into BENCHMARKS.md).
 #
-#   bash bench/gpu_checks.sh [STEP ...]     # steps: env tests muon trainbench nsprecision seedrun quality ddp samplebench lrsweep
+#   bash bench/gpu_checks.sh [STEP ...]     # steps: env tests muon trainbench nsprecision seedrun quality ddp samplebench lrsweep memory
 #   bash bench/gpu_checks.sh env trainbench seedrun bg:tests bg:quality bg:ddp
 #
 # A step written bg:NAME runs in the background, beside the next ones, with a log of its own that is
@@ -92,6 +92,7 @@ for s in ${@:-env tests trainbench seedrun samplebench}; do
     lrsweep) cmd=(600 $PY bench/lr_sweep.py --data "$DATA" --name seed --preset seed --steps 5000 --device cuda \
                --parallel 1 --lo 1e-3 --hi 1e-2 --json "$OUT/lr_seed.json") ;;
     samplebench) cmd=(360 bash -c sample_bench) ;;
+    memory) cmd=(300 $PY bench/memory_bench.py --device cuda --data "$DATA" --json "$OUT/memory.json") ;;
     *) echo "unknown step $s"; continue ;;
   esac
   if [ $run = bg_step ]; then

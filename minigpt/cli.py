@@ -2,7 +2,7 @@
 
 Each command turns its flags into the library's arguments and prints the result. A UserError becomes
 one clear message and a non-zero exit, with no traceback; Ctrl-C and SIGTERM exit with 130/143 after
-the command has removed what it had half-written.
+the command has removed what it had half-written; a second signal exits at once (signals.py).
 """
 
 from __future__ import annotations
@@ -18,13 +18,10 @@ import typer
 from .errors import Interrupted, UserError
 
 
-def _on_signal(signum, frame):
-    raise Interrupted(signum)
-
-
 def _run(app: typer.Typer) -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM):  # unwind, so temporary files are removed
-        signal.signal(sig, _on_signal)
+    from .signals import install
+
+    install()  # the first signal unwinds, so temporary files are removed; a second exits at once
     try:
         app()
     except Interrupted as e:
@@ -226,8 +223,8 @@ def train(
             cfg = with_model_of(cfg, init.run.config["model"])
         elif resume:
             cfg = resumed_shape(cfg, out)
-        with train_display(cfg.max_iters, lambda row: log_line(row, cfg), enabled=None if env_rank() == 0 else False) \
-                as (say, on_row):
+        with train_display(cfg.max_iters, lambda row: log_line(row, cfg), enabled=None if env_rank() == 0 else False,
+                           tokens_per_step=cfg.tokens_per_step) as (say, on_row):
             result = run_train(cfg, data, out, resume, force, verify_data, say=say, on_row=on_row, backend=backend,
                                dist_timeout=dist_timeout, init_from=init, tensorboard=tensorboard)
     except UserError as e:

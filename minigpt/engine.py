@@ -21,6 +21,7 @@ from typing import Iterator
 
 import torch
 
+from . import memory
 from .checkpoint import RUNS_DIR, WEIGHTS, load_weights, open_run
 from .decode import (CompiledDecode, CompileFailed, CPUDecode, Decode, GraphedDecode, cpu_decode_layout, half_window,
                      reduce_layout)
@@ -107,6 +108,11 @@ class Engine:
         dev = resolve_device(device)
         model = GPT(saved.model)
         load_weights(model, saved, dev)
+        note = memory.check(memory.decode_need(saved.model), memory.available(dev),
+                            f"sampling from {saved.path} (a window of {saved.model.block_size:,} tokens)",
+                            ["sample on a device with more memory (--device cpu)"])
+        if note:
+            print(note, file=sys.stderr)
         vocab = saved.vocab
         return cls(model.to(dev), vocab, dev, cpu_layout, cuda_graph, compile)
 

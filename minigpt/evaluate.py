@@ -19,13 +19,14 @@ from __future__ import annotations
 import math
 import sys
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import torch
 
+from . import memory
 from .checkpoint import SavedRun, load_weights, open_run
 from .cpu import onednn_layout, onednn_matmul_rule
 from .data import TokenData, find_dataset, to_device
@@ -52,6 +53,7 @@ class Score:
     unk: int
     eot: int
     loss: float  # mean nats per token
+    batch_size: int = 0  # windows a forward pass (what fits in memory; the figure is the same whatever it is)
 
     @property
     def bits_per_char(self) -> float:
@@ -83,6 +85,9 @@ def evaluate(run: Path, data: Path | None = None, split: str = "val", texts: lis
     B = batch_size or (CPU_EVAL_BATCH if dev.type == "cpu" else saved.train.get("batch_size", CPU_EVAL_BATCH))
     if B < 1:
         raise UserError(f"--batch-size must be at least 1 (got {B})", "leave it out for the default")
+    dtype, _ = resolve_dtype(saved.train.get("dtype", "auto"), dev, saved.model.n_embd)
+    model = _model(saved, dev)
+    B = _fitting_batch(saved, B, dev, dtype, given=batch_size is not None)
     if texts:
         stream = encode_texts(texts, saved)
         windows = np.arange(max((len(stream) - 1) // T, 0)) * T
@@ -99,11 +104,26 @@ def evaluate(run: Path, data: Path | None = None, split: str = "val", texts: lis
         windows = dataset.eval_windows(split, T, budget, saved.train.get("seed", 0))
         batches = dataset.eval_batches(split, windows, B, T)
         source = f"{dataset.folder} ({split})"
-    dtype, _ = resolve_dtype(saved.train.get("dtype", "auto"), dev, saved.model.n_embd)
     autocast = torch.autocast(dev.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
-    model = _model(saved, dev)
     graphed = _graphed(model, autocast, (B, T + 1), dev) if dev.type == "cuda" else None
-    return _score(model, batches, len(windows), dev, autocast, saved, source, graphed)
+    return replace(_score(model, batches, len(windows), dev, autocast, saved, source, graphed), batch_size=B)
+
+
+def _fitting_batch(saved: SavedRun, B: int, device: torch.device, dtype: torch.dtype, given: bool) -> int:
+    """B windows a batch where they fit in the memory left beside the model (memory.py): the default shrinks
+    to what fits (the figure is the same whatever the batch); a --batch-size that cannot fit is refused."""
+    free = memory.available(device)
+    if free is None:
+        return B
+
+    def need_at(b: int) -> memory.Need:
+        return memory.forward_need(saved.model, b, saved.model.block_size, dtype)
+    fits = memory.largest_batch(need_at, B, free)
+    if given:
+        memory.check(need_at(B), free, f"scoring {B} windows of {saved.model.block_size} tokens at once",
+                     [f"--batch-size {fits}" if fits else "score on a device with more memory"])
+        return B
+    return fits or 1
 
 
 def _model(saved: SavedRun, device: torch.device) -> GPT:

@@ -18,7 +18,6 @@ import glob
 import os
 import queue
 import shutil
-import signal
 import threading
 import time
 from collections import deque
@@ -33,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import __version__
+from . import __version__, signals
 from .errors import UserError
 from .files import folder_lock, fsync_path, sha256_file, write_atomic, write_json_atomic
 from .progress import Progress
@@ -108,6 +107,7 @@ def prepare(source: Source, build: BuildOptions, out: Path | None = None, force:
     if out == out.parent:
         raise UserError(f"--out {out} is the root of the file system", "choose a folder for the dataset")
     with folder_lock(out, "minigpt-prepare"):  # one writer: what is beside `out` and not ours is stale
+        signals.keep(f"{out} is as it was; what this run had written is removed by the next minigpt-prepare there")
         return _prepare(source, build, out, force, progress, start)
 
 
@@ -415,19 +415,16 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 def _swap(tmp: Path, out: Path) -> None:
     """Rename the finished folder into place; an old dataset there is moved aside first, then removed.
 
-    Ctrl-C and SIGTERM wait until both renames are done; after a kill in between, the next run's
-    _clean_stale puts the complete folder back.
+    Ctrl-C and SIGTERM, a first or a second, wait until both renames are done (signals.held); after a kill
+    in between, the next run's _clean_stale puts the complete folder back.
     """
     old = out.parent / f".{out.name}.old-{os.getpid()}"
-    blocked = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
-    try:
+    with signals.held():
         if out.exists():
             os.replace(out, old)
         os.replace(tmp, out)
         fsync_path(out.parent)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signals.keep(f"{out} is complete")
     shutil.rmtree(old, ignore_errors=True)
 
 

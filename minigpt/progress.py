@@ -51,9 +51,9 @@ class Progress:
 
 
 @contextmanager
-def train_display(max_iters: int, line: Callable[[dict], str], enabled: bool | None = None):
-    """Yields (say, on_row) for the trainer: a bar (step, loss, lr, tok/s, ETA) with evaluations printed
-    above it on a terminal; one plain line per log row in a pipe."""
+def train_display(max_iters: int, line: Callable[[dict], str], enabled: bool | None = None, tokens_per_step: int = 0):
+    """Yields (say, on_row) for the trainer: a bar (step, loss, lr, tok/s, s/step where a step takes a second
+    or more, ETA) with evaluations printed above it on a terminal; one plain line per log row in a pipe."""
     if not (sys.stdout.isatty() if enabled is None else enabled):
         def say(text: str) -> None:
             print(text, flush=True)
@@ -64,7 +64,8 @@ def train_display(max_iters: int, line: Callable[[dict], str], enabled: bool | N
 
     console = Console()
     columns = (TextColumn("step"), MofNCompleteColumn(), BarColumn(),
-               TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}  {task.fields[tok_s]:,.0f} tok/s"),
+               TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}  {task.fields[tok_s]:,.0f} tok/s"
+                          "{task.fields[pace]}"),
                TextColumn("ETA"), TimeRemainingColumn())
     bar = Bar(*columns, console=console)
     task = None
@@ -73,8 +74,10 @@ def train_display(max_iters: int, line: Callable[[dict], str], enabled: bool | N
         nonlocal task
         if task is None:
             bar.start()
-            task = bar.add_task("train", total=max_iters, loss=float("nan"), lr=0.0, tok_s=0.0)
-        bar.update(task, completed=row["step"], loss=row["train_loss"], lr=row["lr"], tok_s=row["tokens_per_s"])
+            task = bar.add_task("train", total=max_iters, loss=float("nan"), lr=0.0, tok_s=0.0, pace="")
+        per_step = tokens_per_step / row["tokens_per_s"] if row["tokens_per_s"] else 0.0
+        bar.update(task, completed=row["step"], loss=row["train_loss"], lr=row["lr"], tok_s=row["tokens_per_s"],
+                   pace=f"  {per_step:,.1f} s/step" if per_step >= 1 else "")
         if "val_loss" in row:
             console.print(line(row))
     try:

@@ -9,6 +9,7 @@ and resumed ends with byte-identical weights.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import time
 from contextlib import ExitStack, nullcontext
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from . import memory, signals
 from .checkpoint import RUNS_DIR, RunFolder, versions
 from .config import TrainConfig, eval_origin, eval_rule, lr_origin
 from .cpu import onednn_layout, onednn_matmul_rule
@@ -35,6 +37,7 @@ from .step import GraphedStep, Step
 from .tblog import open_writer, summary_writer, write_row
 
 EXIT_NAN = 3
+SLOW_STEP_S = 5.0  # a first step slower than this says what the whole run will take
 # What --resume may change: how long, how often to evaluate and log, where and how fast it computes.
 # Everything else would make the resumed run another run (BENCHMARKS' exact-resume tests hold it fixed).
 RESUME_MAY_CHANGE = ("max_iters", "eval_interval", "log_interval", "eval_tokens", "eval_tokens_from", "device", "compile",
@@ -53,19 +56,23 @@ class Result:
 
 
 class StopSignal:
-    """SIGTERM and Ctrl-C set a flag; the loop checkpoints at the end of the step and stops."""
+    """SIGTERM and Ctrl-C set a flag; the loop checkpoints at the end of the step and stops. A second one
+    exits at once (signals.py), the last checkpoint on disk kept."""
 
     def __init__(self):
         self.signum: int | None = None
 
     def __enter__(self):
         self._old = {s: signal.signal(s, self._set) for s in (signal.SIGINT, signal.SIGTERM)}
+        signals.say_first("{signal}: stopping at the end of this step, with a checkpoint; "
+                          "Ctrl-C again to stop at once (keeping the last checkpoint on disk)")
         return self
 
     def _set(self, signum, frame) -> None:
         self.signum = signum
 
     def __exit__(self, *exc) -> None:
+        signals.say_first(None)
         for s, h in self._old.items():
             signal.signal(s, h)
 
@@ -142,6 +149,8 @@ class Trainer:
         if onednn:
             onednn_layout(self.model)
         self.optimizers = make_optimizers(self.model, cfg, self.device, self.ns_dtype)
+        if note := d.agree(self._check_memory):  # before the run folder is written
+            self.say(note)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         if resume:
             self._resume()
@@ -153,6 +162,7 @@ class Trainer:
         if tensorboard and d.main:
             self.tb = open_writer(self.run.path, self.step if resume else None)
             self.held.callback(self.tb.close)
+        self._kept()
         self.say(startup_line(self.config["runtime"]))
         self.say(f"peak learning rate {cfg.lr:g}: {lr_origin(cfg)}")
         self.say(eval_origin(cfg))
@@ -169,6 +179,34 @@ class Trainer:
         if self.device.type == "cpu":
             return replace(cfg, eval_tokens=eval_rule(cfg), eval_tokens_from="rule")
         return cfg
+
+    def _free_memory(self) -> int | None:
+        """What this process may still take: on a CPU shared with the other processes torchrun started here."""
+        free = memory.available(self.device)
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if self.device.type == "cpu" else 1
+        return None if free is None else free // local
+
+    def _check_memory(self) -> str | None:
+        """A step that cannot fit (memory.py) is refused with the flags that would fit; a note where it takes most
+        of what is available."""
+        cfg, free = self.cfg, self._free_memory()
+        if free is None:
+            return None
+
+        def need_at(b=None, t=None):
+            return memory.train_need(self.model, cfg, self.optimizers, self.device, self.dtype, b, t)
+        return memory.check(need_at(), free, f"a training step of {cfg.batch_size} x {cfg.block_size} tokens",
+                            memory.train_fixes(need_at, cfg, free))
+
+    def _eval_batch(self, upto: int) -> int:
+        """Evaluation windows a batch: `upto`, or fewer where that many would not fit beside the optimizer state
+        (the figure is the same whatever the batch)."""
+        free = self._free_memory()
+        if free is None:
+            return upto
+        room = free - memory.state_need(self.model, self.optimizers).total
+        return memory.largest_batch(lambda b: memory.forward_need(self.model.config, b, self.cfg.block_size,
+                                                                  self.dtype), upto, room) or 1
 
     def _hold_folder(self) -> None:
         """Rank 0 writes the run folder: its lock, held to the end of the run, and what a killed process
@@ -249,7 +287,8 @@ class Trainer:
         # every rank evaluates its share of the fixed windows; the sums are added up across ranks
         self.windows = {split: self.dataset.eval_windows(split, cfg.block_size, cfg.eval_tokens, cfg.seed)
                         for split in ("val", "train")}
-        self.eval_batch = max(cfg.batch_size, CPU_EVAL_BATCH) if device.type == "cpu" and self.compiled is self.model \
+        self.eval_batch = self._eval_batch(max(cfg.batch_size, CPU_EVAL_BATCH)) \
+            if device.type == "cpu" and self.compiled is self.model \
             else cfg.batch_size  # a compiled model or a CUDA graph keeps the training batch's shape
         self.flops_peak = peak_flops(device)
 
@@ -281,6 +320,13 @@ class Trainer:
                                        "scaler": self.scaler.state_dict(), "rng": rng,
                                        "model_config": self.model_cfg.to_json(), "dataset": self.config["dataset"],
                                        "train": self.cfg.to_json()})
+        self._kept()
+
+    def _kept(self) -> None:
+        """What a second Ctrl-C, which exits at once, leaves: the last checkpoint, as of now."""
+        signals.keep(f"the checkpoint of step {self.step:,} in {self.run.path} is the one on disk; nothing after it was "
+                     "saved (continue with --resume)" if self.run.exists() else
+                     f"no checkpoint of {self.run.path} had been written: nothing of this run was saved")
 
     def finite(self, loss: torch.Tensor) -> float:
         """The step's loss; a NaN or inf stops training before any checkpoint can save broken weights."""
@@ -315,11 +361,18 @@ class Trainer:
             self.checkpoint()
             self.eval_seconds += time.perf_counter() - started
 
+    def _pace(self, seconds: float) -> None:
+        """After the first step, where it was slow: what the run will take at this pace, said at once."""
+        left = self.cfg.max_iters - self.step
+        if seconds >= SLOW_STEP_S and left:
+            self.say(f"step {self.step:,} took {seconds:.1f} s: the {left:,} steps left would take about "
+                     f"{_duration(left * seconds)} at this pace (Ctrl-C stops at the end of a step, with a checkpoint)")
+
     def loop(self) -> Result:
         cfg, d = self.cfg, self.d
         start_time = time.perf_counter()
         window_time, window_tokens = start_time, 0
-        stopped_by = None
+        stopped_by, first = None, self.step
         self.compiled.train()
         with StopSignal() as stop:
             while self.step < cfg.max_iters:
@@ -334,6 +387,8 @@ class Trainer:
                 self.tokens_seen += cfg.tokens_per_step
                 window_tokens += cfg.tokens_per_step
                 last = self.step == cfg.max_iters
+                if self.step == first + 1 and self.device.type != "cuda":  # on CUDA the first step compiles
+                    self._pace(time.perf_counter() - start_time)
                 if self.step % cfg.log_interval == 0 or self.step % cfg.eval_interval == 0 or last:
                     now = time.perf_counter()
                     self.log(step_loss, lr, window_tokens / (now - window_time), now - start_time)
@@ -381,8 +436,14 @@ def _oom(cfg: TrainConfig) -> UserError:
                      f"{max(cfg.batch_size // 2, 1)} --grad-accum {cfg.grad_accum * 2}): same tokens per step")
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:,.1f} h" if seconds >= 3600 else f"{seconds / 60:,.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
 def log_line(row: dict, cfg: TrainConfig) -> str:
     s = f"step {row['step']:>6}/{cfg.max_iters}  loss {row['train_loss']:.4f}  lr {row['lr']:.2e}  {row['tokens_per_s']:,.0f} tok/s"
+    if row["tokens_per_s"] and (per_step := cfg.tokens_per_step / row["tokens_per_s"]) >= 1:
+        s += f"  {per_step:,.1f} s/step"  # a slow step, said where a user looks
     if "val_loss" in row:
         s += f"  val {row['val_loss']:.4f} ({row['val_bpc']:.3f} bpc)"
     if "mfu" in row:

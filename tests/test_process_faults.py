@@ -1,10 +1,12 @@
 """Faults through the real process: a run folder's lock held by a minigpt-train process for its whole run,
 a dataset's by minigpt-prepare's; every durable write flushed before its rename and its folder after; a
 full disk and a file size limit met while each checkpoint file is written; a read-only run folder; a
-damaged checkpoint on --resume; a damaged metrics line that is not the last."""
+damaged checkpoint on --resume; a damaged metrics line that is not the last; a second Ctrl-C or SIGTERM
+inside a step that would not end, inside minigpt-prepare's streaming, and between its two renames."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -269,3 +271,93 @@ def test_a_damaged_metrics_line_that_is_not_the_last_is_refused_with_its_number(
 
     assert_error(invoke(plot_app, run, "--out", tmp_path / "p.png"), needle)
     assert runs_row(run)["state"] == "damaged (metrics.jsonl: line 3 is not JSON, and more lines follow it)"
+
+
+# ---- a second Ctrl-C or SIGTERM stops at once ----
+
+SLOW_HOOK = """import os, sys
+import numpy as np
+command, where = sys.argv[1], sys.argv[2]
+def slow():
+    print("slow", flush=True)
+    a = np.ones((6000, 6000))
+    a @ a  # one long call: no Python signal handler runs until it returns (a step that would not end)
+if where == "step":
+    from minigpt.data import TokenData
+    real = TokenData.batch
+    def batch(self, seed, step, micro, B, T):
+        if step == 3 and micro == 0:
+            slow()
+        return real(self, seed, step, micro, B, T)
+    TokenData.batch = batch
+elif where == "stream":
+    from minigpt.shards import ShardWriter
+    real = ShardWriter.write
+    def write(self, tokens):
+        slow()
+        return real(self, tokens)
+    ShardWriter.write = write
+else:  # between minigpt-prepare's two renames
+    import minigpt.prepare as prep
+    real, out = os.replace, os.path.abspath(sys.argv[sys.argv.index("--out") + 1])
+    def replace(src, dst):
+        real(src, dst)
+        if os.fspath(src) == out:  # the old dataset moved aside; the new one not yet in place
+            slow()
+    prep.os.replace = replace
+from minigpt import cli
+sys.argv = [command] + sys.argv[3:]
+cli.train_cli() if command == "minigpt-train" else cli.prepare_cli()
+"""
+
+
+def twice(sig, command: str, where: str, *args) -> tuple[int, str]:
+    """The command, sent `sig` once it is inside its slow call, and again once it has said it got the first
+    (two signals sent back to back would reach it as one); its exit code and output."""
+    p = subprocess.Popen([sys.executable, "-c", SLOW_HOOK, command, where, *map(str, args)], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = ""
+    for wait_for in ("slow", f"{signal.Signals(sig).name}: stopping"):
+        for line in p.stdout:  # by reading what it says, not by sleeping
+            output += line
+            if line.startswith(wait_for):
+                break
+        p.send_signal(sig)
+    out, _ = p.communicate(timeout=300)
+    return p.returncode, output + out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_stops_training_at_once_and_says_what_is_kept(dataset, tmp_path, sig):
+    run = tmp_path / "run"
+    code, output = twice(sig, "minigpt-train", "step", *ARGS, "--eval-interval", 2, "--data", dataset, "--out", run)
+    name = signal.Signals(sig).name
+    assert code == 128 + sig and "Traceback" not in output, output
+    assert f"{name}: stopping at the end of this step, with a checkpoint; Ctrl-C again" in output
+    assert (f"minigpt: stopped at once by a second {name}; the checkpoint of step 2 in {run} is the one on disk; "
+            "nothing after it was saved") in output, output
+    assert torch.load(run / "train_state.pt", weights_only=True)["step"] == 2  # step 3 never ended
+    assert runs_row(run)["state"] == "stopped at step 2"
+    r = run_train(*ARGS, "--eval-interval", 2, "--data", dataset, "--out", run, "--resume")
+    assert r.exit_code == 0 and metrics(run)[-1]["step"] == 40, r.output
+
+
+def test_a_second_signal_stops_prepare_at_once_and_the_next_run_starts_clean(mirror, tmp_path):
+    out = tmp_path / "ds"
+    args = ("--dataset", mirror, "--docs", 90, "--val-docs", 12, "--out", out)
+    code, output = twice(signal.SIGINT, "minigpt-prepare", "stream", *args)
+    assert code == 130 and f"stopped at once by a second SIGINT; {out} is as it was" in output, output
+    assert not out.exists() and list(tmp_path.glob(".ds.tmp-*"))  # what it had written, left for the next run
+    assert run_inprocess(*args).code == 0 and not list(tmp_path.glob(".ds.*"))
+
+
+def test_signals_between_prepare_s_two_renames_wait_for_both(mirror, tmp_path):
+    out = tmp_path / "ds"
+    assert run_inprocess("--dataset", mirror, "--docs", 60, "--val-docs", 12, "--out", out).code == 0
+    args = ("--dataset", mirror, "--docs", 90, "--val-docs", 12, "--out", out, "--force")
+    code, output = twice(signal.SIGINT, "minigpt-prepare", "swap", *args)
+    assert code == 130 and "Traceback" not in output, output
+    manifest = json.loads((out / "manifest.json").read_text())  # the new dataset, whole, in place
+    assert manifest["splits"]["train"]["docs"] == 90
+    assert run_inprocess(*args[:-1]).stdout.count("nothing to do") == 1  # complete; the leftovers cleaned
+    assert not list(tmp_path.glob(".ds.*"))

@@ -2,7 +2,7 @@
 against plain readers and a plain slicer written here.
 
 Random documents (empty ones, CRLF, non-ASCII up to 4-byte characters, a few long ones), split at random
-into files; random N, M, --val-fraction, --min-count and --shard-tokens. The library's read sizes (reader
+into files (JSON lines with LF or CRLF line ends and blank lines between records); random N, M, --val-fraction, --min-count and --shard-tokens. The library's read sizes (reader
 batches, text blocks, raw row groups, encoding pieces: `small_reads`) are made small, so that a few hundred
 characters cross every boundary a real source crosses at 1,000 documents, 8 MB blocks or 16 MB row groups.
 Checked each time: the decoded shards equal the reference slice, the raw slice holds its documents
@@ -76,8 +76,10 @@ def write_records(folder: Path, form: str, files: list[list[str]], draw, column:
             table = pa.table({"id": list(range(len(docs))), column: docs})
             pq.write_table(table, path, row_group_size=draw(st.integers(1, max(len(docs), 1))))
             continue
-        ascii_only = draw(st.booleans())
-        data = "".join(json.dumps({"id": j, column: d}, ensure_ascii=ascii_only) + "\n" for j, d in enumerate(docs))
+        ascii_only, end = draw(st.booleans()), draw(st.sampled_from(["\n", "\r\n"]))  # LF or CRLF files
+        blank = draw(st.lists(st.booleans(), min_size=len(docs), max_size=len(docs)))  # blank lines between records
+        data = "".join(json.dumps({"id": j, column: d}, ensure_ascii=ascii_only) + end + (end if b else "")
+                       for j, (d, b) in enumerate(zip(docs, blank)))
         data = data.encode("utf-8")
         path.write_bytes(gzip.compress(data, mtime=0) if form == "json.gz" else data)
     return folder

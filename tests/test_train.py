@@ -364,3 +364,20 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(dataset, tmp_path):
     assert r.exit_code == 3
     state = torch.load(run / "train_state.pt", weights_only=True)
     assert all(torch.isfinite(t).all() for t in state["model"].values())
+
+
+def test_a_slow_step_says_what_the_run_will_take_and_its_seconds_per_step(dataset, tmp_path, monkeypatch):
+    import re
+
+    from minigpt import trainer
+    from minigpt.config import make_config
+
+    monkeypatch.setattr(trainer, "SLOW_STEP_S", 0.0)  # every first step counts as slow here
+    r = run_train(*TINY, "--max-iters", 5, "--data", dataset, "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    said = re.search(r"step 1 took ([\d.]+) s: the 4 steps left would take about ([\d.]+) s at this pace", r.output)
+    assert said and float(said.group(2)) == pytest.approx(4 * float(said.group(1)), abs=1), r.output
+    cfg = make_config("tiny")  # 512 tokens a step: at 256 tokens/s, 2 s a step
+    row = {"step": 10, "train_loss": 2.0, "lr": 1e-3, "tokens_per_s": 256.0}
+    assert trainer.log_line(row, cfg).endswith("256 tok/s  2.0 s/step")
+    assert "s/step" not in trainer.log_line({**row, "tokens_per_s": 5120.0}, cfg)
