@@ -1,7 +1,6 @@
 """Faults that must lose nothing and misreport nothing: torn metrics, a full disk, changed flags on
 --resume, two writers at once, run folders and datasets that do not parse, kill -9 inside a write."""
 
-import errno
 import json
 import os
 import signal
@@ -11,9 +10,8 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, metrics, run_inprocess, stop_at
+from conftest import ROOT, metrics, stop_at
 from minigpt.data import TokenData
-from minigpt.files import folder_lock
 from test_train import TINY, assert_error, run_train, without_timing
 
 ARGS = (*TINY, "--dropout", 0.1)

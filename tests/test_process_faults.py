@@ -15,7 +15,7 @@ import torch
 
 from conftest import ROOT, invoke, metrics, read_only, run_inprocess, small_disk, stop_at
 from test_faults import ARGS, assert_same_run
-from test_prepare import assert_clean_error, files_of
+from test_prepare import files_of
 from test_train import TINY, assert_error, run_train
 
 PAUSE_HOOK = """import sys
@@ -223,11 +223,17 @@ def _folder(path):
     return nullcontext(path)
 
 
-def test_a_read_only_run_folder_is_one_message_and_nothing_changes(dataset, tmp_path, monkeypatch, whole):
+def stopped_run(dataset, tmp_path, monkeypatch):
+    """A run stopped by SIGTERM inside step 23 (its checkpoint: step 24)."""
     run = tmp_path / "run"
     stop_at(monkeypatch, 23)
     assert run_train(*ARGS, "--data", dataset, "--out", run).exit_code == 143
     monkeypatch.undo()
+    return run
+
+
+def test_a_read_only_run_folder_is_one_message_and_nothing_changes(dataset, tmp_path, monkeypatch, whole):
+    run = stopped_run(dataset, tmp_path, monkeypatch)
     before = files_of(run)
     with read_only(run):
         r = run_train(*ARGS, "--data", dataset, "--out", run, "--resume")
@@ -241,10 +247,7 @@ def test_a_read_only_run_folder_is_one_message_and_nothing_changes(dataset, tmp_
 
 
 def test_resume_of_a_damaged_checkpoint_is_one_message_and_keeps_the_rest(dataset, tmp_path, monkeypatch):
-    run = tmp_path / "run"
-    stop_at(monkeypatch, 23)
-    assert run_train(*ARGS, "--data", dataset, "--out", run).exit_code == 143
-    monkeypatch.undo()
+    run = stopped_run(dataset, tmp_path, monkeypatch)
     state = (run / "train_state.pt").read_bytes()
     (run / "train_state.pt").write_bytes(state[: len(state) // 2])  # cut short, as a copy that stopped
     before = files_of(run)
@@ -256,10 +259,7 @@ def test_resume_of_a_damaged_checkpoint_is_one_message_and_keeps_the_rest(datase
 
 
 def test_a_damaged_metrics_line_that_is_not_the_last_is_refused_with_its_number(dataset, tmp_path, monkeypatch):
-    run = tmp_path / "run"
-    stop_at(monkeypatch, 23)
-    assert run_train(*ARGS, "--data", dataset, "--out", run).exit_code == 143
-    monkeypatch.undo()
+    run = stopped_run(dataset, tmp_path, monkeypatch)
     lines = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
     lines[2] = lines[2][: len(lines[2]) // 2] + "\n"  # line 3 of 5, half of it
     (run / "metrics.jsonl").write_text("".join(lines))

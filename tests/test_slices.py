@@ -228,6 +228,26 @@ def own_files_min_count(train: list[str]) -> int:
     return max(1, math.ceil(sum(map(len, train)) / 1_000_000))
 
 
+def val_files_slice(docs: list[str], held_out: list[str], n, m) -> tuple[tuple | None, tuple]:
+    n_int = len(docs) if n in ("all", None) else n
+    if n_int > len(docs):
+        return None, (f"has only {len(docs)} documents, but --docs {n} needs {n_int - len(docs)} more",)
+    want = None if m == "all" or (m is None and n in ("all", None)) else (default_val_docs(n_int) if m is None else m)
+    if want is not None and want > len(held_out):
+        return None, (f"has only {len(held_out)} documents, but --val-docs {want} needs {want - len(held_out)} more",)
+    return (docs[:n_int], held_out if want is None else held_out[:want], False), ()
+
+
+def after_or_fraction(draw, rule: str, docs: list[str], n) -> tuple[list, tuple | None, tuple]:
+    """Validation from the documents after the N (where --docs is a number and the rule says so) or a
+    --val-fraction cut: (the flags, the expected slice or None, what the error says)."""
+    if rule == "after_docs" and n not in ("all", None):
+        m = draw_count(draw, len(docs) - n, "--val-docs")
+        return (["--val-docs", m] if m is not None else []), *after_docs_slice(docs, n, m)
+    fraction = draw_fraction(draw, n, docs)
+    return (["--val-fraction", fraction] if fraction is not None else []), *fraction_slice(docs, n, fraction)
+
+
 RULES = st.sampled_from(["after_docs", "fraction", "val_data_files"])
 
 
@@ -245,11 +265,7 @@ def test_records_slice_equals_the_plain_slice(form, data):
         args = ["--data-files", folder] + (["--min-count", min_count] if min_count else [])
         n = draw_count(draw, len(docs), "--docs")
         args += ["--docs", n] if n is not None else []
-        if rule == "after_docs" and n not in ("all", None):
-            m = draw_count(draw, len(docs) - n, "--val-docs")
-            args += ["--val-docs", m] if m is not None else []
-            expected, error = after_docs_slice(docs, n, m)
-        elif rule == "val_data_files":
+        if rule == "val_data_files":
             held_out = draw(st.lists(DOC, min_size=1, max_size=12))
             val_folder = write_records(Path(tmp) / "val", form, split_into_files(draw, held_out), draw)
             held_out = read_records(val_folder)
@@ -257,21 +273,10 @@ def test_records_slice_equals_the_plain_slice(form, data):
             args += ["--val-data-files", val_folder] + (["--val-docs", m] if m is not None else [])
             expected, error = val_files_slice(docs, held_out, n, m)
         else:
-            fraction = draw_fraction(draw, n, docs)
-            args += ["--val-fraction", fraction] if fraction is not None else []
-            expected, error = fraction_slice(docs, n, fraction)
+            more, expected, error = after_or_fraction(draw, rule, docs, n)
+            args += more
         mc = min_count or (own_files_min_count(expected[0]) if expected else 1)
         prepare_and_check(args, sizes, expected, mc, shard_size, error)
-
-
-def val_files_slice(docs: list[str], held_out: list[str], n, m) -> tuple[tuple | None, tuple]:
-    n_int = len(docs) if n in ("all", None) else n
-    if n_int > len(docs):
-        return None, (f"has only {len(docs)} documents, but --docs {n} needs {n_int - len(docs)} more",)
-    want = None if m == "all" or (m is None and n in ("all", None)) else (default_val_docs(n_int) if m is None else m)
-    if want is not None and want > len(held_out):
-        return None, (f"has only {len(held_out)} documents, but --val-docs {want} needs {want - len(held_out)} more",)
-    return (docs[:n_int], held_out if want is None else held_out[:want], False), ()
 
 
 TEXT_FILE = st.text(ALPHABET + "\n\n", max_size=80)
@@ -293,15 +298,8 @@ def test_text_files_slice_equals_the_plain_slice(data):
         args = ["--data-files", folder] + (["--doc-split", doc_split] if doc_split else [])
         n = draw_count(draw, len(docs), "--docs")
         args += ["--docs", n] if n is not None else []
-        if rule == "after_docs" and n not in ("all", None):
-            m = draw_count(draw, len(docs) - n, "--val-docs")
-            args += ["--val-docs", m] if m is not None else []
-            expected, error = after_docs_slice(docs, n, m)
-        else:
-            fraction = draw_fraction(draw, n, docs)
-            args += ["--val-fraction", fraction] if fraction is not None else []
-            expected, error = fraction_slice(docs, n, fraction)
-        prepare_and_check(args, sizes, expected, own_files_min_count(expected[0]) if expected else 1, shard_size, error)
+        more, expected, error = after_or_fraction(draw, rule, docs, n)
+        prepare_and_check(args + more, sizes, expected, own_files_min_count(expected[0]) if expected else 1, shard_size, error)
 
 
 @given(data=st.data())
