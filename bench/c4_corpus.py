@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minigpt.c4 import mirror_readme
+from minigpt.data.stream import mirror_readme
 
 VERSION = 1
 STAMP = "c4_corpus_stamp.json"

@@ -65,7 +65,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from minigpt.config import TrainConfig, make_config  # noqa: E402
-from minigpt.data import TokenData, find_dataset  # noqa: E402
+from minigpt.data.loader import TokenData, find_dataset  # noqa: E402
 from minigpt.device import cpu_flags, cpu_name, muon_dtype, resolve_dtype  # noqa: E402
 from minigpt.optim import lr_at  # noqa: E402
 

@@ -91,7 +91,7 @@ def evaluate(model, dataset, T: int, B: int, device: torch.device) -> float:
 
 def one_run(job: dict) -> dict:
     torch.set_num_threads(job["threads"])
-    from minigpt.data import TokenData
+    from minigpt.data.loader import TokenData
 
     shape, lr, device = SHAPES[job["shape"]], job["lr"], torch.device(job["device"])
     dataset = TokenData(Path(job["data"]))

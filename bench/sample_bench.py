@@ -39,7 +39,7 @@ from minigpt.config import make_config  # noqa: E402
 from minigpt.engine import Engine, SamplingParams  # noqa: E402
 from minigpt.model import GPT, GPTConfig  # noqa: E402
 from minigpt.device import resolve_device  # noqa: E402
-from minigpt.vocab import Vocab  # noqa: E402
+from minigpt.data.vocab import Vocab  # noqa: E402
 
 
 def one_round(methods: dict, ids: list[int], n: int, turn: int) -> tuple[dict[str, float], dict[str, list[int]]]:

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from minigpt.config import make_config  # noqa: E402
-from minigpt.data import TokenData, find_dataset, to_device  # noqa: E402
+from minigpt.data.loader import TokenData, find_dataset, to_device  # noqa: E402
 from minigpt.model import GPT, GPTConfig  # noqa: E402
 from minigpt.optim import make_optimizers  # noqa: E402
 

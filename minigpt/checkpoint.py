@@ -29,7 +29,7 @@ from . import __version__
 from .errors import UserError
 from .files import sha256_file, write_atomic, write_json_atomic
 from .model import GPT, GPTConfig
-from .vocab import Vocab
+from .data.vocab import Vocab
 
 RUNS_DIR = Path("runs")
 CONFIG, VOCAB, WEIGHTS, STATE, METRICS = "config.json", "vocab.json", "model.safetensors", "train_state.pt", "metrics.jsonl"

@@ -90,8 +90,8 @@ def prepare(
     shard_tokens: int = typer.Option(100_000_000, "--shard-tokens", metavar="S", help="Tokens per shard file, at most."),
     force: bool = typer.Option(False, "--force", help="Replace an existing dataset made with other arguments."),
 ) -> None:
-    from .prepare import BuildOptions, prepare as run_prepare
-    from .source import resolve_source
+    from .data.prepare import BuildOptions, prepare as run_prepare
+    from .data.source import resolve_source
 
     try:
         source = resolve_source(dataset, config, data_files, val_data_files, docs, val_docs, text_column, split,

@@ -28,7 +28,7 @@ from .decode import (CompiledDecode, CompileFailed, CPUDecode, Decode, GraphedDe
 from .errors import UserError, brief
 from .model import GPT
 from .device import resolve_device
-from .vocab import Vocab
+from .data.vocab import Vocab
 
 UNK_SHOWN = "\ufffd"  # how <unk> is printed: the Unicode replacement character
 

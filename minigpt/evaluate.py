@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import sys
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,16 +29,14 @@ import torch
 from . import memory
 from .checkpoint import SavedRun, load_weights, open_run
 from .cpu import onednn_layout, onednn_matmul_rule
-from .data import TokenData, find_dataset, to_device
+from .data.loader import TokenData, find_dataset
 from .device import resolve_device, resolve_dtype
 from .errors import UserError, brief
 from .graphs import GraphedForward
 from .model import GPT
-from .textfiles import utf8_error
+from .scoring import CPU_EVAL_BATCH, forward_of, summed_loss
+from .data.textfiles import utf8_error
 
-# Evaluation batches on the CPU, uncompiled: at least this many windows (the forward pass alone runs 1.25-1.5x
-# the tokens/s at 64 windows as at the tiny preset's 16 or a laptop's 12: BENCHMARKS.md)
-CPU_EVAL_BATCH = 64
 SPLITS = ("val", "train")
 
 
@@ -106,7 +104,7 @@ def evaluate(run: Path, data: Path | None = None, split: str = "val", texts: lis
         source = f"{dataset.folder} ({split})"
     autocast = torch.autocast(dev.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
     graphed = _graphed(model, autocast, (B, T + 1), dev) if dev.type == "cuda" else None
-    return replace(_score(model, batches, len(windows), dev, autocast, saved, source, graphed), batch_size=B)
+    return _score(model, batches, len(windows), dev, autocast, saved, source, graphed, B)
 
 
 def _fitting_batch(saved: SavedRun, B: int, device: torch.device, dtype: torch.dtype, given: bool) -> int:
@@ -147,25 +145,18 @@ def _graphed(model: GPT, autocast, shape: tuple[int, int], device: torch.device)
 
 
 def _score(model: GPT, batches, n_windows: int, device: torch.device, autocast, saved: SavedRun, source: str,
-           graphed: GraphedForward | None = None) -> Score:
+           graphed: GraphedForward | None = None, B: int = 0) -> Score:
     vocab = saved.vocab
     nbytes = np.array([len(s.encode("utf-8")) if i not in (vocab.eot, vocab.unk) else 1
                        for i, s in enumerate(vocab.itos)], dtype=np.int64)
-    total = torch.zeros((), device=device)
     counts = np.zeros(len(vocab), dtype=np.int64)
-    with torch.no_grad():
-        for batch in batches:
-            if graphed is not None and batch.shape == tuple(graphed.batch.shape):
-                loss = graphed(batch)
-            else:
-                x, y = to_device(batch, device)
-                with autocast:
-                    _, loss = model(x, y)
-            total += loss.float() * len(batch)  # summed as the trainer sums: the same figure
-            counts += np.bincount(batch[:, 1:].ravel(), minlength=len(vocab))
+
+    def count(batch: np.ndarray) -> None:
+        counts[:] += np.bincount(batch[:, 1:].ravel(), minlength=len(vocab))
+    total = summed_loss(forward_of(model, autocast, device, B, graphed=graphed), batches, device, count)
     tokens = int(counts.sum())
     return Score(source, saved.model.block_size, n_windows, tokens, tokens - int(counts[vocab.eot]), int(counts @ nbytes),
-                 int(counts[vocab.unk]), int(counts[vocab.eot]), total.item() / n_windows)
+                 int(counts[vocab.unk]), int(counts[vocab.eot]), total.item() / n_windows, B)
 
 
 def open_dataset(data: Path | None, saved: SavedRun) -> TokenData:

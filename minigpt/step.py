@@ -17,7 +17,7 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 import torch
 
-from .data import to_device
+from .data.loader import to_device
 from .graphs import capture, copy_in, on_side_stream
 
 WARMUP_STEPS = 3  # run before the capture (at lr 0, then undone): torch.compile compiles, optimizers make state

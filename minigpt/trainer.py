@@ -23,15 +23,15 @@ from . import memory, signals
 from .checkpoint import RUNS_DIR, RunFolder, versions
 from .config import TrainConfig, eval_origin, eval_rule, lr_origin
 from .cpu import onednn_layout, onednn_matmul_rule
-from .data import TokenData, find_dataset, to_device
+from .data.loader import TokenData, find_dataset, to_device
 from .device import cpu_flags, describe, keep_freed_memory, muon_dtype, peak_flops, resolve_device, resolve_dtype
 from .distributed import Dist, micro_batches, setup
 from .errors import UserError, brief
-from .evaluate import CPU_EVAL_BATCH
 from .files import folder_lock
 from .finetune import InitFrom, start as start_from
 from .model import GPT, GPTConfig
 from .optim import lr_at, make_optimizers
+from .scoring import CPU_EVAL_BATCH, forward_of, summed_loss
 from .graphs import GraphedForward
 from .step import GraphedStep, Step
 from .tblog import open_writer, summary_writer, write_row
@@ -293,21 +293,12 @@ class Trainer:
         self.flops_peak = peak_flops(device)
 
     def evaluate(self, split: str) -> float:
-        """Mean loss over the split's fixed windows. Full batches go through the compiled model (on CUDA, its
-        captured graph); a last, shorter batch through the plain one, so that no new shape makes
-        torch.compile build again."""
+        """Mean loss over the split's fixed windows (scoring.py), each rank scoring its share of them."""
         cfg, d, windows = self.cfg, self.d, self.windows[split]
         self.compiled.eval()
-        total = torch.zeros((), device=self.device)
-        with torch.no_grad():
-            for batch in self.dataset.eval_batches(split, windows[d.rank::d.world_size], self.eval_batch, cfg.block_size):
-                if self.eval_forward is not None and len(batch) == cfg.batch_size:
-                    loss = self.eval_forward(batch)
-                else:
-                    x, y = to_device(batch, self.device)
-                    with self.autocast:
-                        _, loss = (self.compiled if len(batch) == cfg.batch_size else self.model)(x, y)
-                total += loss.float() * len(batch)  # summed on the device: one sync per evaluation
+        forward = forward_of(self.model, self.autocast, self.device, cfg.batch_size, self.compiled, self.eval_forward)
+        batches = self.dataset.eval_batches(split, windows[d.rank::d.world_size], self.eval_batch, cfg.block_size)
+        total = summed_loss(forward, batches, self.device)
         self.compiled.train()
         return d.sum(total).item() / len(windows)
 

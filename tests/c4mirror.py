@@ -20,7 +20,7 @@ import json
 import pathlib
 import random
 
-from minigpt.c4 import mirror_readme
+from minigpt.data.stream import mirror_readme
 
 __all__ = ["write_c4_mirror", "make_docs", "read_jsonl_gz", "README_FEATURES", "README_MINIMAL"]
 

@@ -122,7 +122,7 @@ def stop_at(monkeypatch, step: int) -> None:
     """SIGTERM mid-step at `step` of the training run about to start, as a real `kill` would arrive."""
     import signal
 
-    from minigpt.data import TokenData
+    from minigpt.data.loader import TokenData
 
     original = TokenData.batch
 

@@ -20,7 +20,7 @@ import torch
 from c4mirror import make_docs, write_c4_mirror
 from conftest import ROOT, invoke, metrics, run_inprocess, run_subprocess
 from minigpt import stream
-from minigpt.data import TokenData, to_device
+from minigpt.data.loader import TokenData, to_device
 from minigpt.decode import GraphedDecode
 from minigpt.engine import Engine, SamplingParams
 from minigpt.model import GPT, GPTConfig, KVCache

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import ROOT, metrics, stop_at
-from minigpt.data import TokenData
+from minigpt.data.loader import TokenData
 from test_train import TINY, assert_error, run_train, without_timing
 
 ARGS = (*TINY, "--dropout", 0.1)

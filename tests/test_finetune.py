@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st
 
 from c4mirror import make_docs
 from conftest import invoke, metrics, run_inprocess, stop_at
-from minigpt.data import TokenData
+from minigpt.data.loader import TokenData
 from test_train import without_timing
 
 TEXT_A = "\n\n".join(d["text"] for d in make_docs(400, seed=21))  # non-ASCII in every third document

@@ -16,7 +16,7 @@ import pytest
 from c4mirror import make_docs, read_jsonl_gz, write_c4_mirror
 from conftest import run_inprocess, run_subprocess
 from minigpt.errors import Interrupted
-from minigpt.vocab import EOT, UNK, Vocab
+from minigpt.data.vocab import EOT, UNK, Vocab
 
 
 def source_docs(mirror: Path, split: str) -> list[dict]:
@@ -287,11 +287,11 @@ def test_output_folder_that_cannot_be_written(mirror, tmp_path):
 
 
 def test_full_disk_mid_write_leaves_nothing(mirror, tmp_path, monkeypatch):
-    import minigpt.shards
+    import minigpt.data.shards
 
     def full(self, tokens):
         raise OSError(errno.ENOSPC, "No space left on device", str(self.folder / "train_00000.bin"))
-    monkeypatch.setattr(minigpt.shards.ShardWriter, "write", full)
+    monkeypatch.setattr(minigpt.data.shards.ShardWriter, "write", full)
     out = tmp_path / "ds"
     r = run_inprocess("--dataset", mirror, "--docs", 10, "--out", out)
     assert_clean_error(r, "No space left on device", "twice its text", out=out)
@@ -299,7 +299,7 @@ def test_full_disk_mid_write_leaves_nothing(mirror, tmp_path, monkeypatch):
 
 
 def test_ctrl_c_mid_run_leaves_nothing_and_keeps_the_old_dataset(mirror, tmp_path, monkeypatch):
-    import minigpt.shards
+    import minigpt.data.shards
 
     out = tmp_path / "ds"
     assert run_inprocess("--dataset", mirror, "--docs", 20, "--out", out).code == 0
@@ -307,7 +307,7 @@ def test_ctrl_c_mid_run_leaves_nothing_and_keeps_the_old_dataset(mirror, tmp_pat
 
     def interrupt(self, tokens):
         raise Interrupted(signal.SIGINT)  # what the CLI's Ctrl-C handler raises
-    monkeypatch.setattr(minigpt.shards.ShardWriter, "write", interrupt)
+    monkeypatch.setattr(minigpt.data.shards.ShardWriter, "write", interrupt)
     with pytest.raises(Interrupted):  # the CLI turns it into exit 130 (a real signal is tested with the hub)
         run_inprocess("--dataset", mirror, "--docs", 20, "--min-count", 2, "--out", out)
     assert files_of(out) == before

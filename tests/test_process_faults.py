@@ -19,8 +19,8 @@ from test_prepare import files_of
 from test_train import TINY, assert_error, run_train
 
 PAUSE_HOOK = """import sys
-from minigpt.data import TokenData
-from minigpt.shards import ShardWriter
+from minigpt.data.loader import TokenData
+from minigpt.data.shards import ShardWriter
 command, at = sys.argv[1], int(sys.argv[2])
 def pause():
     print("paused", flush=True)
@@ -283,7 +283,7 @@ def slow():
     a = np.ones((6000, 6000))
     a @ a  # one long call: no Python signal handler runs until it returns (a step that would not end)
 if where == "step":
-    from minigpt.data import TokenData
+    from minigpt.data.loader import TokenData
     real = TokenData.batch
     def batch(self, seed, step, micro, B, T):
         if step == 3 and micro == 0:
@@ -291,14 +291,14 @@ if where == "step":
         return real(self, seed, step, micro, B, T)
     TokenData.batch = batch
 elif where == "stream":
-    from minigpt.shards import ShardWriter
+    from minigpt.data.shards import ShardWriter
     real = ShardWriter.write
     def write(self, tokens):
         slow()
         return real(self, tokens)
     ShardWriter.write = write
 else:  # between minigpt-prepare's two renames
-    import minigpt.prepare as prep
+    import minigpt.data.prepare as prep
     real, out = os.replace, os.path.abspath(sys.argv[sys.argv.index("--out") + 1])
     def replace(src, dst):
         real(src, dst)

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from conftest import invoke, metrics, stop_at
-from minigpt.data import TokenData
+from minigpt.data.loader import TokenData
 from minigpt.files import folder_lock
 from test_train import TINY, run_train
 

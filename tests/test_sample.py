@@ -17,7 +17,7 @@ from minigpt import decode
 from minigpt.decode import CompiledDecode, CPUDecode, CPUDecodeLinear, Decode, cpu_decode_layout, reduce_layout
 from minigpt.engine import Engine, SamplingParams, filter_logits
 from minigpt.model import GPT, GPTConfig, KVCache
-from minigpt.vocab import Vocab
+from minigpt.data.vocab import Vocab
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,8 @@ from hypothesis import given, strategies as st
 from conftest import hub_env, run_inprocess, run_subprocess
 from fakehub import FakeHub
 from test_prepare import assert_clean_error, shard_tokens
-from minigpt import prepare as prepare_module, stream, textfiles, vocab as vocab_module
-from minigpt.vocab import EOT, UNK
+from minigpt.data import prepare as prepare_module, stream, textfiles, vocab as vocab_module
+from minigpt.data.vocab import EOT, UNK
 
 BLANK = " \t\r\n"  # what makes a line of plain text blank (Python's str.strip() knows more)
 ALPHABET = "ab z.,\t\r\n\u00e9\u00df\u2014\u4e2d\U0001f600\u2028"

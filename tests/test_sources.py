@@ -12,8 +12,8 @@ import pytest
 from conftest import hub_env, run_inprocess, run_subprocess
 from fakehub import FakeHub
 from test_prepare import assert_clean_error, files_of, shard_tokens
-from minigpt.source import resolve_source
-from minigpt.vocab import EOT, UNK, Vocab
+from minigpt.data.source import resolve_source
+from minigpt.data.vocab import EOT, UNK, Vocab
 
 PLAY = ("First Citizen:\r\nBefore we proceed any further, hear me speak. Caf\u00e9 \u2014 na\u00efve.\r\n\r\n"
         "All:\r\nSpeak, speak.\r\n\r\n\r\n"

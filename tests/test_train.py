@@ -18,7 +18,7 @@ from safetensors.torch import load_model
 from conftest import ROOT, invoke, metrics
 from minigpt.checkpoint import TIMING_FIELDS
 from minigpt.config import PRESETS, TrainConfig, make_config
-from minigpt.data import TokenData
+from minigpt.data.loader import TokenData
 from minigpt.errors import UserError
 from minigpt.model import GPT, GPTConfig
 from minigpt.optim import make_optimizers
@@ -381,3 +381,12 @@ def test_a_slow_step_says_what_the_run_will_take_and_its_seconds_per_step(datase
     row = {"step": 10, "train_loss": 2.0, "lr": 1e-3, "tokens_per_s": 256.0}
     assert trainer.log_line(row, cfg).endswith("256 tok/s  2.0 s/step")
     assert "s/step" not in trainer.log_line({**row, "tokens_per_s": 5120.0}, cfg)
+
+
+def test_the_trainer_and_the_sampler_load_no_data_stage_libraries():
+    """pyarrow, datasets and huggingface_hub are the data stage's (minigpt/data/): the trainer, its loader and
+    the sampler start without them."""
+    code = ("import sys, minigpt.trainer, minigpt.engine, minigpt.data.loader; "
+            "print([m for m in ('pyarrow', 'datasets', 'huggingface_hub') if m in sys.modules])")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from minigpt.errors import UserError
-from minigpt.vocab import EOT, UNK, CharCounter, Vocab, utf8_bytes
+from minigpt.data.vocab import EOT, UNK, CharCounter, Vocab, utf8_bytes
 
 # 1-, 2-, 3- and 4-byte UTF-8 characters, as web text has them
 ALPHABET = "abc XYZ\n\t09.,!" + "éüßñ€£©°–—“”…" + "日本語한국어Ωπ" + "😀🎉𝔸"

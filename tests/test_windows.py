@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from conftest import run_inprocess
-from minigpt.data import TokenData
+from minigpt.data.loader import TokenData
 from minigpt.distributed import Dist, micro_batches
 from minigpt.errors import UserError
 

@@ -18,10 +18,10 @@ import re
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
-from .c4 import DEFAULT_CONFIG, DEFAULT_DATASET
-from .errors import UserError
+from ..errors import UserError
 from .textfiles import DOC_SPLITS
 
+DEFAULT_DATASET, DEFAULT_CONFIG = "allenai/c4", "en"  # C4, the default source
 HUB_DOCS = 3000  # --docs for a hub dataset when not given; local files default to all of them
 MAX_DEFAULT_VAL_DOCS = 10_000
 DEFAULT_VAL_FRACTION = 0.1  # nanoGPT's 90/10 cut, where nothing else names the validation text

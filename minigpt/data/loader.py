@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import UserError
-from .files import sha256_file
+from ..errors import UserError
+from ..files import sha256_file
 from .shards import DATA_DIR, MANIFEST, VERSION, manifest_version, read_manifest
 
 PREPARE_HINT = "run `minigpt-prepare` first (e.g. minigpt-prepare --docs 3000), or pass --data DIR"

@@ -32,10 +32,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import __version__, signals
-from .errors import UserError
-from .files import folder_lock, fsync_path, sha256_file, write_atomic, write_json_atomic
-from .progress import Progress
+from .. import __version__, signals
+from ..errors import UserError
+from ..files import folder_lock, fsync_path, sha256_file, write_atomic, write_json_atomic
+from ..progress import Progress
 from .shards import DATA_DIR, FORMAT, MANIFEST, VERSION, ShardWriter, read_manifest
 from .source import Source
 from .stream import BATCH_DOCS, SCHEMA, Slice

@@ -25,7 +25,7 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 
-from .errors import UserError
+from ..errors import UserError
 
 DOC_SPLITS = ("file", "paragraph", "line")
 BLOCK_BYTES = 8 << 20  # read size; a block's documents become one Arrow batch (tests make it a few bytes)

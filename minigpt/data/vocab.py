@@ -14,11 +14,14 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING
 
-from .errors import UserError
+import numpy as np
+
+from ..errors import UserError
+
+if TYPE_CHECKING:  # Arrow arrays come from the data stage; the trainer and the sampler never load pyarrow
+    import pyarrow as pa
 
 EOT, UNK = "<eot>", "<unk>"
 VOCAB_FILE, VOCAB_FORMAT = "vocab.json", "minigpt-vocab"
@@ -52,6 +55,8 @@ def _multibyte(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def char_lengths(arr: pa.Array) -> np.ndarray:
+    import pyarrow.compute as pc
+
     return pc.utf8_length(arr).to_numpy(zero_copy_only=False)
 
 
