@@ -8,10 +8,27 @@ mixed with web-style sentences (prices, dates, URLs, phones, foreign runs, emoji
 Nothing is downloaded.  Output is deterministic for a given seed and set of source files; the stamp records
 a sha256 of the source sentences.  ``python bench/c4_corpus.py OUT --text-mb 200 [--seed 0]``.
 """
+
 from __future__ import annotations
 
-import argparse, ast, collections, contextlib, gzip, hashlib, html, json, multiprocessing as mp, os, random
-import re, shutil, struct, sys, sysconfig, time, zlib
+import argparse
+import ast
+import collections
+import contextlib
+import gzip
+import hashlib
+import html
+import json
+import multiprocessing as mp
+import os
+import random
+import re
+import shutil
+import struct
+import sys
+import sysconfig
+import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +46,10 @@ README = mirror_readme("Synthetic C4-shaped corpus (allenai/c4 layout), made by 
 _PARA = re.compile(r"\n[ \t]*\n")
 _SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z\u201c\"(])|\s[*+-]\s+(?=[A-Z])")
 _OK = re.compile(r"[A-Z][^_{}<>=|\\`*#~^@\[\]$%]{28,318}[a-z0-9)\"\u201d][.!?][\"\u201d)]?")
-_CODEY = re.compile(r"\w\.[a-zA-Z]{2,}|\(\)|--|::|\.\.|\b(?:self|None|True|False|def|the the)\b|\w\(|"
-                    r"[A-Z]{2,}[a-z]|https?:")
+_CODEY = re.compile(
+    r"\w\.[a-zA-Z]{2,}|\(\)|--|::|\.\.|\b(?:self|None|True|False|def|the the)\b|\w\(|"
+    r"[A-Z]{2,}[a-z]|https?:"
+)
 _NONALPHA, _UPPER, _TAG = re.compile(r"[^A-Za-z]+"), re.compile(r"[A-Z]"), re.compile(r"<[^>]*>")
 _DOC_KINDS = ("readme", "news", "copyright", "changelog", "faq", "authors", "thanks", "history")
 
@@ -50,15 +69,21 @@ def _sentences(text: str) -> list[str]:
 
 def _source_files() -> list[Path]:
     std = Path(sysconfig.get_paths()["stdlib"])
-    files = [p for p in sorted(std.rglob("*.py")) if not {"site-packages", "dist-packages", "test", "tests"}
-             & set(p.relative_to(std).parts)]
+    files = [
+        p
+        for p in sorted(std.rglob("*.py"))
+        if not {"site-packages", "dist-packages", "test", "tests"} & set(p.relative_to(std).parts)
+    ]
     files += sorted(std.glob("idlelib/*.txt")) + [std / "LICENSE.txt"]
     for d in ("/usr/share/common-licenses", "/usr/share/info"):
         files += [p for p in sorted(Path(d).glob("*")) if p.is_file() and not p.name.endswith(".png")]
     for p in sorted(Path("/usr/share/doc").rglob("*")):
         n = p.name.lower()
-        if (n.startswith(_DOC_KINDS) or n.endswith((".md", ".txt", ".rst", ".html", ".md.gz", ".txt.gz",
-                                                     ".html.gz"))) and p.is_file() and not p.is_symlink():
+        if (
+            (n.startswith(_DOC_KINDS) or n.endswith((".md", ".txt", ".rst", ".html", ".md.gz", ".txt.gz", ".html.gz")))
+            and p.is_file()
+            and not p.is_symlink()
+        ):
             files.append(p)
     return files
 
@@ -76,7 +101,7 @@ def _file_sentences(p: Path) -> list[str]:
     elif ".htm" in p.name:
         text = html.unescape(_TAG.sub(" ", text[:300_000].replace("<p>", "\n\n")))
     if "/usr/share/info/" not in str(p):
-        text = text[:20_000 if p.name.lower().startswith("changelog") else 100_000]
+        text = text[: 20_000 if p.name.lower().startswith("changelog") else 100_000]
     return _sentences(text)
 
 
@@ -89,43 +114,67 @@ def gather_sentences(processes: int = 2) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- web-style material
-_ACCENTED = ("café cafés naïve résumé façade fiancée cliché soufflé rosé protégé jalapeño piñata déjà vu über "
-             "doppelgänger crème brûlée entrée décor señor mañana São Paulo Zürich Montréal Kraków München Malmö "
-             "Reykjavík Córdoba Düsseldorf Besançon Łódź İstanbul Gdańsk Dvořák Gödel Erdős Ångström Björk "
-             "Beyoncé Pokémon Škoda Citroën Nestlé Häagen-Dazs El Niño Curaçao Québec Bogotá Medellín Cancún "
-             "Tromsø Göteborg Genève Nîmes Sèvres Ålesund Plzeň Brașov Timișoara Poznań Füssen Köln").split()
-_FIRST = ("James Mary John Linda Michael Sarah David Emma Chris Laura Daniel Anna Mark Lisa Paul Karen Kevin "
-          "Jessica Brian Amy José Zoë Chloé Renée André Søren Björn François Łukasz Jürgen Noémie Raúl Siân "
-          "Ngozi Priya Wei Yuki Olga Dmitri Ahmed Fatima").split()
-_LAST = ("Smith Johnson Williams Brown Jones Miller Davis Wilson Taylor Clark Lewis Walker Hall Young King "
-         "Wright Scott Green Baker Adams Müller García Núñez Øster Nowak Kowalski Dubois Lefèvre Bianchi "
-         "O’Brien Nakamura Chen Kim Ivanova Petrović Şahin Andersson").split()
-_PHRASES = ("Привет, мир Спасибо большое Добро пожаловать Ελληνικά Καλημέρα σας Ευχαριστώ 日本語 ありがとう "
-            "ございます 東京都 中文 北京 上海 你好 謝謝 한국어 감사합니다 서울 العربية شكرا עברית תודה हिन्दी "
-            "नमस्ते ภาษาไทย ขอบคุณ Tiếng Việt Cảm ơn Türkçe Teşekkürler Čeština Děkuji Polski Dziękuję "
-            "Español Français Deutsch Português Русский Українська Magyar Română Svenska").split()
+_ACCENTED = (
+    "café cafés naïve résumé façade fiancée cliché soufflé rosé protégé jalapeño piñata déjà vu über "
+    "doppelgänger crème brûlée entrée décor señor mañana São Paulo Zürich Montréal Kraków München Malmö "
+    "Reykjavík Córdoba Düsseldorf Besançon Łódź İstanbul Gdańsk Dvořák Gödel Erdős Ångström Björk "
+    "Beyoncé Pokémon Škoda Citroën Nestlé Häagen-Dazs El Niño Curaçao Québec Bogotá Medellín Cancún "
+    "Tromsø Göteborg Genève Nîmes Sèvres Ålesund Plzeň Brașov Timișoara Poznań Füssen Köln"
+).split()
+_FIRST = (
+    "James Mary John Linda Michael Sarah David Emma Chris Laura Daniel Anna Mark Lisa Paul Karen Kevin "
+    "Jessica Brian Amy José Zoë Chloé Renée André Søren Björn François Łukasz Jürgen Noémie Raúl Siân "
+    "Ngozi Priya Wei Yuki Olga Dmitri Ahmed Fatima"
+).split()
+_LAST = (
+    "Smith Johnson Williams Brown Jones Miller Davis Wilson Taylor Clark Lewis Walker Hall Young King "
+    "Wright Scott Green Baker Adams Müller García Núñez Øster Nowak Kowalski Dubois Lefèvre Bianchi "
+    "O’Brien Nakamura Chen Kim Ivanova Petrović Şahin Andersson"
+).split()
+_PHRASES = (
+    "Привет, мир Спасибо большое Добро пожаловать Ελληνικά Καλημέρα σας Ευχαριστώ 日本語 ありがとう "
+    "ございます 東京都 中文 北京 上海 你好 謝謝 한국어 감사합니다 서울 العربية شكرا עברית תודה हिन्दी "
+    "नमस्ते ภาษาไทย ขอบคุณ Tiếng Việt Cảm ơn Türkçe Teşekkürler Čeština Děkuji Polski Dziękuję "
+    "Español Français Deutsch Português Русский Українська Magyar Română Svenska"
+).split()
 _SYMBOLS = "©®™€£¥°±×÷½¼¾•·→←↑↓✓✔★☆♥♦►▼…–—‘’“”«»§¶†‰′″≥≤≠≈∞µ¢¹²³ºª¿¡"
 _TEMPLATES = (
-    "Posted by {name} on {date} at {time}.", "Call us today at {phone} or email {email} for a free quote!",
-    "Prices start at {price} per night, including breakfast and free Wi-Fi.", "Read more at {url}.",
-    "Free shipping on all orders over {price}!", "The {W} {W}{sym} is available in {n} colours for {price}.",
-    "Copyright © {year} {W} {W} Ltd. All rights reserved.", "Last updated: {date}.",
+    "Posted by {name} on {date} at {time}.",
+    "Call us today at {phone} or email {email} for a free quote!",
+    "Prices start at {price} per night, including breakfast and free Wi-Fi.",
+    "Read more at {url}.",
+    "Free shipping on all orders over {price}!",
+    "The {W} {W}{sym} is available in {n} colours for {price}.",
+    "Copyright © {year} {W} {W} Ltd. All rights reserved.",
+    "Last updated: {date}.",
     "Temperatures will reach {temp} on {day}, with a {pct} chance of rain.",
-    "Our office in {city} is open Monday–Friday, {time} to {time}.", "Rated {n}.{d} out of 5 by {n} customers.",
+    "Our office in {city} is open Monday–Friday, {time} to {time}.",
+    "Rated {n}.{d} out of 5 by {n} customers.",
     "{name} said the project would cost about {price} million and take {n} years.",
-    "The original title was “{foreign}” ({lang} for “{w} {w}”).", "Save {pct} this weekend only {emoji}",
-    "Dimensions: {n} × {n} × {n} cm; weight {n}.{d} kg.", "{name} was born in {city} on {date}.",
-    "Tickets cost {price} for adults and {price} for children under {n}.", "I love this {w} so much!!! {emoji}",
-    "Languages: English · {lang} · {lang} · {foreign}.", "Use code {CODE} at checkout to save {pct}.",
+    "The original title was “{foreign}” ({lang} for “{w} {w}”).",
+    "Save {pct} this weekend only {emoji}",
+    "Dimensions: {n} × {n} × {n} cm; weight {n}.{d} kg.",
+    "{name} was born in {city} on {date}.",
+    "Tickets cost {price} for adults and {price} for children under {n}.",
+    "I love this {w} so much!!! {emoji}",
+    "Languages: English · {lang} · {lang} · {foreign}.",
+    "Use code {CODE} at checkout to save {pct}.",
     "Ingredients: 2 cups flour, ½ tsp salt, 1¼ cups water and {n} tbsp olive oil.",
-    "The {acc} on {W} Street serves great coffee for {price}.", "See {url} or call {phone} for details.",
+    "The {acc} on {W} Street serves great coffee for {price}.",
+    "See {url} or call {phone} for details.",
     "On {date}, {name} from {city} wrote: “The {w} was {w}, but the {w} was even better.”",
-    "{W} {W} – {W} {W} {sym} {year}.", "Q: How long does the {w} last? A: About {n} hours at {temp}.",
-    "It was {temp} outside and {name} was wearing a {acc} jacket… again.", "Thanks, {name}! {emoji}{emoji}",
-    "Version {n}.{d}.{n} was released on {date} with {n} bug fixes.", "Order by {time} for next-day delivery.",
-    "From {price} (was {price}), a saving of {pct}.", "Tags: {w}, {w}, {foreign}, {W} {W}.",
-    "{W} ({foreign}) is one of the most popular {w} spots in {city}.", "Size: {n}{sym}{n} mm {sym} {W}.",
-    "Follow {name} on Instagram and Twitter @{w}{n}.")
+    "{W} {W} – {W} {W} {sym} {year}.",
+    "Q: How long does the {w} last? A: About {n} hours at {temp}.",
+    "It was {temp} outside and {name} was wearing a {acc} jacket… again.",
+    "Thanks, {name}! {emoji}{emoji}",
+    "Version {n}.{d}.{n} was released on {date} with {n} bug fixes.",
+    "Order by {time} for next-day delivery.",
+    "From {price} (was {price}), a saving of {pct}.",
+    "Tags: {w}, {w}, {foreign}, {W} {W}.",
+    "{W} ({foreign}) is one of the most popular {w} spots in {city}.",
+    "Size: {n}{sym}{n} mm {sym} {W}.",
+    "Follow {name} on Instagram and Twitter @{w}{n}.",
+)
 _LANGS = ("Japanese", "Chinese", "Russian", "Greek", "Korean", "Arabic", "Hindi", "German", "French", "Polish")
 _TLDS = (".com",) * 6 + (".org", ".net", ".co.uk", ".de", ".com.au", ".info", ".io", ".ca", ".blog")
 _MONTHS = "January February March April May June July August September October November December".split()
@@ -133,13 +182,45 @@ _DAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
 # long-tail code point tables in a fixed order (independent of the corpus seed)
 _CJK = [chr(c) for c in random.Random(1).sample(range(0x4E00, 0x9FA0), 8000)]
 _HANGUL = [chr(c) for c in random.Random(2).sample(range(0xAC00, 0xD7A0), 3000)]
-_RARE = [chr(c) for c in random.Random(3).sample([*range(0x100, 0x250), *range(0x370, 0x3D0), *range(0x400, 0x460),
-         *range(0x1E00, 0x1F00), *range(0x2100, 0x2150), *range(0x2190, 0x2300), *range(0x2500, 0x2600),
-         *range(0x2600, 0x2700), *range(0x2700, 0x27C0), *range(0x20A0, 0x20C0)], 1800)]
-_EMOJI = [chr(c) for c in (0x1F602, 0x2764, 0x1F60D, 0x1F44D, 0x1F60A, 0x1F389, 0x1F525, 0x2705, 0x1F64F,
-                           *range(0x1F600, 0x1F650), *range(0x1F440, 0x1F4A0), *range(0x1F300, 0x1F330))]
-_ALPHABETS = [[chr(b + i) for i in range(n)] for b, n in ((0x430, 32), (0x3B1, 25), (0x5D0, 27), (0x627, 20),
-                                                          (0x905, 40), (0xE01, 45))]  # ru el he ar hi th
+_RARE = [
+    chr(c)
+    for c in random.Random(3).sample(
+        [
+            *range(0x100, 0x250),
+            *range(0x370, 0x3D0),
+            *range(0x400, 0x460),
+            *range(0x1E00, 0x1F00),
+            *range(0x2100, 0x2150),
+            *range(0x2190, 0x2300),
+            *range(0x2500, 0x2600),
+            *range(0x2600, 0x2700),
+            *range(0x2700, 0x27C0),
+            *range(0x20A0, 0x20C0),
+        ],
+        1800,
+    )
+]
+_EMOJI = [
+    chr(c)
+    for c in (
+        0x1F602,
+        0x2764,
+        0x1F60D,
+        0x1F44D,
+        0x1F60A,
+        0x1F389,
+        0x1F525,
+        0x2705,
+        0x1F64F,
+        *range(0x1F600, 0x1F650),
+        *range(0x1F440, 0x1F4A0),
+        *range(0x1F300, 0x1F330),
+    )
+]
+_ALPHABETS = [
+    [chr(b + i) for i in range(n)]
+    for b, n in ((0x430, 32), (0x3B1, 25), (0x5D0, 27), (0x627, 20), (0x905, 40), (0xE01, 45))
+]  # ru el he ar hi th
 
 
 def _zipf(r: random.Random, seq, a: float = 1.0):
@@ -154,25 +235,45 @@ def _foreign(r: random.Random) -> str:
 
 def _web_maker(r: random.Random, words: list[str]):
     """A function returning fresh web-style sentences (prices, dates, URLs, foreign runs, emoji ...)."""
-    w = lambda: words[int(len(words) * r.random() ** 3)]  # skewed to frequent words, broad tail
-    n = lambda: str(min(int(r.paretovariate(0.7)), 5000))
-    fill = {"name": lambda: f"{_zipf(r, _FIRST)} {_zipf(r, _LAST)}", "w": w, "W": lambda: w().title(),
-            "n": n, "d": lambda: str(r.randrange(10)), "year": lambda: str(r.randint(1995, 2019)),
-            "price": lambda: r.choice(("${}.{:02d}", "${}", "£{}", "€{},{:02d}", "{}\u00a0€", "¥{}00", "US${}"))
-                .format(min(int(r.paretovariate(0.6)), 9999), r.randrange(100)),
-            "date": lambda: r.choice(("{m} {d}, {y}", "{d} {m} {y}", "{y}-{mm:02d}-{d:02d}", "{mm}/{d}/{y}"))
-                .format(m=r.choice(_MONTHS), mm=r.randint(1, 12), d=r.randint(1, 28), y=r.randint(2005, 2019)),
-            "time": lambda: r.choice(("{}:{:02d} pm", "{}:{:02d} a.m.", "{}:{:02d}")).format(r.randint(1, 12),
-                                                                                           r.randrange(0, 60, 5)),
-            "phone": lambda: r.choice(("({}) {}-{:04d}", "+44 20 {} {:04d}", "{}.{}.{:04d}")).format(
-                r.randint(200, 999), r.randint(200, 999), r.randrange(10000)),
-            "url": lambda: f"https://www.{w()}{w()}{r.choice(_TLDS)}/{w()}-{w()}/" + r.choice(("", f"{n()}.html")),
-            "email": lambda: f"{w()}@{w()}{r.choice(_TLDS)}", "pct": lambda: f"{r.randint(5, 95)}%",
-            "temp": lambda: r.choice(("{}°F", "{}°C", "{}\u00a0°C", "{} degrees")).format(r.randint(-10, 105)),
-            "day": lambda: r.choice(_DAYS), "city": lambda: r.choice((w().title(), _zipf(r, _ACCENTED))),
-            "acc": lambda: _zipf(r, _ACCENTED), "foreign": lambda: _foreign(r), "lang": lambda: r.choice(_LANGS),
-            "sym": lambda: _zipf(r, _SYMBOLS) if r.random() < 0.6 else _zipf(r, _RARE, 0.4),
-            "emoji": lambda: _zipf(r, _EMOJI), "CODE": lambda: w().upper() + str(r.randint(10, 99))}
+
+    def w():
+        return words[int(len(words) * r.random() ** 3)]  # skewed to frequent words, broad tail
+
+    def n():
+        return str(min(int(r.paretovariate(0.7)), 5000))
+
+    fill = {
+        "name": lambda: f"{_zipf(r, _FIRST)} {_zipf(r, _LAST)}",
+        "w": w,
+        "W": lambda: w().title(),
+        "n": n,
+        "d": lambda: str(r.randrange(10)),
+        "year": lambda: str(r.randint(1995, 2019)),
+        "price": lambda: r.choice(("${}.{:02d}", "${}", "£{}", "€{},{:02d}", "{}\u00a0€", "¥{}00", "US${}")).format(
+            min(int(r.paretovariate(0.6)), 9999), r.randrange(100)
+        ),
+        "date": lambda: r.choice(("{m} {d}, {y}", "{d} {m} {y}", "{y}-{mm:02d}-{d:02d}", "{mm}/{d}/{y}")).format(
+            m=r.choice(_MONTHS), mm=r.randint(1, 12), d=r.randint(1, 28), y=r.randint(2005, 2019)
+        ),
+        "time": lambda: r.choice(("{}:{:02d} pm", "{}:{:02d} a.m.", "{}:{:02d}")).format(
+            r.randint(1, 12), r.randrange(0, 60, 5)
+        ),
+        "phone": lambda: r.choice(("({}) {}-{:04d}", "+44 20 {} {:04d}", "{}.{}.{:04d}")).format(
+            r.randint(200, 999), r.randint(200, 999), r.randrange(10000)
+        ),
+        "url": lambda: f"https://www.{w()}{w()}{r.choice(_TLDS)}/{w()}-{w()}/" + r.choice(("", f"{n()}.html")),
+        "email": lambda: f"{w()}@{w()}{r.choice(_TLDS)}",
+        "pct": lambda: f"{r.randint(5, 95)}%",
+        "temp": lambda: r.choice(("{}°F", "{}°C", "{}\u00a0°C", "{} degrees")).format(r.randint(-10, 105)),
+        "day": lambda: r.choice(_DAYS),
+        "city": lambda: r.choice((w().title(), _zipf(r, _ACCENTED))),
+        "acc": lambda: _zipf(r, _ACCENTED),
+        "foreign": lambda: _foreign(r),
+        "lang": lambda: r.choice(_LANGS),
+        "sym": lambda: _zipf(r, _SYMBOLS) if r.random() < 0.6 else _zipf(r, _RARE, 0.4),
+        "emoji": lambda: _zipf(r, _EMOJI),
+        "CODE": lambda: w().upper() + str(r.randint(10, 99)),
+    }
     sub = re.compile(r"\{(\w+)\}").sub
     return lambda: sub(lambda m: fill[m.group(1)](), r.choice(_TEMPLATES))
 
@@ -191,7 +292,7 @@ def _variant(s: str, r: random.Random) -> str:
         words[r.choice(names)] = _zipf(r, _ACCENTED)
         s = " ".join(words)
     i = s.find(" ", r.randrange(len(s))) if r.random() < 0.08 else -1
-    s = s if i < 0 else s[:i] + "\u00a0" + s[i + 1:]
+    s = s if i < 0 else s[:i] + "\u00a0" + s[i + 1 :]
     if r.random() < 0.02:
         s = s[:-1] + r.choice(("\u2026", "!", " " + _zipf(r, _EMOJI), " " + _zipf(r, _SYMBOLS) + "."))
     return s.encode().decode("cp1252", "replace") if r.random() < 0.01 else s  # mojibake, as in crawled text
@@ -203,8 +304,9 @@ P_VARIANT, P_WEB, P_NEWLINE = 0.28, 0.10, 0.3  # per sentence slot
 
 
 def _build_state(seed: int, sentences: list[str]) -> dict:
-    counts = collections.Counter(t for s in sentences for t in s.split() if t.isalpha() and t.islower()
-                                 and 2 < len(t) < 13)
+    counts = collections.Counter(
+        t for s in sentences for t in s.split() if t.isalpha() and t.islower() and 2 < len(t) < 13
+    )
     words = sorted(counts, key=lambda t: (-counts[t], t))[:6000]  # filler words by frequency (Zipf-sampled)
     r = random.Random(seed * 1_000_003 + 17)
     base = sentences + [_variant(s, r) for s in sentences]
@@ -213,8 +315,12 @@ def _build_state(seed: int, sentences: list[str]) -> dict:
     web_len = np.mean([len(web().encode()) + 1 for _ in range(5000)])
     n = len(sentences)
     mean_len = (1 - P_VARIANT - P_WEB) * lens[:n].mean() + P_VARIANT * lens[n:].mean() + P_WEB * web_len
-    return {"pool": np.array([s + " " for s in base] + [s + "\n" for s in base], dtype=object),
-            "n_real": n, "words": words, "mean_len": mean_len}
+    return {
+        "pool": np.array([s + " " for s in base] + [s + "\n" for s in base], dtype=object),
+        "n_real": n,
+        "words": words,
+        "mean_len": mean_len,
+    }
 
 
 def _doc_targets(seed: int, split_id: int, text_bytes: float, mean_len: float) -> np.ndarray:
@@ -251,8 +357,9 @@ def _gen_chunk(task) -> tuple[bytes, int, int, int, int]:
         text = "".join(parts[a:b])[:-1]
         w = [words[j] for j in w]
         url = f"https://{'www.' if i % 3 else ''}{w[0]}{w[1]}{_TLDS[len(w[2]) % len(_TLDS)]}/{w[3]}-{w[4]}-{w[5]}/"
-        lines.append(json.dumps({"text": text, "timestamp": ts + "Z", "url": url}, ensure_ascii=False,
-                                separators=(",", ":")))
+        lines.append(
+            json.dumps({"text": text, "timestamp": ts + "Z", "url": url}, ensure_ascii=False, separators=(",", ":"))
+        )
         text_bytes += len(text.encode())
     raw = ("\n".join(lines) + "\n").encode()
     comp = zlib.compressobj(6, zlib.DEFLATED, -15)
@@ -270,8 +377,12 @@ def _write_split(tmp: Path, split: str, split_id: int, seed: int, text_mb: float
     per, n_files = DOCS_PER_FILE[split], -(-len(k) // DOCS_PER_FILE[split])
     if n_files > N_FILES[split]:
         raise ValueError(f"{split}: {len(k)} docs need more than {N_FILES[split]} files")
-    tasks = [(seed, split_id, c, k[a:min(a + CHUNK_DOCS, (f + 1) * per)]) for c, (f, a) in enumerate(
-        (f, a) for f in range(n_files) for a in range(f * per, min(len(k), (f + 1) * per), CHUNK_DOCS))]
+    tasks = [
+        (seed, split_id, c, k[a : min(a + CHUNK_DOCS, (f + 1) * per)])
+        for c, (f, a) in enumerate(
+            (f, a) for f in range(n_files) for a in range(f * per, min(len(k), (f + 1) * per), CHUNK_DOCS)
+        )
+    ]
     results = iter(pool.imap(_gen_chunk, tasks) if pool else map(_gen_chunk, tasks))
     docs = text_bytes = 0
     for f in range(n_files):
@@ -287,12 +398,17 @@ def _write_split(tmp: Path, split: str, split_id: int, seed: int, text_mb: float
     return {"docs": docs, "text_bytes": text_bytes, "files": n_files}
 
 
-def make_corpus(root: Path, text_mb: float, seed: int = 0, val_mb: float | None = None,
-                processes: int | None = None) -> dict:
+def make_corpus(
+    root: Path, text_mb: float, seed: int = 0, val_mb: float | None = None, processes: int | None = None
+) -> dict:
     """Write (or reuse) a C4-shaped corpus in ``root``; returns docs/text bytes per split."""
     root = Path(root).absolute()
-    params = {"version": VERSION, "text_mb": float(text_mb), "seed": int(seed),
-              "val_mb": float(text_mb / 20 if val_mb is None else val_mb)}
+    params = {
+        "version": VERSION,
+        "text_mb": float(text_mb),
+        "seed": int(seed),
+        "val_mb": float(text_mb / 20 if val_mb is None else val_mb),
+    }
     stamp = root / STAMP
     if stamp.is_file():
         old = json.loads(stamp.read_text())
@@ -311,11 +427,15 @@ def make_corpus(root: Path, text_mb: float, seed: int = 0, val_mb: float | None 
     try:
         (tmp / "README.md").write_text(README)
         with _pool(processes) as pool:
-            summary = {"train": _write_split(tmp, "train", 0, seed, params["text_mb"], pool),
-                       "validation": _write_split(tmp, "validation", 1, seed, params["val_mb"], pool)}
+            summary = {
+                "train": _write_split(tmp, "train", 0, seed, params["text_mb"], pool),
+                "validation": _write_split(tmp, "validation", 1, seed, params["val_mb"], pool),
+            }
         summary["seconds"] = round(time.perf_counter() - t0, 2)
-        summary["sources"] = {"sentences": len(sentences),
-                              "sha256": hashlib.sha256("\n".join(sentences).encode()).hexdigest()}
+        summary["sources"] = {
+            "sentences": len(sentences),
+            "sha256": hashlib.sha256("\n".join(sentences).encode()).hexdigest(),
+        }
         (tmp / STAMP).write_text(json.dumps({"params": params, "summary": summary}, indent=1))
         if root.exists():  # an older corpus of ours with other parameters
             shutil.rmtree(root)

@@ -77,10 +77,20 @@ SHAPES = {
 
 
 # minigpt's sides: the default recipe, and flags that show what a choice of the default is worth
-SIDES = {"minigpt": {}, "minigpt-no-bf16": {"dtype": "float32", "muon_dtype": "float32"},
-         "minigpt-fp32": {"dtype": "float32"}, "minigpt-ns-fp32": {"muon_dtype": "float32"}, "minigpt-compile": {"compile": True},
-         "minigpt-adamw": {"optimizer": "adamw"}, "minigpt-learned-pos": {"pos": "learned"}, "minigpt-gelu": {"mlp": "gelu"},
-         "minigpt-no-qk-norm": {"qk_norm": False}, "minigpt-bf16": {"dtype": "bfloat16"}, "minigpt-mkl": {}, "minigpt-torch-dropout": {}}
+SIDES = {
+    "minigpt": {},
+    "minigpt-no-bf16": {"dtype": "float32", "muon_dtype": "float32"},
+    "minigpt-fp32": {"dtype": "float32"},
+    "minigpt-ns-fp32": {"muon_dtype": "float32"},
+    "minigpt-compile": {"compile": True},
+    "minigpt-adamw": {"optimizer": "adamw"},
+    "minigpt-learned-pos": {"pos": "learned"},
+    "minigpt-gelu": {"mlp": "gelu"},
+    "minigpt-no-qk-norm": {"qk_norm": False},
+    "minigpt-bf16": {"dtype": "bfloat16"},
+    "minigpt-mkl": {},
+    "minigpt-torch-dropout": {},
+}
 # ... and sides that undo one of the CPU path's choices, which no flag turns off (see without())
 
 
@@ -88,18 +98,18 @@ SIDES = {"minigpt": {}, "minigpt-no-bf16": {"dtype": "float32", "muon_dtype": "f
 def without(side: str):
     """While the side's step is built and run: the CPU path without oneDNN's Linear (minigpt-mkl), or
     with torch's own dropout (minigpt-torch-dropout)."""
-    import minigpt.cpu
+    import minigpt.layers
     import minigpt.trainer
 
-    saved = minigpt.trainer.onednn_matmul_rule, minigpt.cpu.DropoutMasks.usable
+    saved = minigpt.trainer.onednn_matmul_rule, minigpt.layers.DropoutMasks.usable
     if side == "minigpt-mkl":
         minigpt.trainer.onednn_matmul_rule = lambda: (False, "bench: without oneDNN")
     if side == "minigpt-torch-dropout":
-        minigpt.cpu.DropoutMasks.usable = lambda self, x: False
+        minigpt.layers.DropoutMasks.usable = lambda self, x: False
     try:
         yield
     finally:
-        minigpt.trainer.onednn_matmul_rule, minigpt.cpu.DropoutMasks.usable = saved
+        minigpt.trainer.onednn_matmul_rule, minigpt.layers.DropoutMasks.usable = saved
 
 
 def bf16_somewhere(cfg: TrainConfig) -> bool:
@@ -114,6 +124,7 @@ def shape_config(shape: str, **overrides) -> TrainConfig:
 
 
 # ---- the baseline: nanoGPT's model.py, as written ----
+
 
 class Block(nn.Module):
     def __init__(self, C: int, n_head: int, dropout: float):
@@ -169,8 +180,11 @@ def baseline_step(cfg: TrainConfig, dataset: TokenData):
     model = BaselineGPT(vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.dropout)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
-                            lr=cfg.lr, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
 
     def step(batches: list, lr: float, step: int) -> torch.Tensor:
         for group in opt.param_groups:
@@ -195,6 +209,7 @@ def baseline_step(cfg: TrainConfig, dataset: TokenData):
                 total += model(t[:, :-1], t[:, 1:])[1].item() * len(batch)
         model.train()
         return total / len(windows)
+
     return step, [opt], evaluate
 
 
@@ -209,6 +224,7 @@ def minigpt_step(cfg: TrainConfig, data: Path, out: Path):
 
     def step(batches: list, lr: float, step: int) -> torch.Tensor:  # as Trainer.loop calls it
         return trainer.train_step(batches, lr, [(cfg.seed, step, m) for m in trainer.micros])
+
     return step, trainer.optimizers, lambda: trainer.evaluate("val")
 
 
@@ -223,6 +239,7 @@ def timed_optimizers(optimizers: list, spent: list) -> None:
                 return _inner(*args, **kwargs)
             finally:
                 spent[0] += time.perf_counter() - t
+
         opt.step = step
 
 
@@ -252,7 +269,9 @@ class Side:
     def _turn(self, n: int) -> None:
         cfg, f0 = self.cfg, resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         for _ in range(n):
-            batches = [self.dataset.batch(cfg.seed, self.s, m, cfg.batch_size, cfg.block_size) for m in range(cfg.grad_accum)]
+            batches = [
+                self.dataset.batch(cfg.seed, self.s, m, cfg.batch_size, cfg.block_size) for m in range(cfg.grad_accum)
+            ]
             self.spent[0] = 0.0
             t = time.perf_counter()
             self.loss = self.step(batches, cfg.lr, self.s)
@@ -275,11 +294,23 @@ def child(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sides = [Side(name, args.shape, folder, dataset, Path(tmp), args.warmup) for name in args.sides.split(",")]
         for r in range(args.turns):
-            for side in (sides if r % 2 == 0 else sides[::-1]):
+            for side in sides if r % 2 == 0 else sides[::-1]:
                 side.turn(args.turn_steps)
-    print(json.dumps({side.name: {"ms": side.ms, "opt_ms": side.opt_ms, "faults": side.faults, "setup_s": side.setup_s,
-                                  "tokens_per_step": side.cfg.tokens_per_step, "loss": float(side.loss)}
-                      for side in sides}))
+    print(
+        json.dumps(
+            {
+                side.name: {
+                    "ms": side.ms,
+                    "opt_ms": side.opt_ms,
+                    "faults": side.faults,
+                    "setup_s": side.setup_s,
+                    "tokens_per_step": side.cfg.tokens_per_step,
+                    "loss": float(side.loss),
+                }
+                for side in sides
+            }
+        )
+    )
 
 
 BASE_LRS = "3.16e-4,1e-3,3.16e-3,1e-2"  # --learn: the baseline's peak rates (AdamW), half a decade apart
@@ -299,8 +330,12 @@ class Learner:
 
     def advance(self, every: int) -> None:
         cfg = self.cfg
-        batches = [self.dataset.batch(cfg.seed, self.s, m, cfg.batch_size, cfg.block_size) for m in range(cfg.grad_accum)]
-        with torch.random.fork_rng(devices=[]):  # torch's dropout (the baseline's) draws the same whatever runs beside it
+        batches = [
+            self.dataset.batch(cfg.seed, self.s, m, cfg.batch_size, cfg.block_size) for m in range(cfg.grad_accum)
+        ]
+        with torch.random.fork_rng(
+            devices=[]
+        ):  # torch's dropout (the baseline's) draws the same whatever runs beside it
             torch.manual_seed(cfg.seed + 1_000_003 * (self.s + 1))
             t = time.perf_counter()
             self.step(batches, lr_at(self.s, cfg), self.s)
@@ -329,10 +364,22 @@ def learn_child(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         learners = [Learner(name, c, folder, dataset, Path(tmp)) for name, c in sides.items()]
         for r in range(n):
-            for one in (learners if r % 2 == 0 else learners[::-1]):
+            for one in learners if r % 2 == 0 else learners[::-1]:
                 one.advance(max(n // LEARN_EVALS, 1))
-    print(json.dumps({one.name: {"ms": one.ms, "curve": one.curve, "lr": one.cfg.lr, "warmup": one.cfg.warmup_iters,
-                                 "tokens_per_step": one.cfg.tokens_per_step} for one in learners}))
+    print(
+        json.dumps(
+            {
+                one.name: {
+                    "ms": one.ms,
+                    "curve": one.curve,
+                    "lr": one.cfg.lr,
+                    "warmup": one.cfg.warmup_iters,
+                    "tokens_per_step": one.cfg.tokens_per_step,
+                }
+                for one in learners
+            }
+        )
+    )
 
 
 def steps_to(curve: list, loss: float) -> float | None:
@@ -356,55 +403,106 @@ def learn_summary(sides: dict) -> dict:
     lrs = sorted(float(v["lr"]) for v in base.values())
     b, n = base[best], base[best]["curve"][-1][0]
     b_ms = statistics.median(b["ms"])
-    out = {"steps": n, "baseline": {k: {"lr": v["lr"], "val_loss": v["curve"][-1][1]} for k, v in base.items()},
-           "baseline_best": {"lr": b["lr"], "val_loss": b["curve"][-1][1], "ms_per_step": round(b_ms, 2),
-                             "at_grid_edge": b["lr"] in (lrs[0], lrs[-1]), "curve": b["curve"]}}
+    out = {
+        "steps": n,
+        "baseline": {k: {"lr": v["lr"], "val_loss": v["curve"][-1][1]} for k, v in base.items()},
+        "baseline_best": {
+            "lr": b["lr"],
+            "val_loss": b["curve"][-1][1],
+            "ms_per_step": round(b_ms, 2),
+            "at_grid_edge": b["lr"] in (lrs[0], lrs[-1]),
+            "curve": b["curve"],
+        },
+    }
     for name, side in sides.items():
         if name in base:
             continue
         ms, reach = statistics.median(side["ms"]), steps_to(side["curve"], b["curve"][-1][1])
-        out[name] = {"lr": side["lr"], "val_loss": side["curve"][-1][1], "ms_per_step": round(ms, 2),
-                     "x_baseline_tokens_per_s": round(b_ms / ms, 3), "curve": side["curve"],
-                     "steps_to_baseline_loss": None if reach is None else round(reach, 1),
-                     "x_baseline_time_to_its_loss": None if reach is None else round(n * b_ms / (reach * ms), 2)}
+        out[name] = {
+            "lr": side["lr"],
+            "val_loss": side["curve"][-1][1],
+            "ms_per_step": round(ms, 2),
+            "x_baseline_tokens_per_s": round(b_ms / ms, 3),
+            "curve": side["curve"],
+            "steps_to_baseline_loss": None if reach is None else round(reach, 1),
+            "x_baseline_time_to_its_loss": None if reach is None else round(n * b_ms / (reach * ms), 2),
+        }
     return out
 
 
 def learn(shape: str, args) -> dict:
-    table = learn_summary(run_child(shape, ["--learn", str(args.learn), "--base-lrs", args.base_lrs, "--learn-eval-tokens",
-                                            str(args.learn_eval_tokens), "--data", str(args.data)], timeout=7200))
+    table = learn_summary(
+        run_child(
+            shape,
+            [
+                "--learn",
+                str(args.learn),
+                "--base-lrs",
+                args.base_lrs,
+                "--learn-eval-tokens",
+                str(args.learn_eval_tokens),
+                "--data",
+                str(args.data),
+            ],
+            timeout=7200,
+        )
+    )
     cfg, best = shape_config(shape), table["baseline_best"]
-    print(f"{shape}: {cfg.n_layer} layers x {cfg.n_embd}, block {cfg.block_size}, batch {cfg.batch_size}, dropout "
-          f"{cfg.dropout}, {table['steps']} steps, dataset {args.data.name}", file=sys.stderr)
+    print(
+        f"{shape}: {cfg.n_layer} layers x {cfg.n_embd}, block {cfg.block_size}, batch {cfg.batch_size}, dropout "
+        f"{cfg.dropout}, {table['steps']} steps, dataset {args.data.name}",
+        file=sys.stderr,
+    )
     for name, row in table["baseline"].items():
         print(f"  {name:22} val {row['val_loss']:.4f}", file=sys.stderr)
     edge = "  (at the grid's edge: widen --base-lrs)" if best["at_grid_edge"] else ""
-    print(f"  baseline's best: lr {best['lr']:g}, val {best['val_loss']:.4f}, {best['ms_per_step']:.2f} ms/step{edge}",
-          file=sys.stderr)
+    print(
+        f"  baseline's best: lr {best['lr']:g}, val {best['val_loss']:.4f}, {best['ms_per_step']:.2f} ms/step{edge}",
+        file=sys.stderr,
+    )
     for name, row in table.items():
         if name.startswith("minigpt"):
-            reach = (f"reaches the baseline's {best['val_loss']:.4f} at step {row['steps_to_baseline_loss']:.0f}: "
-                     f"{row['x_baseline_time_to_its_loss']:.2f}x as fast to it") if row["steps_to_baseline_loss"] else \
-                "never reaches the baseline's loss"
-            print(f"  {name:22} lr {row['lr']:g}, val {row['val_loss']:.4f}, {row['ms_per_step']:.2f} ms/step "
-                  f"({row['x_baseline_tokens_per_s']:.2f}x the tokens/s); {reach}", file=sys.stderr)
+            reach = (
+                (
+                    f"reaches the baseline's {best['val_loss']:.4f} at step {row['steps_to_baseline_loss']:.0f}: "
+                    f"{row['x_baseline_time_to_its_loss']:.2f}x as fast to it"
+                )
+                if row["steps_to_baseline_loss"]
+                else "never reaches the baseline's loss"
+            )
+            print(
+                f"  {name:22} lr {row['lr']:g}, val {row['val_loss']:.4f}, {row['ms_per_step']:.2f} ms/step "
+                f"({row['x_baseline_tokens_per_s']:.2f}x the tokens/s); {reach}",
+                file=sys.stderr,
+            )
     return table
 
 
-def measure(shape: str, sides: list[str], args, warmup: int, turns: int, turn_steps: int,
-            keep_freed_memory: bool = False) -> dict:
+def measure(
+    shape: str, sides: list[str], args, warmup: int, turns: int, turn_steps: int, keep_freed_memory: bool = False
+) -> dict:
     """One fresh process for the shape (child()). Where a minigpt side is built, the process carries
     minigpt-train's malloc setting (cpu.keep_freed_memory) for every side, the baseline included; a
     baseline alone gets glibc's defaults unless keep_freed_memory asks for the setting."""
-    flags = ["--sides", ",".join(sides), "--warmup", str(warmup), "--turns", str(turns), "--turn-steps", str(turn_steps)]
+    flags = [
+        "--sides",
+        ",".join(sides),
+        "--warmup",
+        str(warmup),
+        "--turns",
+        str(turns),
+        "--turn-steps",
+        str(turn_steps),
+    ]
     flags += (["--data", str(args.data)] if args.data else []) + (["--keep-freed-memory"] if keep_freed_memory else [])
     return run_child(shape, flags, timeout=3600)
 
 
 def run_child(shape: str, flags: list[str], timeout: int) -> dict:
     """This script in a fresh process for the shape (child() or learn_child()): the JSON line it prints last."""
-    p = subprocess.run([sys.executable, __file__, "--child", "--shape", shape, *flags], capture_output=True, text=True,
-                       timeout=timeout)
+    p = subprocess.run(
+        [sys.executable, __file__, "--child", "--shape", shape, *flags], capture_output=True, text=True, timeout=timeout
+    )
     if p.returncode != 0:
         raise SystemExit(f"the {shape} process failed:\n{p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -416,18 +514,25 @@ def summarize(sides: dict, turn_steps: int) -> dict:
     table = {}
     for name, side in sides.items():
         med = statistics.median(side["ms"])
-        turns = [statistics.median(side["ms"][i:i + turn_steps]) for i in range(0, len(side["ms"]), turn_steps)]
-        table[name] = {"ms_per_step": round(med, 2), "tokens_per_s": round(side["tokens_per_step"] / med * 1e3, 1),
-                       "optimizer_share": round(statistics.median(side["opt_ms"]) / med, 4),
-                       "faults_per_step": round(side["faults"] / len(side["ms"]), 1), "setup_s": round(side["setup_s"], 2),
-                       "turn_ms": [round(t, 2) for t in turns]}
+        turns = [statistics.median(side["ms"][i : i + turn_steps]) for i in range(0, len(side["ms"]), turn_steps)]
+        table[name] = {
+            "ms_per_step": round(med, 2),
+            "tokens_per_s": round(side["tokens_per_step"] / med * 1e3, 1),
+            "optimizer_share": round(statistics.median(side["opt_ms"]) / med, 4),
+            "faults_per_step": round(side["faults"] / len(side["ms"]), 1),
+            "setup_s": round(side["setup_s"], 2),
+            "turn_ms": [round(t, 2) for t in turns],
+        }
     base = table["baseline"]
     for name, row in table.items():
         if name != "baseline":
             per_turn = sorted(b / m for b, m in zip(base["turn_ms"], row["turn_ms"]))
             row["x_baseline"] = round(base["ms_per_step"] / row["ms_per_step"], 3)
-            row["x_baseline_turns"] = {"min": round(per_turn[0], 3), "median": round(statistics.median(per_turn), 3),
-                                       "max": round(per_turn[-1], 3)}
+            row["x_baseline_turns"] = {
+                "min": round(per_turn[0], 3),
+                "median": round(statistics.median(per_turn), 3),
+                "max": round(per_turn[-1], 3),
+            }
     return table
 
 
@@ -444,8 +549,13 @@ def cli_runs(args, n: int) -> list[dict]:
         m = re.search(r"tokens in ([\d.]+) s(?: \(evaluation and checkpoints ([\d.]+) s\))?", p.stdout)
         if p.returncode != 0 or not m:
             raise SystemExit(f"train.py --preset tiny failed:\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
-        out.append({"wall_s": round(wall, 2), "training_s": float(m.group(1)),
-                    "eval_s": float(m.group(2)) if m.group(2) else None})
+        out.append(
+            {
+                "wall_s": round(wall, 2),
+                "training_s": float(m.group(1)),
+                "eval_s": float(m.group(2)) if m.group(2) else None,
+            }
+        )
     return out
 
 
@@ -455,8 +565,12 @@ def ns_bench(widths: list[int], layers: int, repeats: int) -> list[dict]:
 
     rows = []
     for C in widths:
-        mats = [torch.randn(layers, 3 * C, C), torch.randn(layers, C, C), torch.randn(layers, 4 * C, C),
-                torch.randn(layers, C, 4 * C)]  # qkv, attention out, MLP in, MLP out: one stack per shape
+        mats = [
+            torch.randn(layers, 3 * C, C),
+            torch.randn(layers, C, C),
+            torch.randn(layers, 4 * C, C),
+            torch.randn(layers, C, 4 * C),
+        ]  # qkv, attention out, MLP in, MLP out: one stack per shape
         times = {torch.bfloat16: [], torch.float32: []}
         for r in range(repeats + 2):
             for dtype in times:
@@ -466,10 +580,20 @@ def ns_bench(widths: list[int], layers: int, repeats: int) -> list[dict]:
                 if r >= 2:
                     times[dtype].append(time.perf_counter() - t)
         bf, fp = (statistics.median(times[d]) * 1e3 for d in (torch.bfloat16, torch.float32))
-        rows.append({"n_embd": C, "layers": layers, "bf16_ms": round(bf, 3), "fp32_ms": round(fp, 3),
-                     "fp32_over_bf16": round(fp / bf, 2)})
-        print(f"n_embd {C:4}, {layers} layers: Newton-Schulz bf16 {bf:8.2f} ms, fp32 {fp:8.2f} ms, "
-              f"bf16 {fp / bf:.2f}x as fast", file=sys.stderr)
+        rows.append(
+            {
+                "n_embd": C,
+                "layers": layers,
+                "bf16_ms": round(bf, 3),
+                "fp32_ms": round(fp, 3),
+                "fp32_over_bf16": round(fp / bf, 2),
+            }
+        )
+        print(
+            f"n_embd {C:4}, {layers} layers: Newton-Schulz bf16 {bf:8.2f} ms, fp32 {fp:8.2f} ms, "
+            f"bf16 {fp / bf:.2f}x as fast",
+            file=sys.stderr,
+        )
     return rows
 
 
@@ -490,7 +614,8 @@ def kernels_bench(args) -> dict:
     """The pieces minigpt's CPU step replaced, each against what it replaced, at the laptop shape
     (4 layers x 128, block 64, batch 12, dropout 0.2); then page faults of the baseline's step with
     glibc's defaults and with cpu.keep_freed_memory, each in a fresh process."""
-    from minigpt.cpu import DropoutMasks, _product, onednn_usable, relu_squared
+    from minigpt.kernels import _product, onednn_usable
+    from minigpt.layers import DropoutMasks, relu_squared
     from minigpt.model import CausalSelfAttention, GPTConfig
 
     torch.manual_seed(0)
@@ -505,6 +630,7 @@ def kernels_bench(args) -> dict:
 
     def dropout_keyed():
         masks.drop(x, p).sum().backward()
+
     out["dropout_fwd_bwd_us (12, 64, 128)"] = paired({"torch": dropout_torch, "keyed": dropout_keyed})
     attn = CausalSelfAttention(GPTConfig(vocab_size=100, n_embd=C, n_head=4, dropout=p)).train()
     attn.masks = masks
@@ -518,32 +644,53 @@ def kernels_bench(args) -> dict:
 
     def sdpa_no_dropout():
         F.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward()
-    out["attention_fwd_bwd_us (12, 4, 64, 32)"] = paired({"sdpa dropout 0.2": sdpa_dropout,
-                                                          "written out, keyed dropout 0.2": keyed_attention,
-                                                          "sdpa without dropout": sdpa_no_dropout})
+
+    out["attention_fwd_bwd_us (12, 4, 64, 32)"] = paired(
+        {
+            "sdpa dropout 0.2": sdpa_dropout,
+            "written out, keyed dropout 0.2": keyed_attention,
+            "sdpa without dropout": sdpa_no_dropout,
+        }
+    )
     h = torch.randn(B, T, 4 * C, requires_grad=True)
     g = torch.randn(B, T, 4 * C)
-    out["relu2_fwd_bwd_us (12, 64, 512)"] = paired({"relu().square()": lambda: torch.relu(h).square().backward(g),
-                                                   "relu_squared": lambda: relu_squared(h).backward(g)})
+    out["relu2_fwd_bwd_us (12, 64, 512)"] = paired(
+        {
+            "relu().square()": lambda: torch.relu(h).square().backward(g),
+            "relu_squared": lambda: relu_squared(h).backward(g),
+        }
+    )
     if onednn_usable():
         for n_in, n_out in ((C, 3 * C), (C, 4 * C), (4 * C, C)):
             a, w = torch.randn(B * T, n_in), torch.randn(n_out, n_in)
             gflop = 2 * B * T * n_in * n_out / 1e3  # per microsecond
             us = paired({"MKL": lambda: F.linear(a, w), "oneDNN": lambda: _product(a, w)})
-            out[f"linear_gflops ({B * T}, {n_in}) x ({n_in}, {n_out})"] = {k: round(gflop / v, 1) for k, v in us.items()}
+            out[f"linear_gflops ({B * T}, {n_in}) x ({n_in}, {n_out})"] = {
+                k: round(gflop / v, 1) for k, v in us.items()
+            }
     for keep in (False, True):
-        row = measure("laptop", ["baseline"], args, warmup=5, turns=20, turn_steps=1, keep_freed_memory=keep)["baseline"]
-        out[f"baseline faults/step, laptop, {'keep_freed_memory' if keep else 'glibc defaults'}"] = \
-            round(row["faults"] / len(row["ms"]), 1)
+        row = measure("laptop", ["baseline"], args, warmup=5, turns=20, turn_steps=1, keep_freed_memory=keep)[
+            "baseline"
+        ]
+        out[f"baseline faults/step, laptop, {'keep_freed_memory' if keep else 'glibc defaults'}"] = round(
+            row["faults"] / len(row["ms"]), 1
+        )
     for name, row in out.items():
         print(f"{name}: {row}", file=sys.stderr)
     return out
 
 
 def host() -> dict:
-    return {"cpu": cpu_name(), "cpu_flags": cpu_flags(), "machine": platform.machine(), "cores": os.cpu_count(),
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d")}
+    return {
+        "cpu": cpu_name(),
+        "cpu_flags": cpu_flags(),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
 
 
 def main() -> None:
@@ -553,15 +700,24 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=60, help="turns per side and shape")
     ap.add_argument("--turn-steps", type=int, default=1, help="timed steps per turn")
     ap.add_argument("--warmup", type=int, default=8, help="untimed steps first")
-    ap.add_argument("--sides", help=f"comma-separated, of {', '.join(SIDES)} and baseline (default: minigpt, "
-                    "minigpt-no-bf16 where a rule picks bf16, baseline)")
+    ap.add_argument(
+        "--sides",
+        help=f"comma-separated, of {', '.join(SIDES)} and baseline (default: minigpt, "
+        "minigpt-no-bf16 where a rule picks bf16, baseline)",
+    )
     ap.add_argument("--cli", type=int, default=0, metavar="N", help="also time `train.py --preset tiny` whole, N times")
     ap.add_argument("--ns", action="store_true", help="only Muon's iteration, bf16 against fp32, at --ns-widths")
     ap.add_argument("--ns-widths", default="64,96,128,192,384")
-    ap.add_argument("--kernels", action="store_true", help="only the CPU step's replaced pieces against what they replaced")
-    ap.add_argument("--learn", type=int, default=0, metavar="STEPS",
-                    help="instead: train each side STEPS steps (the baseline at each of --base-lrs), validation loss "
-                    "against time")
+    ap.add_argument(
+        "--kernels", action="store_true", help="only the CPU step's replaced pieces against what they replaced"
+    )
+    ap.add_argument(
+        "--learn",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="instead: train each side STEPS steps (the baseline at each of --base-lrs), validation loss against time",
+    )
     ap.add_argument("--base-lrs", default=BASE_LRS, help="--learn: the baseline's peak learning rates")
     ap.add_argument("--learn-eval-tokens", type=int, default=32_768, help="--learn: validation tokens per evaluation")
     ap.add_argument("--keep-freed-memory", action="store_true", help=argparse.SUPPRESS)
@@ -573,8 +729,11 @@ def main() -> None:
         return learn_child(args) if args.learn else child(args)
 
     info = host()
-    print(f"{info['cpu']} ({info['machine']}, {info['cores']} cores; flags: {' '.join(info['cpu_flags'])}), "
-          f"torch {info['torch']} with {info['threads']} threads, {info['date']}", file=sys.stderr)
+    print(
+        f"{info['cpu']} ({info['machine']}, {info['cores']} cores; flags: {' '.join(info['cpu_flags'])}), "
+        f"torch {info['torch']} with {info['threads']} threads, {info['date']}",
+        file=sys.stderr,
+    )
     result = {"bench": "cpu", **info}
     if args.ns:
         result["newton_schulz"] = ns_bench([int(w) for w in args.ns_widths.split(",")], 4, 15)
@@ -592,25 +751,41 @@ def main() -> None:
             sides.insert(1, "minigpt-no-bf16")  # what a CPU without bf16 instructions runs
         table = {}
         for shape in shapes:
-            table[shape] = summarize(measure(shape, sides, args, args.warmup, args.turns, args.turn_steps),
-                                     args.turn_steps)
+            table[shape] = summarize(
+                measure(shape, sides, args, args.warmup, args.turns, args.turn_steps), args.turn_steps
+            )
             cfg = shape_config(shape)
-            print(f"{shape}: {cfg.n_layer} layers x {cfg.n_embd}, {cfg.n_head} heads, block {cfg.block_size}, batch "
-                  f"{cfg.batch_size}, dropout {cfg.dropout}, dataset {folder.name}", file=sys.stderr)
+            print(
+                f"{shape}: {cfg.n_layer} layers x {cfg.n_embd}, {cfg.n_head} heads, block {cfg.block_size}, batch "
+                f"{cfg.batch_size}, dropout {cfg.dropout}, dataset {folder.name}",
+                file=sys.stderr,
+            )
             for side in sides:
                 row = table[shape][side]
                 turns = row.get("x_baseline_turns", {})
-                extra = (f"  {row['x_baseline']:.2f}x the baseline (turn by turn: median {turns['median']:.2f}, "
-                         f"{turns['min']:.2f}-{turns['max']:.2f})") if turns else ""
-                print(f"  {side:16} {row['ms_per_step']:8.2f} ms/step {row['tokens_per_s']:10,.0f} tok/s  optimizer "
-                      f"{row['optimizer_share']:5.1%}  {row['faults_per_step']:5.0f} faults/step  set-up "
-                      f"{row['setup_s']:.1f} s{extra}", file=sys.stderr)
+                extra = (
+                    (
+                        f"  {row['x_baseline']:.2f}x the baseline (turn by turn: median {turns['median']:.2f}, "
+                        f"{turns['min']:.2f}-{turns['max']:.2f})"
+                    )
+                    if turns
+                    else ""
+                )
+                print(
+                    f"  {side:16} {row['ms_per_step']:8.2f} ms/step {row['tokens_per_s']:10,.0f} tok/s  optimizer "
+                    f"{row['optimizer_share']:5.1%}  {row['faults_per_step']:5.0f} faults/step  set-up "
+                    f"{row['setup_s']:.1f} s{extra}",
+                    file=sys.stderr,
+                )
         result.update(dataset=folder.name, turns=args.turns, turn_steps=args.turn_steps, shapes=table)
         if args.cli:
             runs = cli_runs(args, args.cli)
             result["cli_tiny"] = runs
-            print(f"train.py --preset tiny, whole: training {[r['training_s'] for r in runs]} s, evaluation and "
-                  f"checkpoints {[r['eval_s'] for r in runs]} s, wall {[r['wall_s'] for r in runs]} s", file=sys.stderr)
+            print(
+                f"train.py --preset tiny, whole: training {[r['training_s'] for r in runs]} s, evaluation and "
+                f"checkpoints {[r['eval_s'] for r in runs]} s, wall {[r['wall_s'] for r in runs]} s",
+                file=sys.stderr,
+            )
     print(json.dumps(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -35,8 +35,12 @@ from minigpt.device import cpu_flags, cpu_name  # noqa: E402
 # shape: (flags, the cost runs' steps and their two budgets, the real rule run's steps and interval)
 SHAPES = {
     "tiny": (["--preset", "tiny"], 60, (4096, 65536), (200, 50)),
-    "laptop": (["--n-layer", "4", "--n-head", "4", "--n-embd", "128", "--block-size", "64", "--batch-size", "12"],
-               30, (4096, 65536), (500, 250)),
+    "laptop": (
+        ["--n-layer", "4", "--n-head", "4", "--n-embd", "128", "--block-size", "64", "--batch-size", "12"],
+        30,
+        (4096, 65536),
+        (500, 250),
+    ),
     "seed": (["--preset", "seed"], 4, (4096, 32768), (20, 10)),
 }
 SUMMARY = re.compile(r"([\d,]+) tokens in ([\d.]+) s \(evaluation and checkpoints ([\d.]+) s\)")
@@ -44,8 +48,24 @@ SUMMARY = re.compile(r"([\d,]+) tokens in ([\d.]+) s \(evaluation and checkpoint
 
 def run(flags: list[str], data: Path, out: Path) -> tuple[float, float, str]:
     """One whole run: (seconds, of which evaluating and checkpointing, its start-up line on evaluation)."""
-    p = subprocess.run([sys.executable, str(ROOT / "train.py"), *flags, "--device", "cpu", "--data", str(data),
-                        "--out", str(out), "--force"], capture_output=True, text=True, cwd=ROOT, timeout=7200)
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            *flags,
+            "--device",
+            "cpu",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--force",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=7200,
+    )
     if p.returncode:
         raise SystemExit(f"train.py {' '.join(flags)} failed:\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
     found = SUMMARY.search(p.stdout)
@@ -60,31 +80,52 @@ def measure(name: str, data: Path, tmp: Path) -> dict:
     s_big, e_big, _ = run([*timed, "--eval-tokens", str(big)], data, tmp / "b")
     step_s = (s_small - e_small) / steps
     eval_token_s = (e_big - e_small) / (2 * (big - small))  # val and train, one evaluation each
-    cfg = make_config(*(["tiny"] if name == "tiny" else ["seed"]),
-                      **({} if name in ("tiny", "seed") else dict(n_layer=4, n_head=4, n_embd=128, batch_size=12)))
+    cfg = make_config(
+        *(["tiny"] if name == "tiny" else ["seed"]),
+        **({} if name in ("tiny", "seed") else dict(n_layer=4, n_head=4, n_embd=128, batch_size=12)),
+    )
     cost = eval_token_s / (step_s / cfg.tokens_per_step)
     evals = -(-cfg.max_iters // cfg.eval_interval)
 
     def share(budget: int) -> float:
         evaluating = evals * 2 * budget * eval_token_s
         return evaluating / (evaluating + cfg.max_iters * step_s)
+
     old = 16_384 if name == "tiny" else 1_000_000
     rule = eval_rule(cfg)
-    seconds, evaluating, said = run([*flags, "--max-iters", str(rule_steps), "--eval-interval", str(rule_interval)],
-                                    data, tmp / "rule")
-    row = {"shape": name, "tokens_per_step": cfg.tokens_per_step, "step_ms": round(step_s * 1e3, 2),
-           "eval_us_per_token": round(eval_token_s * 1e6, 3), "eval_cost_per_token": round(cost, 3),
-           "default_run": {"max_iters": cfg.max_iters, "eval_interval": cfg.eval_interval, "evaluations": evals},
-           "old_budget": old, "old_share": round(share(old), 4), "old_eval_minutes": round(evals * 2 * old * eval_token_s / 60, 1),
-           "rule_budget": rule, "rule_share": round(share(rule), 4),
-           "rule_run": {"max_iters": rule_steps, "eval_interval": rule_interval, "seconds": seconds,
-                        "evaluating_s": evaluating, "share": round(evaluating / seconds, 4), "said": said}}
-    print(f"{name}: step {row['step_ms']} ms ({cfg.tokens_per_step} tokens), evaluation {row['eval_us_per_token']} us "
-          f"a token: {cost:.3f} of a trained token's time (the rule assumes {CPU_EVAL_COST})\n"
-          f"  default run ({cfg.max_iters} steps, evaluation every {cfg.eval_interval}): old budget {old:,} -> "
-          f"{share(old):.1%} of its time evaluating ({row['old_eval_minutes']} min); the rule's {rule:,} -> {share(rule):.1%}\n"
-          f"  a real run under the rule ({rule_steps} steps, every {rule_interval}): {evaluating:.1f} of {seconds:.1f} s "
-          f"evaluating and checkpointing ({evaluating / seconds:.1%})\n  {said}", flush=True)
+    seconds, evaluating, said = run(
+        [*flags, "--max-iters", str(rule_steps), "--eval-interval", str(rule_interval)], data, tmp / "rule"
+    )
+    row = {
+        "shape": name,
+        "tokens_per_step": cfg.tokens_per_step,
+        "step_ms": round(step_s * 1e3, 2),
+        "eval_us_per_token": round(eval_token_s * 1e6, 3),
+        "eval_cost_per_token": round(cost, 3),
+        "default_run": {"max_iters": cfg.max_iters, "eval_interval": cfg.eval_interval, "evaluations": evals},
+        "old_budget": old,
+        "old_share": round(share(old), 4),
+        "old_eval_minutes": round(evals * 2 * old * eval_token_s / 60, 1),
+        "rule_budget": rule,
+        "rule_share": round(share(rule), 4),
+        "rule_run": {
+            "max_iters": rule_steps,
+            "eval_interval": rule_interval,
+            "seconds": seconds,
+            "evaluating_s": evaluating,
+            "share": round(evaluating / seconds, 4),
+            "said": said,
+        },
+    }
+    print(
+        f"{name}: step {row['step_ms']} ms ({cfg.tokens_per_step} tokens), evaluation {row['eval_us_per_token']} us "
+        f"a token: {cost:.3f} of a trained token's time (the rule assumes {CPU_EVAL_COST})\n"
+        f"  default run ({cfg.max_iters} steps, evaluation every {cfg.eval_interval}): old budget {old:,} -> "
+        f"{share(old):.1%} of its time evaluating ({row['old_eval_minutes']} min); the rule's {rule:,} -> {share(rule):.1%}\n"
+        f"  a real run under the rule ({rule_steps} steps, every {rule_interval}): {evaluating:.1f} of {seconds:.1f} s "
+        f"evaluating and checkpointing ({evaluating / seconds:.1%})\n  {said}",
+        flush=True,
+    )
     return row
 
 
@@ -94,9 +135,16 @@ def main() -> None:
     ap.add_argument("--shapes", default="tiny,laptop,seed")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    host = {"cpu": cpu_name(), "cpu_flags": cpu_flags(), "machine": platform.machine(), "cores": os.cpu_count(),
-            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"), "eval_share": EVAL_SHARE,
-            "cpu_eval_cost": CPU_EVAL_COST}
+    host = {
+        "cpu": cpu_name(),
+        "cpu_flags": cpu_flags(),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+        "eval_share": EVAL_SHARE,
+        "cpu_eval_cost": CPU_EVAL_COST,
+    }
     print(f"{host['cpu']} ({host['machine']}, {host['cores']} cores; flags: {' '.join(host['cpu_flags']) or 'none'})")
     with tempfile.TemporaryDirectory() as tmp:
         rows = [measure(name, args.data, Path(tmp)) for name in args.shapes.split(",")]

@@ -37,9 +37,30 @@ def grid(start: float, stop: float) -> list[float]:
 
 def train(lr: float, args, flags: list[str], tmp: Path, threads: int) -> float:
     out = tmp / f"lr-{lr:g}"
-    cmd = [sys.executable, str(ROOT / "train.py"), "--preset", args.preset, *flags, "--data", str(args.data),
-           "--lr", str(lr), "--max-iters", str(args.steps), "--eval-interval", str(args.steps), "--eval-tokens", "0",
-           "--log-interval", str(max(args.steps // 10, 1)), "--device", args.device, "--out", str(out), "--force"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "--preset",
+        args.preset,
+        *flags,
+        "--data",
+        str(args.data),
+        "--lr",
+        str(lr),
+        "--max-iters",
+        str(args.steps),
+        "--eval-interval",
+        str(args.steps),
+        "--eval-tokens",
+        "0",
+        "--log-interval",
+        str(max(args.steps // 10, 1)),
+        "--device",
+        args.device,
+        "--out",
+        str(out),
+        "--force",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode == 3:  # the loss diverged: as bad as it gets
@@ -93,18 +114,38 @@ def main() -> None:
     lrs = sorted(losses)
     best = min(lrs, key=losses.get)
     i = lrs.index(best)
-    shape = {k.lstrip("-").replace("-", "_"): int(v) for k, v in zip(flags[::2], flags[1::2])
-             if k.lstrip("-").replace("-", "_") in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum")}
+    shape = {
+        k.lstrip("-").replace("-", "_"): int(v)
+        for k, v in zip(flags[::2], flags[1::2])
+        if k.lstrip("-").replace("-", "_") in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum")
+    }
     cfg = make_config(args.preset, **shape)
-    result = {"bench": "lr_sweep", "name": args.name, "preset": args.preset, "flags": flags, "steps": args.steps,
-              "n_layer": cfg.n_layer, "n_embd": cfg.n_embd, "block_size": cfg.block_size,
-              "batch_tokens": cfg.tokens_per_step, "dataset": args.data.name,
-              "losses": {f"{lr:g}": losses[lr] for lr in lrs}, "best_lr": best, "best_loss": losses[best],
-              "neighbours": {f"{lr:g}": losses[lr] for lr in lrs[max(i - 1, 0):i + 2] if lr != best},
-              "cpu": cpu_name(), "cpu_flags": cpu_flags(), "machine": platform.machine(),
-              "date": time.strftime("%Y-%m-%d"), "minutes": round((time.perf_counter() - started) / 60, 1)}
-    print(f"{args.name}: best lr {best:g} (val loss {losses[best]:.4f}); "
-          + ", ".join(f"{lr:g}: {losses[lr]:.4f}" for lr in lrs), file=sys.stderr)
+    result = {
+        "bench": "lr_sweep",
+        "name": args.name,
+        "preset": args.preset,
+        "flags": flags,
+        "steps": args.steps,
+        "n_layer": cfg.n_layer,
+        "n_embd": cfg.n_embd,
+        "block_size": cfg.block_size,
+        "batch_tokens": cfg.tokens_per_step,
+        "dataset": args.data.name,
+        "losses": {f"{lr:g}": losses[lr] for lr in lrs},
+        "best_lr": best,
+        "best_loss": losses[best],
+        "neighbours": {f"{lr:g}": losses[lr] for lr in lrs[max(i - 1, 0) : i + 2] if lr != best},
+        "cpu": cpu_name(),
+        "cpu_flags": cpu_flags(),
+        "machine": platform.machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "minutes": round((time.perf_counter() - started) / 60, 1),
+    }
+    print(
+        f"{args.name}: best lr {best:g} (val loss {losses[best]:.4f}); "
+        + ", ".join(f"{lr:g}: {losses[lr]:.4f}" for lr in lrs),
+        file=sys.stderr,
+    )
     print(json.dumps(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -75,14 +75,26 @@ def main() -> None:
     args = ap.parse_args()
     from minigpt.device import cpu_flags, cpu_name
 
-    host = {"device": args.device, "cpu": cpu_name(), "cpu_flags": cpu_flags(), "machine": platform.machine(), "cores": os.cpu_count(),
-            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
+    host = {
+        "device": args.device,
+        "cpu": cpu_name(),
+        "cpu_flags": cpu_flags(),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
     print(f"{host['cpu']} ({host['machine']}, {host['cores']} cores; flags: {' '.join(host['cpu_flags']) or 'none'})")
     rows = []
     for name in args.shapes.split(","):
         preset, overrides = SHAPES[name]
-        p = subprocess.run([sys.executable, "-c", CHILD, preset, json.dumps(overrides), str(args.data), args.device],
-                           capture_output=True, text=True, cwd=ROOT, timeout=3600)
+        p = subprocess.run(
+            [sys.executable, "-c", CHILD, preset, json.dumps(overrides), str(args.data), args.device],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=3600,
+        )
         if p.returncode:
             raise SystemExit(f"{name} failed:\n{p.stderr[-3000:]}")
         r = json.loads(p.stdout.strip().splitlines()[-1])
@@ -90,8 +102,11 @@ def main() -> None:
         row = {"shape": name, **r, "estimate": estimate, "ratio": round(estimate / r["peak"], 3)}
         rows.append(row)
         mb = 2**20
-        print(f"{name:28} before {r['before'] / mb:7,.0f} MB + need {r['need'] / mb:7,.0f} MB = {estimate / mb:7,.0f} MB"
-              f"  peak {r['peak'] / mb:7,.0f} MB  estimate/peak {row['ratio']:.2f}", flush=True)
+        print(
+            f"{name:28} before {r['before'] / mb:7,.0f} MB + need {r['need'] / mb:7,.0f} MB = {estimate / mb:7,.0f} MB"
+            f"  peak {r['peak'] / mb:7,.0f} MB  estimate/peak {row['ratio']:.2f}",
+            flush=True,
+        )
     worst = max(max(r["ratio"], 1 / r["ratio"]) for r in rows)
     print(f"worst: {worst:.2f}x (target: within 1.5x)")
     result = {"host": host, "shapes": rows, "worst": worst}

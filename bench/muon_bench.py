@@ -66,8 +66,13 @@ def main() -> None:
         return params
 
     kw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw")
-    result = {"bench": "muon", "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "preset": args.preset,
-              "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()}
+    result = {
+        "bench": "muon",
+        "date": time.strftime("%Y-%m-%d"),
+        "torch": torch.__version__,
+        "preset": args.preset,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
+    }
     finals = []
     for name, make in (("torch.optim.Muon", torch.optim.Muon), ("minigpt Muon", Muon)):
         params = matrices()
@@ -86,8 +91,10 @@ def main() -> None:
         finals.append([p.detach().cpu() for p in params])
         ms = statistics.median(times) * 1e3
         result[name] = {"ms_per_step": round(ms, 3), "ops_per_step": count.ops}
-        print(f"{name:18s} {ms:9.3f} ms/step  {count.ops:5d} operations/step  ({len(params)} matrices, {device.type})",
-              file=sys.stderr)
+        print(
+            f"{name:18s} {ms:9.3f} ms/step  {count.ops:5d} operations/step  ({len(params)} matrices, {device.type})",
+            file=sys.stderr,
+        )
     result["same_weights_after"] = all(torch.equal(a, b) for a, b in zip(*finals))
     print(f"same weights after {4 + args.steps} steps: {result['same_weights_after']}", file=sys.stderr)
     print(json.dumps(result))

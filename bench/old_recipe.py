@@ -50,8 +50,9 @@ class MultiHeadAttention(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, n_embd: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.ReLU(), nn.Linear(4 * n_embd, n_embd),
-                                 nn.Dropout(dropout))
+        self.net = nn.Sequential(
+            nn.Linear(n_embd, 4 * n_embd), nn.ReLU(), nn.Linear(4 * n_embd, n_embd), nn.Dropout(dropout)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -87,8 +88,21 @@ class OldGPT(nn.Module):
         return logits, F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T))
 
 
-def train_old(dataset, vocab_size: int, n_embd: int, n_head: int, n_layer: int, block_size: int, batch_size: int,
-              steps: int, lr: float, dropout: float, seed: int, device: torch.device, compile: bool = False) -> OldGPT:
+def train_old(
+    dataset,
+    vocab_size: int,
+    n_embd: int,
+    n_head: int,
+    n_layer: int,
+    block_size: int,
+    batch_size: int,
+    steps: int,
+    lr: float,
+    dropout: float,
+    seed: int,
+    device: torch.device,
+    compile: bool = False,
+) -> OldGPT:
     """The old training loop: constant lr, AdamW defaults, no clipping, fp32. Batches are drawn with
     minigpt's keyed draw, so both recipes see exactly the same windows in the same order. `compile`
     (CUDA) only makes it faster: torch.compile with CUDA graphs computes the same function."""

@@ -24,10 +24,15 @@ sys.path.insert(0, str(ROOT))
 
 def cold_seconds(run: Path, out: Path) -> float:
     """One plot in a fresh interpreter, the import of minigpt.plot and matplotlib included."""
-    code = ("import sys, time; t = time.perf_counter(); from minigpt.plot import plot; "
-            f"plot([{str(run)!r}], {str(out)!r}); print(time.perf_counter() - t)")
-    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                                cwd=ROOT).stdout.split()[-1])
+    code = (
+        "import sys, time; t = time.perf_counter(); from minigpt.plot import plot; "
+        f"plot([{str(run)!r}], {str(out)!r}); print(time.perf_counter() - t)"
+    )
+    return float(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+        ).stdout.split()[-1]
+    )
 
 
 def main() -> None:
@@ -54,14 +59,24 @@ def main() -> None:
                 fig, _ = plot([run], out)
                 warm.append(time.perf_counter() - t)
                 import matplotlib.pyplot as plt
+
                 plt.close(fig)
             w = statistics.median(warm)
             share = (cold + (evals - 1) * w) / seconds
-            row = {"run": str(run), "preset": config["train"]["preset"], "train_seconds": seconds, "evaluations": evals,
-                   "cold_s": round(cold, 3), "warm_s": round(w, 4), "share_of_run": round(share, 4)}
+            row = {
+                "run": str(run),
+                "preset": config["train"]["preset"],
+                "train_seconds": seconds,
+                "evaluations": evals,
+                "cold_s": round(cold, 3),
+                "warm_s": round(w, 4),
+                "share_of_run": round(share, 4),
+            }
             results.append(row)
-            print(f"{run}: {seconds:.1f} s of training, {evals} evaluations; a plot costs {cold:.2f} s cold, "
-                  f"{w * 1e3:.0f} ms warm: {share:.1%} of the run")
+            print(
+                f"{run}: {seconds:.1f} s of training, {evals} evaluations; a plot costs {cold:.2f} s cold, "
+                f"{w * 1e3:.0f} ms warm: {share:.1%} of the run"
+            )
     print(json.dumps({"bench": "plot_cost", "date": time.strftime("%Y-%m-%d"), "runs": results}))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")

@@ -29,9 +29,25 @@ def main() -> None:
         runs = []
         for name, flags in VARIANTS.items():
             run = Path(tmp) / name
-            subprocess.run([sys.executable, str(ROOT / "train.py"), "--preset", "tiny", "--max-iters", str(args.max_iters),
-                            "--eval-interval", "50", "--data", str(args.data), "--out", str(run), *flags],
-                           check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "train.py"),
+                    "--preset",
+                    "tiny",
+                    "--max-iters",
+                    str(args.max_iters),
+                    "--eval-interval",
+                    "50",
+                    "--data",
+                    str(args.data),
+                    "--out",
+                    str(run),
+                    *flags,
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             runs.append(str(run))
         subprocess.run([sys.executable, str(ROOT / "plot.py"), *runs, "--out", str(args.out)], check=True)
         subprocess.run([sys.executable, str(ROOT / "runs.py"), *runs], check=True)

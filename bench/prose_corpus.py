@@ -38,6 +38,7 @@ def sources() -> list[tuple[str, str]]:
         out.append((f"info/{p.name}", _read(p)))
     try:
         from pydoc_data.topics import topics
+
         out += [(f"pydoc/{k}", topics[k]) for k in sorted(topics)]
     except ImportError:
         pass
@@ -80,8 +81,11 @@ def _python_docstrings() -> list[tuple[str, str]]:
             tree = ast.parse(p.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError, ValueError):
             continue
-        docs = [ast.get_docstring(n, clean=True) for n in ast.walk(tree)
-                if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+        docs = [
+            ast.get_docstring(n, clean=True)
+            for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        ]
         out.append((p.name, "\n\n".join(d for d in docs if d)))
     return out
 
@@ -95,8 +99,13 @@ def prose_paragraphs(text: str) -> list[str]:
             continue
         para = " ".join(lines)
         letters = sum(c.isalpha() or c == " " for c in para)
-        if (len(para) >= 120 and letters / len(para) > 0.85 and len(_WORD.findall(para)) >= 20
-                and _SENTENCE_END.search(para) and para[0].isupper()):
+        if (
+            len(para) >= 120
+            and letters / len(para) > 0.85
+            and len(_WORD.findall(para)) >= 20
+            and _SENTENCE_END.search(para)
+            and para[0].isupper()
+        ):
             out.append(re.sub(r"\s+", " ", para))
     return out
 
@@ -128,12 +137,14 @@ def main() -> None:
     if len(docs) < need:
         raise SystemExit(f"only {len(docs)} prose documents found on this machine; ask for fewer")
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, part in (("train", docs[:args.train_docs]), ("val", docs[args.train_docs:need])):
+    for name, part in (("train", docs[: args.train_docs]), ("val", docs[args.train_docs : need])):
         data = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in part).encode("utf-8")
         with open(args.out / f"{name}.jsonl.gz", "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz:
             gz.write(data)
-        print(f"{name}: {len(part):,} documents, {sum(len(d['text']) for d in part):,} characters, "
-              f"sha256 {hashlib.sha256(data).hexdigest()[:16]}")
+        print(
+            f"{name}: {len(part):,} documents, {sum(len(d['text']) for d in part):,} characters, "
+            f"sha256 {hashlib.sha256(data).hexdigest()[:16]}"
+        )
     print(f"{len(docs):,} documents found; sources: {len(sources())}")
 
 

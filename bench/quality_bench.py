@@ -41,8 +41,20 @@ SHAPES = {  # dims, context, batch and steps: equal compute for every recipe of 
 
 # "default" is minigpt's TrainConfig defaults; "old" is gpt.py's recipe (bench/old_recipe.py). "v0" is
 # minigpt 0.1's recipe (the train issue's choices), and each "v0+..." changes one thing in it.
-V0 = dict(tie_weights=True, init="gpt2", mlp="gelu", pos="learned", qk_norm=False, bias=True, optimizer="adamw",
-          schedule="cosine", warmup_iters=100, beta2=0.95, weight_decay=0.1, grad_clip=1.0)
+V0 = dict(
+    tie_weights=True,
+    init="gpt2",
+    mlp="gelu",
+    pos="learned",
+    qk_norm=False,
+    bias=True,
+    optimizer="adamw",
+    schedule="cosine",
+    warmup_iters=100,
+    beta2=0.95,
+    weight_decay=0.1,
+    grad_clip=1.0,
+)
 VARIANTS: dict[str, dict] = {
     "default": {},
     "v0": V0,
@@ -60,21 +72,33 @@ VARIANTS: dict[str, dict] = {
     "v0+rope": {**V0, "pos": "rope"},
     "v0+qk-norm": {**V0, "qk_norm": True},
     "v0+muon": {**V0, "optimizer": "muon"},
-    "v0+all": {**V0, "tie_weights": False, "init": "zero", "schedule": "wsd", "warmup_iters": 20, "mlp": "relu2",
-               "pos": "rope", "qk_norm": True, "optimizer": "muon", "bias": False},
+    "v0+all": {
+        **V0,
+        "tie_weights": False,
+        "init": "zero",
+        "schedule": "wsd",
+        "warmup_iters": 20,
+        "mlp": "relu2",
+        "pos": "rope",
+        "qk_norm": True,
+        "optimizer": "muon",
+        "bias": False,
+    },
 }
 ALL = VARIANTS["v0+all"]
-VARIANTS.update({  # each of v0+all's choices taken back, one at a time
-    "all-tied": {**ALL, "tie_weights": True},
-    "all-init-gpt2": {**ALL, "init": "gpt2"},
-    "all-cosine": {**ALL, "schedule": "cosine"},
-    "all-warmup-100": {**ALL, "warmup_iters": 100},
-    "all-gelu": {**ALL, "mlp": "gelu"},
-    "all-learned-pos": {**ALL, "pos": "learned"},
-    "all-no-qk-norm": {**ALL, "qk_norm": False},
-    "all-adamw": {**ALL, "optimizer": "adamw"},
-    "all-bias": {**ALL, "bias": True},
-})
+VARIANTS.update(
+    {  # each of v0+all's choices taken back, one at a time
+        "all-tied": {**ALL, "tie_weights": True},
+        "all-init-gpt2": {**ALL, "init": "gpt2"},
+        "all-cosine": {**ALL, "schedule": "cosine"},
+        "all-warmup-100": {**ALL, "warmup_iters": 100},
+        "all-gelu": {**ALL, "mlp": "gelu"},
+        "all-learned-pos": {**ALL, "pos": "learned"},
+        "all-no-qk-norm": {**ALL, "qk_norm": False},
+        "all-adamw": {**ALL, "optimizer": "adamw"},
+        "all-bias": {**ALL, "bias": True},
+    }
+)
 
 
 def evaluate(model, dataset, T: int, B: int, device: torch.device) -> float:
@@ -99,17 +123,38 @@ def one_run(job: dict) -> dict:
     if job["variant"] == "old":
         from old_recipe import train_old
 
-        model = train_old(dataset, dataset.manifest["vocab_size"], shape["n_embd"], shape["n_head"], shape["n_layer"],
-                          shape["block_size"], shape["batch_size"], shape["max_iters"], lr, shape["dropout"],
-                          job["seed"], device, compile=job["compile"])
+        model = train_old(
+            dataset,
+            dataset.manifest["vocab_size"],
+            shape["n_embd"],
+            shape["n_head"],
+            shape["n_layer"],
+            shape["block_size"],
+            shape["batch_size"],
+            shape["max_iters"],
+            lr,
+            shape["dropout"],
+            job["seed"],
+            device,
+            compile=job["compile"],
+        )
         val = evaluate(model, dataset, shape["block_size"], shape["batch_size"], device)
     else:
         from minigpt.config import make_config
         from minigpt.trainer import train
 
-        cfg = make_config("seed", **shape, **VARIANTS[job["variant"]], lr=lr, seed=job["seed"], device=job["device"],
-                          eval_interval=shape["max_iters"], log_interval=shape["max_iters"], eval_tokens=0,
-                          compile=job["compile"])
+        cfg = make_config(
+            "seed",
+            **shape,
+            **VARIANTS[job["variant"]],
+            lr=lr,
+            seed=job["seed"],
+            device=job["device"],
+            eval_interval=shape["max_iters"],
+            log_interval=shape["max_iters"],
+            eval_tokens=0,
+            compile=job["compile"],
+        )
         with tempfile.TemporaryDirectory() as tmp:
             result = train(cfg, Path(job["data"]), Path(tmp) / "run", say=lambda *a: None, on_row=lambda r: None)
         val = result.best_val_loss
@@ -134,15 +179,31 @@ def main() -> None:
         raise SystemExit(f"unknown variants {unknown}; known: old, {', '.join(VARIANTS)}")
     lrs = [float(x) for x in args.lrs.split(",")]
     threads = 1 if args.device == "cpu" and args.jobs > 1 else torch.get_num_threads()
-    jobs = [dict(variant=v, lr=lr, shape=args.shape, data=str(args.data), seed=args.seed, device=args.device,
-                 compile=args.compile, threads=threads) for v in names for lr in lrs]
+    jobs = [
+        dict(
+            variant=v,
+            lr=lr,
+            shape=args.shape,
+            data=str(args.data),
+            seed=args.seed,
+            device=args.device,
+            compile=args.compile,
+            threads=threads,
+        )
+        for v in names
+        for lr in lrs
+    ]
     started = time.perf_counter()
     results = []
 
     def done(r: dict) -> None:
         results.append(r)
-        print(f"  [{len(results)}/{len(jobs)}] {r['variant']} lr {r['lr']:g}: val {r['val_loss']:.4f} ({r['seconds']:.0f} s)",
-              file=sys.stderr, flush=True)
+        print(
+            f"  [{len(results)}/{len(jobs)}] {r['variant']} lr {r['lr']:g}: val {r['val_loss']:.4f} ({r['seconds']:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
             for r in pool.map(one_run, jobs):
@@ -157,12 +218,23 @@ def main() -> None:
     for v in names:
         row = {r["lr"]: r["val_loss"] for r in results if r["variant"] == v}
         print(f"{v:24}" + "".join(f"{row[lr]:>10.4f}" for lr in lrs) + f"{best[v]['val_loss']:>10.4f}", file=sys.stderr)
-    out = {"bench": "quality", "date": time.strftime("%Y-%m-%d"), "shape": args.shape, "config": SHAPES[args.shape],
-           "dataset": args.data.name, "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
-           "machine": platform.machine(), "torch": torch.__version__, "lrs": lrs, "results": results,
-           "best": {v: {"lr": b["lr"], "val_loss": b["val_loss"], "val_bpc": round(b["val_loss"] / math.log(2), 5)}
-                    for v, b in best.items()},
-           "seconds": round(time.perf_counter() - started, 1)}
+    out = {
+        "bench": "quality",
+        "date": time.strftime("%Y-%m-%d"),
+        "shape": args.shape,
+        "config": SHAPES[args.shape],
+        "dataset": args.data.name,
+        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
+        "machine": platform.machine(),
+        "torch": torch.__version__,
+        "lrs": lrs,
+        "results": results,
+        "best": {
+            v: {"lr": b["lr"], "val_loss": b["val_loss"], "val_bpc": round(b["val_loss"] / math.log(2), 5)}
+            for v, b in best.items()
+        },
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     if "default" in best and "old" in best:
         out["ratio_default_to_old"] = round(best["default"]["val_loss"] / best["old"]["val_loss"], 4)
         print(f"default/old best: {out['ratio_default_to_old']:.4f} (target <= 0.90)", file=sys.stderr)

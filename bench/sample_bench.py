@@ -81,6 +81,7 @@ def main() -> None:
         if args.run:
             return Engine.load(args.run, args.device, **options)
         return Engine(copy.deepcopy(model), vocab, next(model.parameters()).device, **options)
+
     engine, plain = make(), make(cpu_layout=False, cuda_graph=False)
     dev = engine.device
     # the old script's way runs the plain model; the cache is also timed on it (no CPU layout, no CUDA graph)
@@ -101,31 +102,58 @@ def main() -> None:
 
     def agree(a: list[int], b: list[int]) -> int:
         return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), args.new_tokens)
+
     same = agree(outputs["cache"], outputs["recompute"])
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
     rate = {f"{k}_tokens_per_s": round(args.new_tokens / v, 1) for k, v in median.items()}
-    result = {"bench": "sample", "date": time.strftime("%Y-%m-%d"), "device": name, "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "model": engine.model.config.to_json(), "new_tokens": args.new_tokens,
-              "repeat": args.repeat, "turn": args.turn, **rate, "speedup": round(median["recompute"] / median["cache"], 2),
-              "identical_tokens_before_divergence": same,
-              "identical_to_plain_cache": agree(outputs["cache"], outputs["cache_plain"]), "block_size": T}
+    result = {
+        "bench": "sample",
+        "date": time.strftime("%Y-%m-%d"),
+        "device": name,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "model": engine.model.config.to_json(),
+        "new_tokens": args.new_tokens,
+        "repeat": args.repeat,
+        "turn": args.turn,
+        **rate,
+        "speedup": round(median["recompute"] / median["cache"], 2),
+        "identical_tokens_before_divergence": same,
+        "identical_to_plain_cache": agree(outputs["cache"], outputs["cache_plain"]),
+        "block_size": T,
+    }
     if "cache_compiled" in median:
-        result.update(speedup_compiled=round(median["recompute"] / median["cache_compiled"], 2),
-                      compiled_identical_tokens_before_divergence=agree(outputs["cache_compiled"], outputs["recompute"]),
-                      compile_s=round(compile_s, 1))
-    print(f"{args.new_tokens} new tokens on {dev.type} ({name}), block_size {T}, batch 1, "
-          f"median of {args.repeat} rounds, taking turns every {args.turn}:", file=sys.stderr)
+        result.update(
+            speedup_compiled=round(median["recompute"] / median["cache_compiled"], 2),
+            compiled_identical_tokens_before_divergence=agree(outputs["cache_compiled"], outputs["recompute"]),
+            compile_s=round(compile_s, 1),
+        )
+    print(
+        f"{args.new_tokens} new tokens on {dev.type} ({name}), block_size {T}, batch 1, "
+        f"median of {args.repeat} rounds, taking turns every {args.turn}:",
+        file=sys.stderr,
+    )
     plain_label = "KV cache, no CUDA graph" if dev.type == "cuda" else "KV cache, nn.Linear layout"
-    labels = {"cache": "KV cache (engine)", "recompute": "recompute", "cache_plain": plain_label,
-              "cache_compiled": "KV cache, compiled step"}
+    labels = {
+        "cache": "KV cache (engine)",
+        "recompute": "recompute",
+        "cache_plain": plain_label,
+        "cache_compiled": "KV cache, compiled step",
+    }
     for k in median:
         print(f"  {labels[k]:27s} {rate[k + '_tokens_per_s']:10,.1f} tok/s", file=sys.stderr)
-    print(f"  speed-up {result['speedup']:.2f}x; greedy outputs identical for the first {same} tokens "
-          f"(the window holds {T}; past it the cache slides by half windows)", file=sys.stderr)
+    print(
+        f"  speed-up {result['speedup']:.2f}x; greedy outputs identical for the first {same} tokens "
+        f"(the window holds {T}; past it the cache slides by half windows)",
+        file=sys.stderr,
+    )
     if "cache_compiled" in median:
-        print(f"  compiled step: speed-up {result['speedup_compiled']:.2f}x, identical for the first "
-              f"{result['compiled_identical_tokens_before_divergence']} tokens; built and compiled in "
-              f"{result['compile_s']} s", file=sys.stderr)
+        print(
+            f"  compiled step: speed-up {result['speedup_compiled']:.2f}x, identical for the first "
+            f"{result['compiled_identical_tokens_before_divergence']} tokens; built and compiled in "
+            f"{result['compile_s']} s",
+            file=sys.stderr,
+        )
     print(json.dumps(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

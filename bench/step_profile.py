@@ -55,6 +55,7 @@ def make_step(cfg, dataset, device, model, run, opts, staged: bool, clip: bool):
             opt.step()
             opt.zero_grad(set_to_none=True)
         return loss
+
     return step
 
 
@@ -80,9 +81,14 @@ def main() -> None:
     dataset, cfg, device = TokenData(folder), make_config(args.preset), torch.device("cuda")
     torch.backends.cuda.matmul.allow_tf32 = True
     results = {}
-    variants = [("eager", None, False, True), ("eager, batch on GPU", None, True, True),
-                ("eager, no clip", None, False, False), ("compiled", "default", False, True),
-                ("compiled, batch on GPU", "default", True, True), ("compiled + CUDA graphs", "reduce-overhead", False, True)]
+    variants = [
+        ("eager", None, False, True),
+        ("eager, batch on GPU", None, True, True),
+        ("eager, no clip", None, False, False),
+        ("compiled", "default", False, True),
+        ("compiled, batch on GPU", "default", True, True),
+        ("compiled + CUDA graphs", "reduce-overhead", False, True),
+    ]
     for name, mode, staged, clip in variants:
         model, run, opt = build(cfg, dataset, device, None if mode is None else mode)
         step = make_step(cfg, dataset, device, model, run, opt, staged, clip)
@@ -93,8 +99,9 @@ def main() -> None:
             continue
         print(f"{name:28} {results[name]:8.2f} ms/step", flush=True)
         if name == "compiled":
-            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
-                                                    torch.profiler.ProfilerActivity.CUDA]) as prof:
+            with torch.profiler.profile(
+                activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+            ) as prof:
                 for _ in range(10):
                     step()
                 torch.cuda.synchronize()
@@ -111,6 +118,7 @@ def main() -> None:
     def fwd():
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
             return run(x, y)[1].item()
+
     results["eval forward (compiled, .item())"] = round(timed(fwd, args.steps, 10), 3)
     print(f"eval forward {results['eval forward (compiled, .item())']:.2f} ms", flush=True)
     # host-side costs: one tiny kernel launch, one batch draw + pinned copy
@@ -118,10 +126,20 @@ def main() -> None:
     results["us per tiny op (a + 1)"] = round(timed(lambda: a + 1, 2000, 100) * 1000, 2)
     batch = dataset.batch(cfg.seed, 0, 0, cfg.batch_size, cfg.block_size)
     results["us per to_device"] = round(timed(lambda: to_device(batch, device), 500, 50) * 1000, 2)
-    results["us per batch draw"] = round(timed(lambda: dataset.batch(cfg.seed, 3, 0, cfg.batch_size, cfg.block_size),
-                                               500, 50) * 1000, 2)
-    print(json.dumps({"bench": "step_profile", "device": torch.cuda.get_device_name(), "torch": torch.__version__,
-                      "preset": args.preset, "ms_per_step": results}))
+    results["us per batch draw"] = round(
+        timed(lambda: dataset.batch(cfg.seed, 3, 0, cfg.batch_size, cfg.block_size), 500, 50) * 1000, 2
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "step_profile",
+                "device": torch.cuda.get_device_name(),
+                "torch": torch.__version__,
+                "preset": args.preset,
+                "ms_per_step": results,
+            }
+        )
+    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

@@ -48,8 +48,8 @@ def nanogpt_batch(path: Path, dtype: np.dtype, B: int, T: int) -> tuple[torch.Te
     the rows, once for inputs and once for targets, and torch.stack."""
     data = np.memmap(path, dtype=dtype, mode="r")
     ix = torch.randint(len(data) - T, (B,))
-    x = torch.stack([torch.from_numpy((data[i:i + T]).astype(np.int64)) for i in ix])
-    y = torch.stack([torch.from_numpy((data[i + 1:i + 1 + T]).astype(np.int64)) for i in ix])
+    x = torch.stack([torch.from_numpy((data[i : i + T]).astype(np.int64)) for i in ix])
+    y = torch.stack([torch.from_numpy((data[i + 1 : i + 1 + T]).astype(np.int64)) for i in ix])
     return x, y
 
 
@@ -71,13 +71,15 @@ def time_training(cfg, dataset: TokenData, device: torch.device, variant: str, s
     opts = make_optimizers(model, cfg, device, ns_dtype)
     net = torch.compile(model) if "compile" in variant else model
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32,
-                              cache_enabled="graph" not in variant)  # as minigpt-train: no cache in capture
+    autocast = torch.autocast(
+        device.type, dtype=dtype, enabled=dtype != torch.float32, cache_enabled="graph" not in variant
+    )  # as minigpt-train: no cache in capture
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
 
     def batches(step: int) -> list[np.ndarray]:
         return [dataset.batch(cfg.seed, step, m, cfg.batch_size, cfg.block_size) for m in range(cfg.grad_accum)]
+
     args = (net, model, opts, cfg.grad_accum, cfg.grad_clip, autocast, scaler, False, device)
     start = time.perf_counter()
     train_step = GraphedStep(*args, first=batches(0)) if "graph" in variant else Step(*args)
@@ -91,11 +93,16 @@ def time_training(cfg, dataset: TokenData, device: torch.device, variant: str, s
     seconds = (time.perf_counter() - t0) / steps
     tok_s = cfg.tokens_per_step / seconds
     peak = peak_flops(device)
-    return {"variant": variant, "muon_dtype": str(ns_dtype)[6:], "ms_per_step": round(seconds * 1000, 2),
-            "tokens_per_s": round(tok_s, 1),
-            "mfu": round(model.flops_per_token() * tok_s / peak, 4) if peak else None,
-            "setup_and_warmup_s": round(t0 - start, 1), "est_s_for_max_iters": round(seconds * cfg.max_iters, 1),
-            "final_loss": round(loss.item(), 4)}
+    return {
+        "variant": variant,
+        "muon_dtype": str(ns_dtype)[6:],
+        "ms_per_step": round(seconds * 1000, 2),
+        "tokens_per_s": round(tok_s, 1),
+        "mfu": round(model.flops_per_token() * tok_s / peak, 4) if peak else None,
+        "setup_and_warmup_s": round(t0 - start, 1),
+        "est_s_for_max_iters": round(seconds * cfg.max_iters, 1),
+        "final_loss": round(loss.item(), 4),
+    }
 
 
 def main() -> None:
@@ -103,12 +110,19 @@ def main() -> None:
     ap.add_argument("--data", type=Path, help="dataset folder (default: the newest under data/)")
     ap.add_argument("--preset", default="seed")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--muon-dtype", default="auto", help="Muon's Newton-Schulz precision: auto (as minigpt-train), "
-                    "bfloat16 or float32")
+    ap.add_argument(
+        "--muon-dtype",
+        default="auto",
+        help="Muon's Newton-Schulz precision: auto (as minigpt-train), bfloat16 or float32",
+    )
     ap.add_argument("--steps", type=int, default=50, help="timed steps")
     ap.add_argument("--warmup", type=int, default=10, help="untimed steps first (compilation happens here)")
-    ap.add_argument("--variants", default="auto", help="comma-separated: eager, compile, graph, compile+graph "
-                    "(graph: the whole step as one CUDA graph); auto: all four on CUDA, eager elsewhere")
+    ap.add_argument(
+        "--variants",
+        default="auto",
+        help="comma-separated: eager, compile, graph, compile+graph "
+        "(graph: the whole step as one CUDA graph); auto: all four on CUDA, eager elsewhere",
+    )
     ap.add_argument("--draws", type=int, default=200, help="batch draws timed per method")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -126,11 +140,17 @@ def main() -> None:
         step[0] += 1
         batch = torch.from_numpy(dataset.batch(cfg.seed, step[0], 0, B, T))
         return batch[:, :-1], batch[:, 1:]
+
     ours = time_draws(keyed, args.draws)
     loop = time_draws(lambda: nanogpt_batch(biggest, dataset.dtype, B, T), args.draws)
 
-    variants = args.variants.split(",") if args.variants != "auto" else \
-        ["eager", "compile", "graph", "compile+graph"] if device.type == "cuda" else ["eager"]
+    variants = (
+        args.variants.split(",")
+        if args.variants != "auto"
+        else ["eager", "compile", "graph", "compile+graph"]
+        if device.type == "cuda"
+        else ["eager"]
+    )
     runs = []
     for v in variants:
         try:
@@ -143,16 +163,34 @@ def main() -> None:
     draw_share = ours * cfg.grad_accum / step_s
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     for r in timed:
-        print(f"{args.preset} on {device.type} ({name}), {r['variant']}, Newton-Schulz in {r['muon_dtype']}: "
-              f"{r['ms_per_step']:.2f} ms/step, "
-              f"{r['tokens_per_s']:,.0f} tok/s" + (f", MFU {r['mfu']:.1%}" if r["mfu"] else "")
-              + f", {cfg.max_iters:,} iters ~ {r['est_s_for_max_iters']:.0f} s", file=sys.stderr)
-    print(f"batch draw (B={B}, T={T}): keyed gather {ours * 1e6:.0f} us, nanoGPT row loop {loop * 1e6:.0f} us "
-          f"({loop / ours:.1f}x faster); {draw_share:.2%} of a training step", file=sys.stderr)
-    result = {"bench": "train", "date": time.strftime("%Y-%m-%d"), "device": name, "device_type": device.type,
-              "torch": torch.__version__, "preset": args.preset, "config": cfg.to_json(), "dataset": folder.name,
-              "runs": runs, "draw_us": round(ours * 1e6, 1), "nanogpt_draw_us": round(loop * 1e6, 1),
-              "draw_speedup": round(loop / ours, 2), "draw_share_of_step": round(draw_share, 5)}
+        print(
+            f"{args.preset} on {device.type} ({name}), {r['variant']}, Newton-Schulz in {r['muon_dtype']}: "
+            f"{r['ms_per_step']:.2f} ms/step, "
+            f"{r['tokens_per_s']:,.0f} tok/s"
+            + (f", MFU {r['mfu']:.1%}" if r["mfu"] else "")
+            + f", {cfg.max_iters:,} iters ~ {r['est_s_for_max_iters']:.0f} s",
+            file=sys.stderr,
+        )
+    print(
+        f"batch draw (B={B}, T={T}): keyed gather {ours * 1e6:.0f} us, nanoGPT row loop {loop * 1e6:.0f} us "
+        f"({loop / ours:.1f}x faster); {draw_share:.2%} of a training step",
+        file=sys.stderr,
+    )
+    result = {
+        "bench": "train",
+        "date": time.strftime("%Y-%m-%d"),
+        "device": name,
+        "device_type": device.type,
+        "torch": torch.__version__,
+        "preset": args.preset,
+        "config": cfg.to_json(),
+        "dataset": folder.name,
+        "runs": runs,
+        "draw_us": round(ours * 1e6, 1),
+        "nanogpt_draw_us": round(loop * 1e6, 1),
+        "draw_speedup": round(loop / ours, 2),
+        "draw_share_of_step": round(draw_share, 5),
+    }
     print(json.dumps(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -29,11 +29,32 @@ from . import __version__
 from .errors import UserError
 from .files import sha256_file, write_atomic, write_json_atomic
 from .model import GPT, GPTConfig
-from .data.vocab import Vocab
+from .data.vocab import VOCAB_FILE, Vocab
 
 RUNS_DIR = Path("runs")
-CONFIG, VOCAB, WEIGHTS, STATE, METRICS = "config.json", "vocab.json", "model.safetensors", "train_state.pt", "metrics.jsonl"
+CONFIG, WEIGHTS, STATE, METRICS = "config.json", "model.safetensors", "train_state.pt", "metrics.jsonl"
+VOCAB = VOCAB_FILE  # the dataset's vocab.json, copied
 TIMING_FIELDS = ("tokens_per_s", "mfu", "elapsed_s")  # the only fields that differ between identical runs
+
+
+def read_config(folder: Path) -> dict:
+    """A run folder's config.json, the one reader of it (OSError or ValueError where it cannot be read)."""
+    return json.loads((Path(folder) / CONFIG).read_text(encoding="utf-8"))
+
+
+def find_run(path: Path | None) -> Path:
+    """The run folder to read: the one given, or the newest under runs/ that holds weights."""
+    if path is not None:
+        return Path(path)
+    found = sorted(
+        (p for p in RUNS_DIR.glob("*") if (p / WEIGHTS).is_file()), key=lambda p: (p / WEIGHTS).stat().st_mtime
+    )
+    if not found:
+        raise UserError(
+            f"no trained run under {RUNS_DIR.resolve()}",
+            "train one first with `minigpt-train` (e.g. minigpt-train --preset tiny), or pass --run DIR",
+        )
+    return found[-1]
 
 
 def versions() -> dict:
@@ -65,7 +86,7 @@ class RunFolder:
             tmp.unlink(missing_ok=True)
 
     def read_config(self) -> dict:
-        return json.loads(self.file(CONFIG).read_text(encoding="utf-8"))
+        return read_config(self.path)
 
     def write_config(self, config: dict) -> None:
         with disk_faults(self.path):
@@ -82,9 +103,11 @@ class RunFolder:
     def save_weights(self, model: torch.nn.Module) -> None:
         """model.safetensors (also rewritten on --resume: a kill between the two files of a checkpoint
         leaves the weights one checkpoint behind)."""
+
         def weights(tmp: Path) -> None:
             save_model(model, str(tmp))  # ties handled: the shared embedding/head matrix is stored once
             os.chmod(tmp, 0o644)  # safetensors creates it owner-only; the weights are meant to be shared
+
         with disk_faults(self.path, needed=_tensor_bytes(model.state_dict())):
             write_atomic(self.file(WEIGHTS), weights)
 
@@ -119,9 +142,11 @@ class RunFolder:
             try:
                 rows.append(json.loads(line))
             except ValueError:
-                if i < len(lines) - 1 and any(rest.strip() for rest in lines[i + 1:]):
-                    raise UserError(f"{path}: line {i + 1} is not JSON, and more lines follow it",
-                                    "the file was edited or damaged; restore it, or start over with --force") from None
+                if i < len(lines) - 1 and any(rest.strip() for rest in lines[i + 1 :]):
+                    raise UserError(
+                        f"{path}: line {i + 1} is not JSON, and more lines follow it",
+                        "the file was edited or damaged; restore it, or start over with --force",
+                    ) from None
                 torn = True
         return rows, torn
 
@@ -130,8 +155,9 @@ class RunFolder:
         last line; True when there was one."""
         rows, torn = self.metrics()
         with disk_faults(self.path):
-            write_atomic(self.file(METRICS),
-                         "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step).encode("utf-8"))
+            write_atomic(
+                self.file(METRICS), "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step).encode("utf-8")
+            )
         return torn
 
 
@@ -182,9 +208,10 @@ def disk_faults(folder: Path, needed: int | None = None):
         else:
             what = "the disk is full" if code in FULL else f"it cannot be written ({os.strerror(code)})"
         size = f"; a checkpoint needs about {needed / 1e6:,.1f} MB free" if needed and code in FULL else ""
-        raise UserError(f"cannot write the run folder {folder}: {what}{size}",
-                        "free space (or fix the permissions) there, then continue with --resume: the last good "
-                        "checkpoint is kept") from None
+        raise UserError(
+            f"cannot write the run folder {folder}: {what}{size}",
+            "free space (or fix the permissions) there, then continue with --resume: the last good checkpoint is kept",
+        ) from None
 
 
 @dataclass
@@ -210,10 +237,12 @@ def open_run(path: Path | str, flag: str = "--run") -> SavedRun:
         raise UserError(f"{flag} {path}: no such folder", "pass a run folder written by minigpt-train")
     missing = [name for name in (CONFIG, VOCAB, WEIGHTS) if not (path / name).is_file()]
     if missing:
-        raise UserError(f"{path} is missing {', '.join(missing)}",
-                        "a run folder needs config.json, vocab.json and model.safetensors; was training finished?")
+        raise UserError(
+            f"{path} is missing {', '.join(missing)}",
+            "a run folder needs config.json, vocab.json and model.safetensors; was training finished?",
+        )
     try:
-        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+        config = read_config(path)
         missing = sorted({f.name for f in fields(GPTConfig)} - set(config["model"]))
         if missing:  # a default would silently build another model than the one the weights belong to
             raise KeyError(f"model keys missing: {', '.join(missing)}")
@@ -222,12 +251,23 @@ def open_run(path: Path | str, flag: str = "--run") -> SavedRun:
         vocab = Vocab.load(path / VOCAB)
         vocab.check()
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise UserError(f"{path}: cannot read config.json or vocab.json ({type(e).__name__}: {e})",
-                        "the run folder is damaged; train again or restore it") from None
+        raise UserError(
+            f"{path}: cannot read config.json or vocab.json ({type(e).__name__}: {e})",
+            "the run folder is damaged; train again or restore it",
+        ) from None
     if model.vocab_size != len(vocab):
-        raise UserError(f"{path}: the model has {model.vocab_size} tokens but vocab.json has {len(vocab)}",
-                        "vocab.json does not belong to these weights; copy the dataset's vocab.json back")
+        raise UserError(
+            f"{path}: the model has {model.vocab_size} tokens but vocab.json has {len(vocab)}",
+            "vocab.json does not belong to these weights; copy the dataset's vocab.json back",
+        )
     return SavedRun(path, config, model, vocab, sha256_file(path / VOCAB))
+
+
+def load_model(run: SavedRun, device: torch.device) -> GPT:
+    """The run's model with its weights, on the device (the sampler's and minigpt-eval's)."""
+    model = GPT(run.model)
+    load_weights(model, run, device)
+    return model.to(device)
 
 
 def load_weights(model: GPT, run: SavedRun, device: torch.device | str = "cpu") -> None:
@@ -238,10 +278,14 @@ def load_weights(model: GPT, run: SavedRun, device: torch.device | str = "cpu") 
     try:
         load_model(model, str(run.path / WEIGHTS), device=str(device))
     except SafetensorError as e:
-        raise UserError(f"{run.path / WEIGHTS} is not a readable safetensors file ({e})",
-                        "the file is damaged or incomplete; take it from the run's checkpoint again") from None
+        raise UserError(
+            f"{run.path / WEIGHTS} is not a readable safetensors file ({e})",
+            "the file is damaged or incomplete; take it from the run's checkpoint again",
+        ) from None
     except RuntimeError as e:  # load_state_dict's: a header line, then one line per difference
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         first = lines[1][:200] if len(lines) > 1 else str(e)
-        raise UserError(f"{run.path / WEIGHTS} does not match config.json: {first}",
-                        "the weights and config.json come from different runs") from None
+        raise UserError(
+            f"{run.path / WEIGHTS} does not match config.json: {first}",
+            "the weights and config.json come from different runs",
+        ) from None

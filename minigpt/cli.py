@@ -1,4 +1,4 @@
-"""The command line: minigpt-prepare, minigpt-train, minigpt-sample.
+"""The command line: minigpt-prepare, minigpt-train, minigpt-eval, minigpt-runs, minigpt-plot, minigpt-sample.
 
 Each command turns its flags into the library's arguments and prints the result. A UserError becomes
 one clear message and a non-zero exit, with no traceback; Ctrl-C and SIGTERM exit with 130/143 after
@@ -39,134 +39,185 @@ def _fail(e: UserError) -> typer.Exit:
     return typer.Exit(e.exit_code)
 
 
-prepare_app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False,
-                          help="Stream a fixed slice of C4 (or another hub dataset, or your own text files) once, "
-                               "freeze it with a character vocabulary, and write uint8/uint16 token shards for "
-                               "minigpt-train.")
+prepare_app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    help="Stream a fixed slice of C4 (or another hub dataset, or your own text files) once, "
+    "freeze it with a character vocabulary, and write uint8/uint16 token shards for "
+    "minigpt-train.",
+)
 
 
 @prepare_app.command()
 def prepare(
-    docs: Optional[str] = typer.Option(None, "--docs", metavar="N|all", show_default="3000 from a dataset, all of local files",
-                                       help="Train documents: the first N of the train split, or all of them."),
-    val_docs: Optional[str] = typer.Option(None, "--val-docs", metavar="M|all", show_default="N/10, 1 to 10,000",
-                                           help="Validation documents: the first M of the validation split (or of "
-                                                "--val-data-files; or the M after the N where there is neither)."),
-    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", metavar="F", show_default="0.1 where nothing "
-                                                 "else gives validation", help="Validation is the last F (0 < F <= 0.5) "
-                                                 "of the slice's characters, a document cut in two at the cut."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", show_default="allenai/c4",
-                                          help="Hub id, or a local folder laid out like a hub repo."),
-    config: Optional[str] = typer.Option(None, "--config", show_default="en for C4, else the dataset's default",
-                                         help="Dataset config (C4: en, en.noblocklist, realnewslike, ...)."),
+    docs: Optional[str] = typer.Option(
+        None,
+        "--docs",
+        metavar="N|all",
+        show_default="3000 from a dataset, all of local files",
+        help="Train documents: the first N of the train split, or all of them.",
+    ),
+    val_docs: Optional[str] = typer.Option(
+        None,
+        "--val-docs",
+        metavar="M|all",
+        show_default="N/10, 1 to 10,000",
+        help="Validation documents: the first M of the validation split (or of "
+        "--val-data-files; or the M after the N where there is neither).",
+    ),
+    val_fraction: Optional[float] = typer.Option(
+        None,
+        "--val-fraction",
+        metavar="F",
+        show_default="0.1 where nothing else gives validation",
+        help="Validation is the last F (0 < F <= 0.5) of the slice's characters, a document cut in two at the cut.",
+    ),
+    dataset: Optional[str] = typer.Option(
+        None, "--dataset", show_default="allenai/c4", help="Hub id, or a local folder laid out like a hub repo."
+    ),
+    config: Optional[str] = typer.Option(
+        None,
+        "--config",
+        show_default="en for C4, else the dataset's default",
+        help="Dataset config (C4: en, en.noblocklist, realnewslike, ...).",
+    ),
     split: Optional[str] = typer.Option(None, "--split", show_default="train", help="The dataset's split for train."),
-    val_split: Optional[str] = typer.Option(None, "--val-split", show_default="validation, where the dataset has it",
-                                            help="The dataset's split for validation."),
-    revision: Optional[str] = typer.Option(None, "--revision", metavar="REV", show_default="the default branch",
-                                           help="Hub branch, tag or commit to stream (the manifest records the commit)."),
-    text_column: Optional[str] = typer.Option(None, "--text-column", metavar="NAME", show_default="text",
-                                              help="The column that holds the documents' text."),
-    data_files: Optional[str] = typer.Option(None, "--data-files", metavar="FILES",
-                                             help="Local files instead of --dataset: a file, a quoted glob or a "
-                                                  "folder of plain text (.txt), JSON lines (.json, .jsonl, .json.gz) "
-                                                  "or Parquet."),
-    val_data_files: Optional[str] = typer.Option(None, "--val-data-files", metavar="FILES",
-                                                 help="Local files for the validation documents."),
-    doc_split: Optional[str] = typer.Option(None, "--doc-split", metavar="file|paragraph|line", show_default="file",
-                                            help="Plain text: a document is a whole file, a run of lines between "
-                                                 "blank lines, or a line."),
-    vocab: Optional[str] = typer.Option(None, "--vocab", metavar="PATH",
-                                        help="Encode with this frozen vocabulary (a vocab.json, or a dataset or run "
-                                             "folder): characters outside it become <unk>."),
-    out: Optional[Path] = typer.Option(None, "--out", show_default="data/<source>-<N>",
-                                       help="The dataset folder to write."),
-    min_count: Optional[int] = typer.Option(None, "--min-count", metavar="K",
-                                            show_default="1 per million train chars, at least 10 (a dataset) or 1 (local files)",
-                                            help="A character enters the vocabulary when it occurs at least K times "
-                                                 "in train; rarer ones become <unk>."),
-    max_vocab: Optional[int] = typer.Option(None, "--max-vocab", metavar="V", show_default="no cap",
-                                            help="Keep at most V entries (the 2 special tokens included), the most "
-                                                 "frequent characters first. 256 keeps uint8 shards."),
-    shard_tokens: int = typer.Option(100_000_000, "--shard-tokens", metavar="S", help="Tokens per shard file, at most."),
+    val_split: Optional[str] = typer.Option(
+        None,
+        "--val-split",
+        show_default="validation, where the dataset has it",
+        help="The dataset's split for validation.",
+    ),
+    revision: Optional[str] = typer.Option(
+        None,
+        "--revision",
+        metavar="REV",
+        show_default="the default branch",
+        help="Hub branch, tag or commit to stream (the manifest records the commit).",
+    ),
+    text_column: Optional[str] = typer.Option(
+        None, "--text-column", metavar="NAME", show_default="text", help="The column that holds the documents' text."
+    ),
+    data_files: Optional[str] = typer.Option(
+        None,
+        "--data-files",
+        metavar="FILES",
+        help="Local files instead of --dataset: a file, a quoted glob or a "
+        "folder of plain text (.txt), JSON lines (.json, .jsonl, .json.gz) "
+        "or Parquet.",
+    ),
+    val_data_files: Optional[str] = typer.Option(
+        None, "--val-data-files", metavar="FILES", help="Local files for the validation documents."
+    ),
+    doc_split: Optional[str] = typer.Option(
+        None,
+        "--doc-split",
+        metavar="file|paragraph|line",
+        show_default="file",
+        help="Plain text: a document is a whole file, a run of lines between blank lines, or a line.",
+    ),
+    vocab: Optional[str] = typer.Option(
+        None,
+        "--vocab",
+        metavar="PATH",
+        help="Encode with this frozen vocabulary (a vocab.json, or a dataset or run "
+        "folder): characters outside it become <unk>.",
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", show_default="data/<source>-<N>", help="The dataset folder to write."
+    ),
+    min_count: Optional[int] = typer.Option(
+        None,
+        "--min-count",
+        metavar="K",
+        show_default="1 per million train chars, at least 10 (a dataset) or 1 (local files)",
+        help="A character enters the vocabulary when it occurs at least K times in train; rarer ones become <unk>.",
+    ),
+    max_vocab: Optional[int] = typer.Option(
+        None,
+        "--max-vocab",
+        metavar="V",
+        show_default="no cap",
+        help="Keep at most V entries (the 2 special tokens included), the most "
+        "frequent characters first. 256 keeps uint8 shards.",
+    ),
+    shard_tokens: int = typer.Option(
+        100_000_000, "--shard-tokens", metavar="S", help="Tokens per shard file, at most."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an existing dataset made with other arguments."),
 ) -> None:
-    from .data.prepare import BuildOptions, prepare as run_prepare
+    from .data.prepare import BuildOptions, prepare as run_prepare, summary
     from .data.source import resolve_source
 
     try:
-        source = resolve_source(dataset, config, data_files, val_data_files, docs, val_docs, text_column, split,
-                                val_split, revision, doc_split, val_fraction)
+        source = resolve_source(
+            dataset,
+            config,
+            data_files,
+            val_data_files,
+            docs,
+            val_docs,
+            text_column,
+            split,
+            val_split,
+            revision,
+            doc_split,
+            val_fraction,
+        )
         result = run_prepare(source, BuildOptions(min_count, max_vocab, shard_tokens, vocab), out, force)
     except UserError as e:
         raise _fail(e) from None
-    _summary(result)
-
-
-def _summary(result) -> None:
-    m = result.manifest
-    if result.action == "unchanged":
-        print(f"{result.out}: already complete with these arguments; nothing to do")
-    else:
-        how = "rebuilt from raw/ (no streaming)" if result.action == "rebuilt" else "built"
-        print(f"{result.out}: {how} in {result.seconds:.1f} s")
-    text_mb = 0.0
-    for split, s in m["splits"].items():
-        rate = s["unk"] / s["tokens"] if s["tokens"] else 0.0
-        print(f"  {split:5} {s['docs']:>10,} docs {s['chars']:>14,} chars {s['tokens']:>14,} tokens "
-              f"{s['unk']:>10,} unk ({rate:.4%}) {len(s['shards']):>4} shard(s)")
-        text_mb += s["bytes"] / 1e6
-    frozen = m["build"].get("vocab")
-    origin = f"frozen, from {frozen}" if frozen else f"min count {m['min_count']}"
-    print(f"  vocabulary {m['vocab_size']} entries ({origin}), {m['dtype']} shards")
-    print(f"  validation: {_val_origin(m)}" + (f"; hub commit {m['source_commit']}" if m.get("source_commit") else ""))
-    if result.action != "unchanged" and result.seconds > 0:
-        print(f"  {text_mb:,.1f} MB of text, {text_mb / result.seconds:,.1f} MB/s")
-
-
-def _val_origin(m: dict) -> str:
-    src, how = m["source"], m.get("val_from")
-    if how == "fraction":
-        cut = ", a document cut in two there" if m["splits"]["train"].get("open_end") else ""
-        return f"the last {m['val_fraction']:g} of the slice's characters{cut}"
-    if how == "after_docs":
-        return "the documents after the train ones"
-    if how == "val_data_files":
-        return "--val-data-files"
-    return f"the {src.get('val_split') or 'validation'} split" if how == "val_split" else "(not recorded)"
+    print(summary(result))
 
 
 def prepare_cli() -> None:
     _run(prepare_app)
 
 
-train_app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False,
-                        help="Train a GPT on a dataset made by minigpt-prepare; leaves a run folder that "
-                             "minigpt-sample can use alone.")
+train_app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    help="Train a GPT on a dataset made by minigpt-prepare; leaves a run folder that minigpt-sample can use alone.",
+)
 
 
 @train_app.command()
 def train(
-    preset: str = typer.Option("seed", "--preset", help="seed (gpt.py's best config), A, B, C (its larger "
-                               "variants) or tiny (seconds on a CPU). Flags below override it."),
-    data: Optional[Path] = typer.Option(None, "--data", show_default="the newest dataset under data/",
-                                        help="Dataset folder made by minigpt-prepare."),
+    preset: str = typer.Option(
+        "seed",
+        "--preset",
+        help="seed (gpt.py's best config), A, B, C (its larger "
+        "variants) or tiny (seconds on a CPU). Flags below override it.",
+    ),
+    data: Optional[Path] = typer.Option(
+        None, "--data", show_default="the newest dataset under data/", help="Dataset folder made by minigpt-prepare."
+    ),
     out: Optional[Path] = typer.Option(None, "--out", show_default="runs/<dataset>-<preset>", help="Run folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
-    init_from: Optional[Path] = typer.Option(None, "--init-from", metavar="RUN",
-                                             help="Start from this run's weights (fine-tuning): its model shape, a "
-                                                  "fresh optimizer and schedule; the dataset must use its vocabulary."),
+    init_from: Optional[Path] = typer.Option(
+        None,
+        "--init-from",
+        metavar="RUN",
+        help="Start from this run's weights (fine-tuning): its model shape, a "
+        "fresh optimizer and schedule; the dataset must use its vocabulary.",
+    ),
     force: bool = typer.Option(False, "--force", help="Start over in a run folder that already holds a run."),
     verify_data: bool = typer.Option(False, "--verify-data", help="Check every shard's sha256 before training."),
-    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write every metrics row as TensorBoard scalars "
-                                     "into the run folder's tb/ (pip install 'minigpt[tensorboard]')."),
+    tensorboard: bool = typer.Option(
+        False,
+        "--tensorboard",
+        help="Also write every metrics row as TensorBoard scalars "
+        "into the run folder's tb/ (pip install 'minigpt[tensorboard]').",
+    ),
     n_layer: Optional[int] = typer.Option(None, "--n-layer"),
     n_head: Optional[int] = typer.Option(None, "--n-head"),
     n_embd: Optional[int] = typer.Option(None, "--n-embd"),
     block_size: Optional[int] = typer.Option(None, "--block-size", help="Context length in characters."),
     dropout: Optional[float] = typer.Option(None, "--dropout"),
     bias: Optional[bool] = typer.Option(None, "--bias/--no-bias", help="Biases in Linear and LayerNorm layers."),
-    tie_weights: Optional[bool] = typer.Option(None, "--tie-weights/--no-tie-weights",
-                                               help="The output head shares the token embedding."),
+    tie_weights: Optional[bool] = typer.Option(
+        None, "--tie-weights/--no-tie-weights", help="The output head shares the token embedding."
+    ),
     init: Optional[str] = typer.Option(None, "--init", help="gpt2, zero (residual projections start at 0) or torch."),
     mlp: Optional[str] = typer.Option(None, "--mlp", help="MLP activation: gelu or relu2."),
     pos: Optional[str] = typer.Option(None, "--pos", help="Positions: learned or rope."),
@@ -178,12 +229,17 @@ def train(
     min_lr: Optional[float] = typer.Option(None, "--min-lr", help="End of the cosine decay (default lr/10)."),
     warmup_iters: Optional[int] = typer.Option(None, "--warmup-iters"),
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW decay on 2-D weights."),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adamw, or muon (Muon for the blocks' "
-                                            "matrices, AdamW for the rest)."),
-    muon_dtype: Optional[str] = typer.Option(None, "--muon-dtype", show_default="auto",
-                                             help="Precision of Muon's Newton-Schulz iteration: auto (bf16 on CUDA and, "
-                                                  "from --n-embd 96, on CPUs with bf16 instructions; fp32 elsewhere), "
-                                                  "bfloat16 or float32."),
+    optimizer: Optional[str] = typer.Option(
+        None, "--optimizer", help="adamw, or muon (Muon for the blocks' matrices, AdamW for the rest)."
+    ),
+    muon_dtype: Optional[str] = typer.Option(
+        None,
+        "--muon-dtype",
+        show_default="auto",
+        help="Precision of Muon's Newton-Schulz iteration: auto (bf16 on CUDA and, "
+        "from --n-embd 96, on CPUs with bf16 instructions; fp32 elsewhere), "
+        "bfloat16 or float32.",
+    ),
     schedule: Optional[str] = typer.Option(None, "--schedule", help="After warmup: cosine, wsd or constant."),
     beta2: Optional[float] = typer.Option(None, "--beta2", help="AdamW's second-moment decay."),
     grad_clip: Optional[float] = typer.Option(None, "--grad-clip", help="Max gradient norm; 0 turns it off."),
@@ -192,41 +248,63 @@ def train(
     log_interval: Optional[int] = typer.Option(None, "--log-interval"),
     seed: Optional[int] = typer.Option(None, "--seed"),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", show_default="auto",
-                                        help="The model's precision: auto (bf16 autocast on CUDA, fp16 on GPUs "
-                                             "without bf16, and from --n-embd 96 on CPUs with bf16 instructions; "
-                                             "fp32 elsewhere), float32, bfloat16 or float16."),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", show_default="on for CUDA",
-                                           help="torch.compile the model."),
-    cuda_graphs: Optional[bool] = typer.Option(None, "--cuda-graphs/--no-cuda-graphs", show_default="on",
-                                               help="On CUDA (one process, bf16 or fp32): capture the whole "
-                                                    "training step as one CUDA graph and replay it."),
-    backend: str = typer.Option("auto", "--backend", help="Under torchrun: nccl, gloo, or auto (nccl on CUDA, "
-                                "gloo on CPUs)."),
-    dist_timeout: float = typer.Option(300, "--dist-timeout", metavar="SECONDS",
-                                       help="Under torchrun: how long a rank waits to reach the others."),
+    dtype: Optional[str] = typer.Option(
+        None,
+        "--dtype",
+        show_default="auto",
+        help="The model's precision: auto (bf16 autocast on CUDA, fp16 on GPUs "
+        "without bf16, and from --n-embd 96 on CPUs with bf16 instructions; "
+        "fp32 elsewhere), float32, bfloat16 or float16.",
+    ),
+    compile: Optional[bool] = typer.Option(
+        None, "--compile/--no-compile", show_default="on for CUDA", help="torch.compile the model."
+    ),
+    cuda_graphs: Optional[bool] = typer.Option(
+        None,
+        "--cuda-graphs/--no-cuda-graphs",
+        show_default="on",
+        help="On CUDA (one process, bf16 or fp32): capture the whole training step as one CUDA graph and replay it.",
+    ),
+    backend: str = typer.Option(
+        "auto", "--backend", help="Under torchrun: nccl, gloo, or auto (nccl on CUDA, gloo on CPUs)."
+    ),
+    dist_timeout: float = typer.Option(
+        300, "--dist-timeout", metavar="SECONDS", help="Under torchrun: how long a rank waits to reach the others."
+    ),
 ) -> None:
     flags = dict(locals())  # first, before any name is bound here: the flags as given
     if "WORLD_SIZE" in os.environ:  # under torchrun, before torch loads: c10d's C++ log repeats, with stack
         os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")  # frames, the errors minigpt explains
-    from .config import FIELDS, make_config
+    from .config import FIELDS
     from .distributed import env_rank
-    from .finetune import open_source, resumed_shape, with_model_of
+    from .finetune import run_config
     from .progress import train_display
     from .trainer import log_line, summary, train as run_train
 
-    overrides = {k: v for k, v in flags.items() if k in FIELDS and k != "preset"}
     try:
-        cfg, init = make_config(preset, **overrides), None
-        if init_from is not None:
-            init = open_source(init_from, overrides, resume)
-            cfg = with_model_of(cfg, init.run.config["model"])
-        elif resume:
-            cfg = resumed_shape(cfg, out)
-        with train_display(cfg.max_iters, lambda row: log_line(row, cfg), enabled=None if env_rank() == 0 else False,
-                           tokens_per_step=cfg.tokens_per_step) as (say, on_row):
-            result = run_train(cfg, data, out, resume, force, verify_data, say=say, on_row=on_row, backend=backend,
-                               dist_timeout=dist_timeout, init_from=init, tensorboard=tensorboard)
+        cfg, init = run_config(
+            preset, {k: v for k, v in flags.items() if k in FIELDS and k != "preset"}, init_from, resume, out
+        )
+        with train_display(
+            cfg.max_iters,
+            lambda row: log_line(row, cfg),
+            enabled=None if env_rank() == 0 else False,
+            tokens_per_step=cfg.tokens_per_step,
+        ) as (say, on_row):
+            result = run_train(
+                cfg,
+                data,
+                out,
+                resume,
+                force,
+                verify_data,
+                say=say,
+                on_row=on_row,
+                backend=backend,
+                dist_timeout=dist_timeout,
+                init_from=init,
+                tensorboard=tensorboard,
+            )
     except UserError as e:
         raise _fail(e) from None
     if env_rank() == 0:
@@ -239,30 +317,46 @@ def train_cli() -> None:
     _run(train_app)
 
 
-eval_app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False,
-                       help="A run's loss on a dataset split or on text files: nats and bits per character, bits per "
-                            "UTF-8 byte.")
+eval_app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    help="A run's loss on a dataset split or on text files: nats and bits per character, bits per UTF-8 byte.",
+)
 
 
 @eval_app.command()
 def evaluate(
     run: Optional[Path] = typer.Option(None, "--run", show_default="the newest run under runs/", help="Run folder."),
-    data: Optional[Path] = typer.Option(None, "--data", show_default="the run's own dataset",
-                                        help="A dataset encoded with the run's vocabulary (minigpt-prepare --vocab RUN)."),
+    data: Optional[Path] = typer.Option(
+        None,
+        "--data",
+        show_default="the run's own dataset",
+        help="A dataset encoded with the run's vocabulary (minigpt-prepare --vocab RUN).",
+    ),
     split: str = typer.Option("val", "--split", help="val or train: the trainer's evaluation windows of that split."),
-    text: Optional[list[Path]] = typer.Option(None, "--text", metavar="FILE",
-                                              help="Score UTF-8 text files instead (repeatable; each one document)."),
-    eval_tokens: Optional[int] = typer.Option(None, "--eval-tokens", metavar="N",
-                                              show_default="the run's budget for a dataset, all of a text",
-                                              help="Tokens to score (whole windows); 0: all."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", metavar="B", show_default="64 on a CPU, the run's on a GPU",
-                                             help="Windows per forward pass."),
+    text: Optional[list[Path]] = typer.Option(
+        None, "--text", metavar="FILE", help="Score UTF-8 text files instead (repeatable; each one document)."
+    ),
+    eval_tokens: Optional[int] = typer.Option(
+        None,
+        "--eval-tokens",
+        metavar="N",
+        show_default="the run's budget for a dataset, all of a text",
+        help="Tokens to score (whole windows); 0: all.",
+    ),
+    batch_size: Optional[int] = typer.Option(
+        None,
+        "--batch-size",
+        metavar="B",
+        show_default="64 on a CPU, the run's on a GPU",
+        help="Windows per forward pass.",
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of the two lines."),
 ) -> None:
     import json
 
-    from .engine import find_run
+    from .checkpoint import find_run
     from .evaluate import evaluate as run_eval
 
     try:
@@ -280,14 +374,18 @@ def eval_cli() -> None:
     _run(eval_app)
 
 
-runs_app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False,
-                       help="Every run folder in one table: shape, steps, best val loss, tokens, time, state.")
+runs_app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    help="Every run folder in one table: shape, steps, best val loss, tokens, time, state.",
+)
 
 
 @runs_app.command()
 def runs(
-    folders: Optional[list[Path]] = typer.Argument(None, metavar="[DIR ...]", show_default="every run under runs/",
-                                                   help="Run folders, or folders of runs."),
+    folders: Optional[list[Path]] = typer.Argument(
+        None, metavar="[DIR ...]", show_default="every run under runs/", help="Run folders, or folders of runs."
+    ),
     sort: str = typer.Option("best", "--sort", help="best (lowest val loss first), time (newest first) or name."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per run, one per line."),
 ) -> None:
@@ -321,18 +419,23 @@ def runs_cli() -> None:
     _run(runs_app)
 
 
-plot_app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False,
-                       help="Overlay the curves of several runs (PNG, SVG or PDF).")
+plot_app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    help="Overlay the curves of several runs (PNG, SVG or PDF).",
+)
 
 
 @plot_app.command()
 def plot(
     runs: list[Path] = typer.Argument(..., metavar="RUN ...", help="Run folders."),
-    out: Optional[Path] = typer.Option(None, "--out", show_default="runs/plot-<metric>-by-<x>.png",
-                                       help="The picture: .png, .svg or .pdf."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", show_default="runs/plot-<metric>-by-<x>.png", help="The picture: .png, .svg or .pdf."
+    ),
     x: str = typer.Option("step", "--x", help="step, tokens (tokens seen) or time (training seconds)."),
-    metric: str = typer.Option("val_loss", "--metric", help="val_loss (with the train loss), train_loss, val_bpc, "
-                               "lr or tokens_per_s."),
+    metric: str = typer.Option(
+        "val_loss", "--metric", help="val_loss (with the train loss), train_loss, val_bpc, lr or tokens_per_s."
+    ),
 ) -> None:
     from .plot import plot as draw
 
@@ -347,9 +450,11 @@ def plot_cli() -> None:
     _run(plot_app)
 
 
-sample_app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False,
-                         help="Generate text from a run folder made by minigpt-train (weights, config and "
-                              "vocabulary are all it needs).")
+sample_app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    help="Generate text from a run folder made by minigpt-train (weights, config and vocabulary are all it needs).",
+)
 
 
 @sample_app.command()
@@ -366,30 +471,37 @@ def sample(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     stop_at_eot: bool = typer.Option(False, "--stop-at-eot", help="End a sample at the end of a document."),
     allow_unk: bool = typer.Option(False, "--allow-unk", help="Map prompt characters outside the vocabulary to <unk>."),
-    compile: bool = typer.Option(False, "--compile", help="Compile the one-character step with torch.compile "
-                                 "(CPU: 15-25 s the first time, ~5 s once cached on disk, then ~1.6x the characters "
-                                 "per second; CUDA: inside the CUDA graph)."),
+    compile: bool = typer.Option(
+        False,
+        "--compile",
+        help="Compile the one-character step with torch.compile "
+        "(CPU: tens of seconds the first time, a few once inductor has it on disk, then more characters "
+        "per second; CUDA: inside the CUDA graph).",
+    ),
 ) -> None:
     try:  # a console that is not UTF-8 gets "?" for what it cannot show, not a UnicodeEncodeError
         sys.stdout.reconfigure(errors="replace")
     except (AttributeError, ValueError):
         pass
-    import torch
-
-    from .engine import Engine, SamplingParams, find_run
+    from .checkpoint import find_run
+    from .engine import Engine, SamplingParams
 
     try:
         if prompt is not None and prompt_file is not None:
             raise UserError("--prompt and --prompt-file both give a prompt", "use one of them")
         if num_samples < 1 or max_new_tokens < 1:
-            raise UserError(f"--num-samples and --max-new-tokens must be at least 1 (got {num_samples}, {max_new_tokens})")
+            raise UserError(
+                f"--num-samples and --max-new-tokens must be at least 1 (got {num_samples}, {max_new_tokens})"
+            )
         params = SamplingParams(temperature, top_k, top_p)
         params.check()
         if prompt_file is not None:
             try:
                 prompt = prompt_file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as e:
-                raise UserError(f"cannot read --prompt-file {prompt_file}: {e}", "give a readable UTF-8 text file") from None
+                raise UserError(
+                    f"cannot read --prompt-file {prompt_file}: {e}", "give a readable UTF-8 text file"
+                ) from None
         engine = Engine.load(find_run(run), device, compile=compile)
         ids, unknown = engine.encode_prompt(prompt or "", allow_unk)
     except UserError as e:
@@ -397,15 +509,17 @@ def sample(
     if compile and engine.device.type not in ("cpu", "cuda"):
         print(f"note: --compile applies on the CPU and CUDA; on {engine.device.type} it is left out", file=sys.stderr)
     if unknown:
-        print(f"warning: {len(unknown)} prompt character(s) outside the vocabulary became <unk>: "
-              + ", ".join(repr(c) for c in unknown[:20]), file=sys.stderr)
-    generator = torch.Generator(device=engine.device).manual_seed(seed)
-    for i in range(num_samples):
+        print(
+            f"warning: {len(unknown)} prompt character(s) outside the vocabulary became <unk>: "
+            + ", ".join(repr(c) for c in unknown[:20]),
+            file=sys.stderr,
+        )
+    for i, pieces in enumerate(engine.samples(ids, num_samples, max_new_tokens, params, seed, stop_at_eot)):
         if num_samples > 1:
             print(f"{'-' * 20} sample {i + 1} of {num_samples} {'-' * 20}", flush=True)
         sys.stdout.write(prompt or "")
-        for token in engine.stream(ids, max_new_tokens, params, generator, stop_at_eot):
-            sys.stdout.write(engine.show(token))
+        for piece in pieces:
+            sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
     sys.stdout.flush()

@@ -14,9 +14,15 @@ from .errors import UserError
 
 
 # The values each choice field takes (GPTConfig checks the model's three against the same lists).
-CHOICES = {"dtype": ("auto", "float32", "bfloat16", "float16"), "init": ("gpt2", "zero", "torch"),
-           "mlp": ("gelu", "relu2"), "pos": ("learned", "rope"), "optimizer": ("adamw", "muon"),
-           "schedule": ("cosine", "wsd", "constant"), "muon_dtype": ("auto", "bfloat16", "float32")}
+CHOICES = {
+    "dtype": ("auto", "float32", "bfloat16", "float16"),
+    "init": ("gpt2", "zero", "torch"),
+    "mlp": ("gelu", "relu2"),
+    "pos": ("learned", "rope"),
+    "optimizer": ("adamw", "muon"),
+    "schedule": ("cosine", "wsd", "constant"),
+    "muon_dtype": ("auto", "bfloat16", "float32"),
+}
 
 
 @dataclass(frozen=True)
@@ -39,12 +45,16 @@ class TrainConfig:
     grad_accum: int = 1  # micro-steps per optimizer step
     max_iters: int = 5000
     lr: float = 3e-4
-    lr_from: str = "preset"  # where lr came from: preset (its table), rule (lr_rule, for a shape given by flags) or flag
+    lr_from: str = (
+        "preset"  # where lr came from: preset (its table), rule (lr_rule, for a shape given by flags) or flag
+    )
     min_lr: float | None = None  # end of the cosine decay; None: lr / 10
     warmup_iters: int = 20  # linear warmup from 0 (Muon needs little)
     weight_decay: float = 0.1  # on 2-D weights only
     optimizer: str = "muon"  # muon: Muon for the blocks' matrices, AdamW for the rest; or adamw for all
-    muon_dtype: str = "auto"  # Muon's Newton-Schulz iteration: auto (device.muon_dtype: bf16 where it is fast), bfloat16, float32
+    muon_dtype: str = (
+        "auto"  # Muon's Newton-Schulz iteration: auto (device.muon_dtype: bf16 where it is fast), bfloat16, float32
+    )
     schedule: str = "cosine"  # after warmup: cosine to min_lr, wsd (flat, then linear over the last 20%), constant
     beta2: float = 0.95  # AdamW's second-moment decay
     grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
@@ -56,7 +66,7 @@ class TrainConfig:
     # reproducibility and hardware
     seed: int = 1337
     device: str = "auto"  # auto: cuda, then mps, then cpu
-    dtype: str = "auto"  # auto: bf16 on CUDA where supported (else fp16), fp32 elsewhere
+    dtype: str = "auto"  # auto: device.resolve_dtype's rule (bf16 autocast on CUDA and on CPUs with bf16 instructions)
     compile: bool | None = None  # None: on for CUDA, off for CPU and MPS
     cuda_graphs: bool = True  # on CUDA, in one process, in bf16 or fp32: the whole step replayed as one CUDA graph
 
@@ -72,19 +82,32 @@ class TrainConfig:
         return asdict(self)
 
     def check(self) -> None:
-        positive = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "max_iters",
-                    "eval_interval", "log_interval")
+        positive = (
+            "n_layer",
+            "n_head",
+            "n_embd",
+            "block_size",
+            "batch_size",
+            "grad_accum",
+            "max_iters",
+            "eval_interval",
+            "log_interval",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.n_embd % self.n_head:
-            raise UserError(f"--n-embd {self.n_embd} is not divisible by --n-head {self.n_head}",
-                            f"each head gets n_embd / n_head dimensions; try --n-head {_divisor_near(self.n_embd, self.n_head)}")
+            raise UserError(
+                f"--n-embd {self.n_embd} is not divisible by --n-head {self.n_head}",
+                f"each head gets n_embd / n_head dimensions; try --n-head {_divisor_near(self.n_embd, self.n_head)}",
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"--dropout must be in [0, 1) (got {self.dropout})")
         if self.lr <= 0 or self.final_lr < 0 or self.final_lr > self.lr:
-            raise UserError(f"learning rates must satisfy 0 <= --min-lr <= --lr and --lr > 0 "
-                            f"(got --lr {self.lr}, --min-lr {self.final_lr})")
+            raise UserError(
+                f"learning rates must satisfy 0 <= --min-lr <= --lr and --lr > 0 "
+                f"(got --lr {self.lr}, --min-lr {self.final_lr})"
+            )
         if self.warmup_iters < 0 or self.weight_decay < 0 or self.grad_clip < 0 or self.eval_tokens < 0:
             raise UserError("--warmup-iters, --weight-decay, --grad-clip and --eval-tokens cannot be negative")
         for name, allowed in CHOICES.items():
@@ -101,17 +124,38 @@ def _divisor_near(n: int, k: int) -> int:
 PRESETS: dict[str, dict] = {
     "seed": {},  # the dataclass defaults: gpt.py's best config
     "A": dict(n_embd=768, n_head=12, n_layer=12, block_size=128, batch_size=64, lr=3e-5, dropout=0.2),
-    "B": dict(n_embd=768, n_head=12, n_layer=18, block_size=512, batch_size=16, grad_accum=8, lr=3e-4,
-              dropout=0.1),
-    "C": dict(n_embd=768, n_head=12, n_layer=24, block_size=1024, batch_size=32, grad_accum=8, lr=6e-4,
-              dropout=0.1),
-    "tiny": dict(n_embd=64, n_head=4, n_layer=2, block_size=32, batch_size=16, max_iters=200, lr=1e-2,
-                 warmup_iters=10, eval_interval=50, eval_tokens=16_384, dropout=0.0, log_interval=10),
+    "B": dict(n_embd=768, n_head=12, n_layer=18, block_size=512, batch_size=16, grad_accum=8, lr=3e-4, dropout=0.1),
+    "C": dict(n_embd=768, n_head=12, n_layer=24, block_size=1024, batch_size=32, grad_accum=8, lr=6e-4, dropout=0.1),
+    "tiny": dict(
+        n_embd=64,
+        n_head=4,
+        n_layer=2,
+        block_size=32,
+        batch_size=16,
+        max_iters=200,
+        lr=1e-2,
+        warmup_iters=10,
+        eval_interval=50,
+        eval_tokens=16_384,
+        dropout=0.0,
+        log_interval=10,
+    ),
 }
 FIELDS = {f.name for f in fields(TrainConfig)}
 LR_RULE_WIDTH = 128  # lr_rule: the width from which the best rate of the sweeps stayed at 3.16e-3
-MODEL_FIELDS = ("block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "tie_weights", "init", "mlp", "pos",
-                "qk_norm")  # the TrainConfig fields that make the GPTConfig
+MODEL_FIELDS = (
+    "block_size",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "dropout",
+    "bias",
+    "tie_weights",
+    "init",
+    "mlp",
+    "pos",
+    "qk_norm",
+)  # the TrainConfig fields that make the GPTConfig
 
 
 def make_config(preset: str, **overrides) -> TrainConfig:
@@ -150,7 +194,9 @@ def lr_rule(cfg: TrainConfig) -> float:
 
 
 EVAL_SHARE = 0.1  # the CPU rule: every evaluation of a run together, at most this share of its time
-CPU_EVAL_COST = 0.25  # a token evaluated (forward only, 64 windows a batch) over a token trained, in time (BENCHMARKS.md)
+CPU_EVAL_COST = (
+    0.25  # a token evaluated (forward only, 64 windows a batch) over a token trained, in time (BENCHMARKS.md)
+)
 MIN_EVAL_WINDOWS = 64  # one CPU evaluation batch; fewer windows make a figure of too little text
 
 
@@ -167,10 +213,16 @@ def eval_rule(cfg: TrainConfig) -> int:
 
 def eval_origin(cfg: TrainConfig) -> str:
     """The evaluation budget and where it came from, in words, for the start-up line."""
-    what = "the whole val split (and as many train tokens)" if cfg.eval_tokens == 0 else \
-        f"{cfg.eval_tokens:,} tokens of val and of train"
-    why = {"flag": "--eval-tokens", "rule": f"the CPU rule: at most ~{EVAL_SHARE:.0%} of the run's time; "
-           "--eval-tokens N to choose", "preset": f"the {cfg.preset} preset's"}[cfg.eval_tokens_from]
+    what = (
+        "the whole val split (and as many train tokens)"
+        if cfg.eval_tokens == 0
+        else f"{cfg.eval_tokens:,} tokens of val and of train"
+    )
+    why = {
+        "flag": "--eval-tokens",
+        "rule": f"the CPU rule: at most ~{EVAL_SHARE:.0%} of the run's time; --eval-tokens N to choose",
+        "preset": f"the {cfg.preset} preset's",
+    }[cfg.eval_tokens_from]
     return f"evaluation every {cfg.eval_interval:,} steps and at the end: {what} ({why})"
 
 
@@ -179,6 +231,8 @@ def lr_origin(cfg: TrainConfig) -> str:
     if cfg.lr_from == "flag":
         return "--lr"
     if cfg.lr_from == "rule":
-        return (f"the rule for a shape given by flags (3.16e-3 from {LR_RULE_WIDTH} wide up, half a decade more per "
-                "halving below; fitted to lr sweeps, BENCHMARKS.md)")
+        return (
+            f"the rule for a shape given by flags (3.16e-3 from {LR_RULE_WIDTH} wide up, half a decade more per "
+            "halving below; fitted to lr sweeps, BENCHMARKS.md)"
+        )
     return f"the {cfg.preset} preset's"

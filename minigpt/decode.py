@@ -11,12 +11,10 @@ runs the model's own forward; the others give the same tokens faster:
 
 from __future__ import annotations
 
-import math
 import warnings
 from contextlib import contextmanager, nullcontext
 
 import torch
-import torch.nn as nn
 from torch.nn import functional as F
 
 from .errors import brief
@@ -52,69 +50,6 @@ def compiled(fn):
     return torch.compile(fn, fullgraph=True, dynamic=False)
 
 
-class CPUDecodeLinear(nn.Module):
-    """nn.Linear laid out for one-token steps on the CPU.
-
-    A decoding step multiplies one row of activations by every weight matrix, so it is bound by memory
-    bandwidth; MKL's matrix-vector product runs on one core and reaches about a quarter of what the
-    memory gives on our 2-core machine (BENCHMARKS.md). Here the weight is stored transposed and cut along
-    the input dimension into one slab per thread: `bmm` multiplies the slabs in parallel and a small sum
-    adds the partial results. Several rows (a prefill) take the usual matrix product on the same storage.
-    """
-
-    def __init__(self, linear: nn.Linear, parts: int):
-        super().__init__()
-        out_features, in_features = linear.weight.shape
-        slabs = linear.weight.detach().t().contiguous().view(parts, in_features // parts, out_features)
-        self.register_buffer("slabs", slabs, persistent=False)  # (parts, in / parts, out)
-        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach(), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parts, _, out_features = self.slabs.shape
-        if x.shape[:-1].numel() > 1:
-            return F.linear(x, self.slabs.view(-1, out_features).t(), self.bias)
-        y = torch.bmm(x.reshape(parts, 1, -1), self.slabs).sum(0).view(*x.shape[:-1], out_features)
-        return y if self.bias is None else y + self.bias
-
-
-def swap_linears(model: GPT, make) -> GPT:
-    """Replace each of the blocks' Linear layers by make(layer), in place (the layouts below)."""
-    for block in model.blocks:
-        for parent in (block.attn, block.mlp):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, nn.Linear):
-                    setattr(parent, name, make(child))
-    return model
-
-
-def cpu_decode_layout(model: GPT) -> GPT:
-    """Swap the blocks' Linear layers for CPUDecodeLinear, in place: for a model that only generates."""
-    threads = torch.get_num_threads()
-    return swap_linears(model, lambda linear: CPUDecodeLinear(linear, math.gcd(linear.in_features, threads)))
-
-
-class ReduceLinear(nn.Linear):
-    """nn.Linear whose one-row product, under torch.compile, is written out as a reduction over each
-    output's row of weights: inductor turns it into one C++ loop that reads the weights at 23-33 GB/s
-    on our 2-core VM, where the matrix-vector call it would otherwise make reads ~11 (BENCHMARKS.md).
-    Outside torch.compile, or for several rows, it is nn.Linear."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.compiler.is_compiling() or x.shape[:-1].numel() > 1:
-            return F.linear(x, self.weight, self.bias)
-        y = (self.weight * x.reshape(1, -1)).sum(-1).view(*x.shape[:-1], -1)  # (out, in) * (1, in) -> (out,)
-        return y if self.bias is None else y + self.bias
-
-
-def reduce_layout(model: GPT) -> GPT:
-    """Make the blocks' Linear layers ReduceLinear, in place (the same parameters): for CompiledDecode."""
-    def reduce(linear: nn.Linear) -> ReduceLinear:
-        swapped = ReduceLinear(linear.in_features, linear.out_features, bias=False, device="meta")
-        swapped.weight, swapped.bias = linear.weight, linear.bias
-        return swapped
-    return swap_linears(model, reduce)
-
-
 class Decode:
     """The model's own forward over a KV cache of its own, batch 1."""
 
@@ -140,10 +75,9 @@ class CPUDecode(Decode):
     """The one-token step on the CPU: GPT.forward's arithmetic, op for op (the same logits, bit for bit;
     a test checks it), as one flat loop over the layers.
 
-    With the weights in CPUDecodeLinear's slabs a step is ~3.5 ms of matrix-vector products and ~1 ms
-    of ~170 small operations; going through the modules (shape bookkeeping for any batch and length,
-    views, permutes, dropout and module calls) adds a few tenths of a millisecond to that (+5%
-    characters per second without it; BENCHMARKS.md)."""
+    A step is mostly its matrix-vector products and ~170 small operations; going through the modules
+    (shape bookkeeping for any batch and length, views, permutes, dropout and module calls) would add to
+    that a share worth skipping (BENCHMARKS.md)."""
 
     def __call__(self, token: int) -> torch.Tensor:
         m, cache, pos = self.model, self.cache, self.cache.pos
@@ -163,8 +97,9 @@ class CPUDecode(Decode):
             if m.wpe is None:
                 qk = rotary(qk, *rope)
             cache.k[i][0, :, pos], cache.v[i][0, :, pos] = qk[1], v
-            y = F.scaled_dot_product_attention(qk[0].view(1, nh, 1, hs), cache.k[i][:, :, :pos + 1],
-                                               cache.v[i][:, :, :pos + 1])  # (1, nh, 1, hs)
+            y = F.scaled_dot_product_attention(
+                qk[0].view(1, nh, 1, hs), cache.k[i][:, :, : pos + 1], cache.v[i][:, :, : pos + 1]
+            )  # (1, nh, 1, hs)
             x = x + attn.c_proj(y.view(1, C))
             ln = block.ln_2
             x = x + mlp.c_proj(mlp.act(mlp.c_fc(F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps))))

@@ -16,21 +16,29 @@ import torch
 from .errors import UserError
 
 # Peak dense bf16 tensor FLOP/s (no sparsity) from the vendors' data sheets, for MFU.
-PEAK_FLOPS = {"H200": 989e12, "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12,
-              "L40S": 362e12, "A10G": 70e12, "L4": 121e12, "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12}
+PEAK_FLOPS = {
+    "H200": 989e12,
+    "H100 NVL": 835e12,
+    "H100 PCIe": 756e12,
+    "H100": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "A10G": 70e12,
+    "L4": 121e12,
+    "RTX 4090": 165e12,
+    "RTX 3090": 71e12,
+    "V100": 125e12,
+}
 
 # The CPU flags that tell how fast matrix products can run; the benches print them with every figure.
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile", "asimd", "sve", "bf16")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that multiply bf16 natively
 # Muon's Newton-Schulz iteration in bf16 on a CPU with those instructions, from this width of the blocks'
-# matrices (n_embd) up. bench/cpu_bench.py --ns, AMD EPYC (Zen 5, avx512_bf16), 2 cores: bf16 over fp32
-# 0.75-1.14x at n_embd 64, 1.5-2.0x at 96, 2.2-2.7x at 128, 3.3-3.7x at 192 and 384.
+# matrices (n_embd) up: below it bf16 did not win (bench/cpu_bench.py --ns; BENCHMARKS.md)
 BF16_NS_MIN_WIDTH = 96
 # The model under bf16 autocast on such a CPU, from this width up (weights, optimizer and loss stay fp32;
-# attention runs in fp32, model.causal_attention). bench/cpu_bench.py and side-by-side steps, the same EPYC,
-# 2026-12-02, bf16 over fp32: 1.25x at 4 x 128 (batch 12, dropout 0.2), 1.15x with dropout 0, 1.08-1.13x
-# at 96 wide, 1.06x at the tiny preset's 64 (kept in fp32: where two processes must agree with one to 1e-5,
-# tests/test_ddp.py); validation loss after 1,000 steps at 4 x 128 within 0.3% of fp32's (BENCHMARKS.md).
+# attention runs in fp32, model.causal_attention): narrower, it gained too little to give up fp32's exact
+# agreement of two processes with one (tests/test_ddp.py; BENCHMARKS.md)
 BF16_MODEL_MIN_WIDTH = 96
 
 
@@ -42,8 +50,10 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}, but this torch has no CUDA device available",
-                        "use --device auto (or cpu); check `nvidia-smi` and that torch was installed with CUDA")
+        raise UserError(
+            f"--device {name}, but this torch has no CUDA device available",
+            "use --device auto (or cpu); check `nvidia-smi` and that torch was installed with CUDA",
+        )
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UserError("--device mps, but MPS is not available here", "use --device auto (or cpu)")
     try:
@@ -71,9 +81,8 @@ def muon_dtype(name: str, device: torch.device, n_embd: int) -> tuple[torch.dtyp
     """The precision of Muon's Newton-Schulz iteration, and why: bf16 where the hardware multiplies
     bf16 fast, fp32 elsewhere. Chosen once per run (the trainer records it in config.json).
 
-    On a CPU without bf16 instructions a bf16 product is emulated: the iteration then cost several
-    times the model's own step (2026-12-01, AMD EPYC without AVX-512: 1,856 tokens/s against 10,259-11,158
-    in fp32 at 4 x 128, batch 32), and two processes under torchrun drifted 1.4e-5 from one (3.3e-7 in fp32)."""
+    On a CPU without bf16 instructions a bf16 product is emulated: the iteration then cost several times
+    the model's own step, and two processes under torchrun drifted from one (BENCHMARKS.md)."""
     if name != "auto":
         return {"bfloat16": torch.bfloat16, "float32": torch.float32}[name], f"--muon-dtype {name}"
     if device.type == "cuda":
@@ -129,6 +138,7 @@ def _sysctl_cpu() -> tuple[str, set]:
             return subprocess.run(["sysctl", "-n", key], capture_output=True, text=True, timeout=5).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
+
     flags = {"bf16"} if get("hw.optional.arm.FEAT_BF16") == "1" else set()
     return get("machdep.cpu.brand_string") or platform.machine(), flags
 

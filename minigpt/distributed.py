@@ -4,7 +4,7 @@
 
 torchrun sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT; without them minigpt-train is
 one plain process. A step's micro-batches (--grad-accum of them in all) are shared among the ranks:
-rank r of K takes micro-batches r*A/K ... (r+1)*A/K - 1, each keyed as data.py says, so K processes
+rank r of K takes micro-batches r*A/K ... (r+1)*A/K - 1, each keyed as data/loader.py says, so K processes
 draw exactly the windows of one process, and DDP's gradient average makes the same update.
 
 Rank 0 alone prints, writes metrics and checkpoints. Decisions that only rank 0 makes (is the run
@@ -101,39 +101,49 @@ def setup(device: torch.device, backend: str, timeout_s: float) -> tuple[Dist, t
     if backend == "auto":
         backend = "nccl" if device.type == "cuda" else "gloo"
     if backend == "nccl" and device.type != "cuda":
-        raise UserError(f"--backend nccl needs CUDA, but this process trains on {device.type}",
-                        "use --backend gloo (or auto) on CPUs, or --device cuda on a machine with GPUs")
+        raise UserError(
+            f"--backend nccl needs CUDA, but this process trains on {device.type}",
+            "use --backend gloo (or auto) on CPUs, or --device cuda on a machine with GPUs",
+        )
     if device.type == "cuda":
         if local_rank >= torch.cuda.device_count():
-            raise UserError(f"local rank {local_rank} has no GPU: this machine has {torch.cuda.device_count()}",
-                            "start at most one process per GPU (--nproc_per_node)", local=True)
+            raise UserError(
+                f"local rank {local_rank} has no GPU: this machine has {torch.cuda.device_count()}",
+                "start at most one process per GPU (--nproc_per_node)",
+                local=True,
+            )
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     elif device.type == "mps" and world > 1:
         raise UserError("several processes on MPS are not supported", "use --device cpu with gloo, or one process")
     where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
     try:
-        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s),
-                                device_id=device if backend == "nccl" else None)
+        dist.init_process_group(
+            backend, timeout=timedelta(seconds=timeout_s), device_id=device if backend == "nccl" else None
+        )
         cpu_group = dist.new_group(backend="gloo") if backend == "nccl" else dist.group.WORLD
         dist.barrier(group=cpu_group)  # every rank is here: the others were reached
     except (RuntimeError, ValueError, OSError) as e:
         if dist.is_initialized():
             dist.destroy_process_group()
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-        raise UserError(f"rank {rank} of {world} could not reach the other processes at {where} within "
-                        f"{timeout_s:g} s ({first})",
-                        "check that every node runs the same torchrun command with the same --rdzv-endpoint "
-                        "(or --master-addr/--master-port), that the port is open between the machines, "
-                        "or raise --dist-timeout", local=True) from None
+        raise UserError(
+            f"rank {rank} of {world} could not reach the other processes at {where} within {timeout_s:g} s ({first})",
+            "check that every node runs the same torchrun command with the same --rdzv-endpoint "
+            "(or --master-addr/--master-port), that the port is open between the machines, "
+            "or raise --dist-timeout",
+            local=True,
+        ) from None
     return Dist(rank, world, True, cpu_group), device
 
 
 def micro_batches(grad_accum: int, d: Dist) -> range:
     """The micro-batch indices of this rank within a step's --grad-accum micro-batches."""
     if grad_accum % d.world_size:
-        raise UserError(f"--grad-accum {grad_accum} cannot be shared among {d.world_size} processes",
-                        f"each step's micro-batches are split evenly among the processes: use a --grad-accum "
-                        f"that {d.world_size} divides, e.g. {d.world_size * max(grad_accum // d.world_size, 1)}")
+        raise UserError(
+            f"--grad-accum {grad_accum} cannot be shared among {d.world_size} processes",
+            f"each step's micro-batches are split evenly among the processes: use a --grad-accum "
+            f"that {d.world_size} divides, e.g. {d.world_size * max(grad_accum // d.world_size, 1)}",
+        )
     per = grad_accum // d.world_size
     return range(d.rank * per, (d.rank + 1) * per)

@@ -22,26 +22,15 @@ from typing import Iterator
 import torch
 
 from . import memory
-from .checkpoint import RUNS_DIR, WEIGHTS, load_weights, open_run
-from .decode import (CompiledDecode, CompileFailed, CPUDecode, Decode, GraphedDecode, cpu_decode_layout, half_window,
-                     reduce_layout)
+from .checkpoint import load_model, open_run
+from .decode import CompiledDecode, CompileFailed, CPUDecode, Decode, GraphedDecode, half_window
 from .errors import UserError, brief
+from .kernels import cpu_decode_layout, reduce_layout
 from .model import GPT
 from .device import resolve_device
 from .data.vocab import Vocab
 
 UNK_SHOWN = "\ufffd"  # how <unk> is printed: the Unicode replacement character
-
-
-def find_run(path: Path | None) -> Path:
-    """The run folder to sample from: the one given, or the newest under runs/."""
-    if path is not None:
-        return Path(path)
-    found = sorted((p for p in RUNS_DIR.glob("*") if (p / WEIGHTS).is_file()), key=lambda p: (p / WEIGHTS).stat().st_mtime)
-    if not found:
-        raise UserError(f"no trained run under {RUNS_DIR.resolve()}",
-                        "train one first with `minigpt-train` (e.g. minigpt-train --preset tiny), or pass --run DIR")
-    return found[-1]
 
 
 @dataclass
@@ -52,11 +41,15 @@ class SamplingParams:
 
     def check(self) -> None:
         if self.temperature < 0:
-            raise UserError(f"--temperature must be 0 or more (got {self.temperature})", "0 is greedy; 0.8 is a good start")
+            raise UserError(
+                f"--temperature must be 0 or more (got {self.temperature})", "0 is greedy; 0.8 is a good start"
+            )
         if self.top_k is not None and self.top_k < 1:
             raise UserError(f"--top-k must be at least 1 (got {self.top_k})", "leave it out to keep every token")
         if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise UserError(f"--top-p must be in (0, 1] (got {self.top_p})", "e.g. 0.9; leave it out to keep every token")
+            raise UserError(
+                f"--top-p must be in (0, 1] (got {self.top_p})", "e.g. 0.9; leave it out to keep every token"
+            )
 
 
 def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
@@ -75,8 +68,15 @@ def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
 
 
 class Engine:
-    def __init__(self, model: GPT, vocab: Vocab, device: torch.device, cpu_layout: bool = True,
-                 cuda_graph: bool = True, compile: bool = False):
+    def __init__(
+        self,
+        model: GPT,
+        vocab: Vocab,
+        device: torch.device,
+        cpu_layout: bool = True,
+        cuda_graph: bool = True,
+        compile: bool = False,
+    ):
         """Takes the model over for inference (decode.py has the steps). On the CPU one-token steps run
         CPUDecode over the slab layout (cpu_layout=False keeps the plain model, e.g. to time it); on
         CUDA the step and the refill replay CUDA graphs (cuda_graph=False launches kernels one by one).
@@ -92,8 +92,11 @@ class Engine:
         self.model, self.vocab, self.device = model.eval(), vocab, device
         self._fixed: GraphedDecode | CompiledDecode | None = None  # made once, kept with its cache
         if self.compile:  # now: seconds, before any text, and a failure's note before it too
-            print("compiling the decoding step with torch.compile (up to tens of seconds the first time; a few "
-                  "once inductor has it in its disk cache)", file=sys.stderr)
+            print(
+                "compiling the decoding step with torch.compile (up to tens of seconds the first time; a few "
+                "once inductor has it in its disk cache)",
+                file=sys.stderr,
+            )
             self._decoder()
 
     @property
@@ -102,19 +105,27 @@ class Engine:
         return self._cpu_layout and not self.compile
 
     @classmethod
-    def load(cls, run: Path | str, device: str = "auto", cpu_layout: bool = True, cuda_graph: bool = True,
-             compile: bool = False) -> "Engine":
+    def load(
+        cls,
+        run: Path | str,
+        device: str = "auto",
+        cpu_layout: bool = True,
+        cuda_graph: bool = True,
+        compile: bool = False,
+    ) -> "Engine":
         saved = open_run(run)
         dev = resolve_device(device)
-        model = GPT(saved.model)
-        load_weights(model, saved, dev)
-        note = memory.check(memory.decode_need(saved.model), memory.available(dev),
-                            f"sampling from {saved.path} (a window of {saved.model.block_size:,} tokens)",
-                            ["sample on a device with more memory (--device cpu)"])
+        model = load_model(saved, dev)
+        note = memory.check(
+            memory.decode_need(saved.model),
+            memory.available(dev),
+            f"sampling from {saved.path} (a window of {saved.model.block_size:,} tokens)",
+            ["sample on a device with more memory (--device cpu)"],
+        )
         if note:
             print(note, file=sys.stderr)
         vocab = saved.vocab
-        return cls(model.to(dev), vocab, dev, cpu_layout, cuda_graph, compile)
+        return cls(model, vocab, dev, cpu_layout, cuda_graph, compile)
 
     def encode_prompt(self, prompt: str, allow_unk: bool = False) -> tuple[list[int], list[str]]:
         """<eot> (a document start) and the prompt's tokens; and the prompt characters outside the vocabulary."""
@@ -122,13 +133,22 @@ class Engine:
         unknown = sorted({c for c in prompt if c not in known})
         if unknown and not allow_unk:
             shown = ", ".join(repr(c) for c in unknown[:20]) + (" ..." if len(unknown) > 20 else "")
-            raise UserError(f"the prompt has {len(unknown)} character(s) outside the vocabulary: {shown}",
-                            "remove them, or add --allow-unk to map them to <unk>")
+            raise UserError(
+                f"the prompt has {len(unknown)} character(s) outside the vocabulary: {shown}",
+                "remove them, or add --allow-unk to map them to <unk>",
+            )
         return [self.vocab.eot] + self.vocab.encode(prompt), unknown
 
     @torch.inference_mode()
-    def stream(self, ids: list[int], max_new_tokens: int, params: SamplingParams, generator: torch.Generator,
-               stop_at_eot: bool = False, use_cache: bool = True) -> Iterator[int]:
+    def stream(
+        self,
+        ids: list[int],
+        max_new_tokens: int,
+        params: SamplingParams,
+        generator: torch.Generator,
+        stop_at_eot: bool = False,
+        use_cache: bool = True,
+    ) -> Iterator[int]:
         """Yields new token ids one at a time. use_cache=False recomputes the whole window each step."""
         T = self.model.config.block_size
         context, logits = list(ids), None
@@ -148,7 +168,7 @@ class Engine:
             if stop_at_eot and token == self.vocab.eot:
                 return
             if step is not None:  # one step over the cache, or, when the window is full, a fresh half window
-                logits = step(token) if step.cache.pos < T else step.refill(context[-half_window(T):])
+                logits = step(token) if step.cache.pos < T else step.refill(context[-half_window(T) :])
 
     @torch.inference_mode()
     def _decoder(self) -> Decode:
@@ -181,11 +201,28 @@ class Engine:
             return UNK_SHOWN
         return "\n<eot>\n" if token == self.vocab.eot else self.vocab.itos[token]
 
-    def generate(self, prompt: str = "", max_new_tokens: int = 200, temperature: float = 0.8, top_k: int | None = None,
-                 top_p: float | None = None, seed: int = 1337, stop_at_eot: bool = False, allow_unk: bool = False) -> str:
+    def generate(
+        self,
+        prompt: str = "",
+        max_new_tokens: int = 200,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int = 1337,
+        stop_at_eot: bool = False,
+        allow_unk: bool = False,
+    ) -> str:
         """The prompt's continuation as a string (for Python use; the CLI streams)."""
         params = SamplingParams(temperature, top_k, top_p)
         params.check()
         ids, _ = self.encode_prompt(prompt, allow_unk)
+        return "".join(next(self.samples(ids, 1, max_new_tokens, params, seed, stop_at_eot)))
+
+    def samples(
+        self, ids: list[int], n: int, max_new_tokens: int, params: SamplingParams, seed: int, stop_at_eot: bool = False
+    ) -> Iterator[Iterator[str]]:
+        """n samples from the same prompt, one after another, each its new tokens as printed, one at a time;
+        one generator seeded once draws them all (minigpt-sample prints them as they come)."""
         generator = torch.Generator(device=self.device).manual_seed(seed)
-        return "".join(self.show(t) for t in self.stream(ids, max_new_tokens, params, generator, stop_at_eot))
+        for _ in range(n):
+            yield (self.show(t) for t in self.stream(ids, max_new_tokens, params, generator, stop_at_eot))

@@ -27,17 +27,16 @@ import pyarrow as pa
 import torch
 
 from . import memory
-from .checkpoint import SavedRun, load_weights, open_run
-from .cpu import onednn_layout, onednn_matmul_rule
+from .checkpoint import SavedRun, load_model, open_run
+from .kernels import onednn_layout, onednn_matmul_rule
 from .data.loader import TokenData, find_dataset
+from .data.shards import MANIFEST, SPLITS
 from .device import resolve_device, resolve_dtype
 from .errors import UserError, brief
 from .graphs import GraphedForward
 from .model import GPT
 from .scoring import CPU_EVAL_BATCH, forward_of, summed_loss
 from .data.textfiles import utf8_error
-
-SPLITS = ("val", "train")
 
 
 @dataclass
@@ -65,16 +64,27 @@ class Score:
         return {**asdict(self), "bits_per_char": self.bits_per_char, "bits_per_byte": self.bits_per_byte}
 
     def lines(self, run: Path) -> str:
-        return (f"run {run} on {self.source}: {self.windows:,} windows of {self.block_size}, {self.tokens:,} tokens scored "
-                f"({self.chars:,} characters, {self.bytes:,} UTF-8 bytes, {self.unk:,} <unk>, {self.eot:,} <eot>)\n"
-                f"loss {self.loss:.4f} nats/char, {self.bits_per_char:.4f} bits/char, {self.bits_per_byte:.4f} bits/byte")
+        return (
+            f"run {run} on {self.source}: {self.windows:,} windows of {self.block_size}, {self.tokens:,} tokens scored "
+            f"({self.chars:,} characters, {self.bytes:,} UTF-8 bytes, {self.unk:,} <unk>, {self.eot:,} <eot>)\n"
+            f"loss {self.loss:.4f} nats/char, {self.bits_per_char:.4f} bits/char, {self.bits_per_byte:.4f} bits/byte"
+        )
 
 
-def evaluate(run: Path, data: Path | None = None, split: str = "val", texts: list[Path] | None = None,
-             eval_tokens: int | None = None, batch_size: int | None = None, device: str = "auto") -> Score:
+def evaluate(
+    run: Path,
+    data: Path | None = None,
+    split: str = "val",
+    texts: list[Path] | None = None,
+    eval_tokens: int | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+) -> Score:
     saved = open_run(run)
     if split not in SPLITS:
-        raise UserError(f"--split {split}: a dataset has the splits {' and '.join(SPLITS)}", "choose --split val or train")
+        raise UserError(
+            f"--split {split}: a dataset has the splits {' and '.join(SPLITS)}", "choose --split val or train"
+        )
     if texts and data is not None:
         raise UserError("--text and --data both name what to score", "give one of them")
     if eval_tokens is not None and eval_tokens < 0:
@@ -89,12 +99,16 @@ def evaluate(run: Path, data: Path | None = None, split: str = "val", texts: lis
     if texts:
         stream = encode_texts(texts, saved)
         windows = np.arange(max((len(stream) - 1) // T, 0)) * T
-        windows = windows[:max(eval_tokens // T, 1)] if eval_tokens else windows
+        windows = windows[: max(eval_tokens // T, 1)] if eval_tokens else windows
         if len(windows) == 0:
-            raise UserError(f"the text has {len(stream):,} tokens, fewer than one window of {T + 1}",
-                            "score a longer text (windows are the run's block_size + 1 tokens)")
-        batches = (np.stack([stream[s:s + T + 1] for s in windows[i:i + B]]).astype(np.int64)
-                   for i in range(0, len(windows), B))
+            raise UserError(
+                f"the text has {len(stream):,} tokens, fewer than one window of {T + 1}",
+                "score a longer text (windows are the run's block_size + 1 tokens)",
+            )
+        batches = (
+            np.stack([stream[s : s + T + 1] for s in windows[i : i + B]]).astype(np.int64)
+            for i in range(0, len(windows), B)
+        )
         source = ", ".join(str(t) for t in texts)
     else:
         dataset = open_dataset(data, saved)
@@ -116,20 +130,24 @@ def _fitting_batch(saved: SavedRun, B: int, device: torch.device, dtype: torch.d
 
     def need_at(b: int) -> memory.Need:
         return memory.forward_need(saved.model, b, saved.model.block_size, dtype)
+
     fits = memory.largest_batch(need_at, B, free)
     if given:
-        memory.check(need_at(B), free, f"scoring {B} windows of {saved.model.block_size} tokens at once",
-                     [f"--batch-size {fits}" if fits else "score on a device with more memory"])
+        memory.check(
+            need_at(B),
+            free,
+            f"scoring {B} windows of {saved.model.block_size} tokens at once",
+            [f"--batch-size {fits}" if fits else "score on a device with more memory"],
+        )
         return B
     return fits or 1
 
 
 def _model(saved: SavedRun, device: torch.device) -> GPT:
-    model = GPT(saved.model)
-    load_weights(model, saved, device)
+    model = load_model(saved, device)
     if device.type == "cpu" and onednn_matmul_rule()[0]:  # as the trainer's evaluation computes
         onednn_layout(model)
-    return model.to(device).eval()
+    return model.eval()
 
 
 def _graphed(model: GPT, autocast, shape: tuple[int, int], device: torch.device) -> GraphedForward | None:
@@ -144,33 +162,59 @@ def _graphed(model: GPT, autocast, shape: tuple[int, int], device: torch.device)
         model.eval()  # GraphedForward leaves the model in training mode
 
 
-def _score(model: GPT, batches, n_windows: int, device: torch.device, autocast, saved: SavedRun, source: str,
-           graphed: GraphedForward | None = None, B: int = 0) -> Score:
+def _score(
+    model: GPT,
+    batches,
+    n_windows: int,
+    device: torch.device,
+    autocast,
+    saved: SavedRun,
+    source: str,
+    graphed: GraphedForward | None = None,
+    B: int = 0,
+) -> Score:
     vocab = saved.vocab
-    nbytes = np.array([len(s.encode("utf-8")) if i not in (vocab.eot, vocab.unk) else 1
-                       for i, s in enumerate(vocab.itos)], dtype=np.int64)
+    nbytes = np.array(
+        [len(s.encode("utf-8")) if i not in (vocab.eot, vocab.unk) else 1 for i, s in enumerate(vocab.itos)],
+        dtype=np.int64,
+    )
     counts = np.zeros(len(vocab), dtype=np.int64)
 
     def count(batch: np.ndarray) -> None:
         counts[:] += np.bincount(batch[:, 1:].ravel(), minlength=len(vocab))
+
     total = summed_loss(forward_of(model, autocast, device, B, graphed=graphed), batches, device, count)
     tokens = int(counts.sum())
-    return Score(source, saved.model.block_size, n_windows, tokens, tokens - int(counts[vocab.eot]), int(counts @ nbytes),
-                 int(counts[vocab.unk]), int(counts[vocab.eot]), total.item() / n_windows, B)
+    return Score(
+        source,
+        saved.model.block_size,
+        n_windows,
+        tokens,
+        tokens - int(counts[vocab.eot]),
+        int(counts @ nbytes),
+        int(counts[vocab.unk]),
+        int(counts[vocab.eot]),
+        total.item() / n_windows,
+        B,
+    )
 
 
 def open_dataset(data: Path | None, saved: SavedRun) -> TokenData:
     """--data, or the dataset the run was trained on; it must share the run's vocabulary."""
     if data is None:
         data = Path(saved.config.get("dataset", {}).get("folder", ""))
-        if not (data / "manifest.json").is_file():
-            raise UserError(f"the run's own dataset {data} is not there any more",
-                            "pass --data DIR (a dataset encoded with the run's vocabulary) or --text FILE")
+        if not (data / MANIFEST).is_file():
+            raise UserError(
+                f"the run's own dataset {data} is not there any more",
+                "pass --data DIR (a dataset encoded with the run's vocabulary) or --text FILE",
+            )
     folder, _ = find_dataset(data)
     dataset = TokenData(folder)
     if dataset.manifest["vocab_sha256"] != saved.vocab_sha256:
-        raise UserError(f"{folder} was encoded with another vocabulary than {saved.path}'s",
-                        f"prepare it with the run's vocabulary: minigpt-prepare ... --vocab {saved.path}")
+        raise UserError(
+            f"{folder} was encoded with another vocabulary than {saved.path}'s",
+            f"prepare it with the run's vocabulary: minigpt-prepare ... --vocab {saved.path}",
+        )
     return dataset
 
 

@@ -78,15 +78,18 @@ def folder_lock(target: Path, what: str):
             target.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise UserError(f"cannot write under {target.parent}: {e.strerror or e}",
-                            "check the permissions there, or choose another --out") from None
+            raise UserError(
+                f"cannot write under {target.parent}: {e.strerror or e}",
+                "check the permissions there, or choose another --out",
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             pid, holder = _holder(fd, what)
             os.close(fd)
-            raise UserError(f"another {holder} (pid {pid}) is writing {target}",
-                            "wait for it to finish, or choose another --out") from None
+            raise UserError(
+                f"another {holder} (pid {pid}) is writing {target}", "wait for it to finish, or choose another --out"
+            ) from None
         try:
             if os.stat(lock).st_ino == os.fstat(fd).st_ino:
                 break

@@ -18,11 +18,11 @@ import torch
 
 from .errors import UserError
 
-ACT_FLOATS = 28  # saved activations per channel, layer and token, in fp32 (fit: 25-28 at 64-384 wide)
+ACT_FLOATS = 28  # saved activations per channel, layer and token, in fp32
 LOGIT_TENSORS = 3  # (B, T, V): the logits, their log-softmax, its gradient
-ATTN_TENSORS = 4  # (B, nh, T, T) per layer where attention is materialised (fit: 3.9)
-EVAL_FLOATS = 9  # an evaluation's forward, per channel, layer and token (fit: 8.9; freed memory is kept, see below)
-EVAL_LOGIT_TENSORS = 7  # (B, T, V) in an evaluation's forward and its loss (fit: 6.9)
+ATTN_TENSORS = 4  # (B, nh, T, T) per layer where attention is materialised
+EVAL_FLOATS = 9  # an evaluation's forward, per channel, layer and token (freed memory is kept: forward_need)
+EVAL_LOGIT_TENSORS = 7  # (B, T, V) in an evaluation's forward and its loss
 WARN_SHARE = 0.8  # above this share of what is available, say so at start-up
 OPTIMIZER_STATES = {"muon": 1, "adamw": 2}  # fp32 buffers a parameter gets: Muon's momentum; AdamW's two moments
 
@@ -36,8 +36,7 @@ def act_bytes(dtype: torch.dtype) -> float:
 
 def materialises_attention(device: torch.device, dropout: float) -> bool:
     """The CPU's fused attention kernel takes no dropout, so with dropout torch's math path keeps (B, nh, T, T)
-    tensors (measured: 4,177 against 1,083 MB peak at 4 x 128, T 1,024); CUDA's kernels take dropout; MPS runs
-    the math path."""
+    tensors (BENCHMARKS.md); CUDA's kernels take dropout; MPS runs the math path."""
     return device.type == "mps" or (device.type == "cpu" and dropout > 0)
 
 
@@ -61,20 +60,33 @@ def gb(n: float) -> str:
 
 def state_need(model, optimizers: list) -> Need:
     """What training holds from its first step to its end: the optimizers' buffers and the gradients."""
-    states = sum(OPTIMIZER_STATES["muon" if type(o).__name__ == "Muon" else "adamw"] * p.numel() * 4
-                 for o in optimizers for g in o.param_groups for p in g["params"])
+    states = sum(
+        OPTIMIZER_STATES["muon" if type(o).__name__ == "Muon" else "adamw"] * p.numel() * 4
+        for o in optimizers
+        for g in o.param_groups
+        for p in g["params"]
+    )
     grads = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     return Need({"optimizer state": states, "gradients": grads})
 
 
-def train_need(model, cfg, optimizers: list, device: torch.device, dtype: torch.dtype, batch: int | None = None,
-               block: int | None = None) -> Need:
+def train_need(
+    model,
+    cfg,
+    optimizers: list,
+    device: torch.device,
+    dtype: torch.dtype,
+    batch: int | None = None,
+    block: int | None = None,
+) -> Need:
     """One training step of `batch` x `block` tokens (the run's own by default)."""
     B, T = batch or cfg.batch_size, block or cfg.block_size
     m, ab = model.config, act_bytes(dtype)
-    parts = {**state_need(model, optimizers).parts,
-             "activations": int(B * T * m.n_layer * m.n_embd * ACT_FLOATS * ab),
-             "logits": int(B * T * m.vocab_size * LOGIT_TENSORS * 4)}
+    parts = {
+        **state_need(model, optimizers).parts,
+        "activations": int(B * T * m.n_layer * m.n_embd * ACT_FLOATS * ab),
+        "logits": int(B * T * m.vocab_size * LOGIT_TENSORS * 4),
+    }
     if materialises_attention(device, cfg.dropout):
         parts["attention"] = int(B * m.n_head * T * T * m.n_layer * ATTN_TENSORS * 4)
     return Need(parts)
@@ -84,8 +96,12 @@ def forward_need(config, batch: int, block: int, dtype: torch.dtype) -> Need:
     """A forward pass without gradients (an evaluation batch, a sampler's prompt). Its tensors are freed layer
     by layer, but the CPU's allocator keeps what is freed (device.keep_freed_memory), so the peak still grows
     with the depth."""
-    return Need({"activations": int(batch * block * config.n_layer * config.n_embd * EVAL_FLOATS * act_bytes(dtype)),
-                 "logits": int(batch * block * config.vocab_size * EVAL_LOGIT_TENSORS * 4)})
+    return Need(
+        {
+            "activations": int(batch * block * config.n_layer * config.n_embd * EVAL_FLOATS * act_bytes(dtype)),
+            "logits": int(batch * block * config.vocab_size * EVAL_LOGIT_TENSORS * 4),
+        }
+    )
 
 
 def decode_need(config, batch: int = 1) -> Need:
@@ -140,8 +156,11 @@ def check(need: Need, free: int | None, what: str, fixes: list[str]) -> str | No
         return None
     if need.total > free:
         hint = "; or ".join(fixes) if fixes else "a smaller --block-size or --batch-size"
-        raise UserError(f"{what} needs about {gb(need.total)} more memory ({need.describe()}), and this machine has "
-                        f"{gb(free)} available", f"{hint}")
+        raise UserError(
+            f"{what} needs about {gb(need.total)} more memory ({need.describe()}), and this machine has "
+            f"{gb(free)} available",
+            f"{hint}",
+        )
     if need.total > WARN_SHARE * free:
         return f"note: {what} takes about {gb(need.total)} of the {gb(free)} of memory available ({need.describe()})"
     return None

@@ -19,7 +19,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from .config import CHOICES, MODEL_FIELDS
-from .cpu import DropoutMasks, KeyedDropout, relu_squared
+from .layers import DropoutMasks, KeyedDropout, relu_squared
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,8 @@ def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
 
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> torch.Tensor:
-    """Causal scaled_dot_product_attention; on the CPU under bf16 autocast, in fp32: its bf16 CPU kernels
-    ran forward and backward 3.8-11x slower than fp32's ((12, 4, 64, 32): 4,967 against 1,317 us; (16, 4,
-    32, 16): 3,449 against 299; AMD EPYC with avx512_bf16, 2 cores, 2026-12-02), which made the whole
-    step in bf16 slower than in fp32 wherever dropout was 0. (B, nh, T, hs) in, (B, nh, T, hs) out."""
+    """Causal scaled_dot_product_attention; on the CPU under bf16 autocast, in fp32: torch's bf16 CPU kernels
+    ran several times slower than fp32's (BENCHMARKS.md). (B, nh, T, hs) in, (B, nh, T, hs) out."""
     if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
         with torch.autocast("cpu", enabled=False):
             return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), dropout_p=dropout_p, is_causal=True)
@@ -100,14 +98,13 @@ class KVCache:
         """The additive attention mask of the index's position, made once per step for every layer."""
         T, device = self.k[0].size(2), self.k[0].device
         slots = torch.arange(T, device=device)
-        self.mask = torch.zeros(1, T, dtype=dtype, device=device).masked_fill_(
-            slots > self.index, float("-inf"))
+        self.mask = torch.zeros(1, T, dtype=dtype, device=device).masked_fill_(slots > self.index, float("-inf"))
 
     def put(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store the new positions' keys and values; return all of them so far."""
         end = self.pos + k.size(2)
-        self.k[layer][:, :, self.pos:end] = k
-        self.v[layer][:, :, self.pos:end] = v
+        self.k[layer][:, :, self.pos : end] = k
+        self.v[layer][:, :, self.pos : end] = v
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
 
@@ -121,8 +118,13 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = KeyedDropout(cfg.dropout)
         self.masks: DropoutMasks | None = None  # set by GPT: keyed masks for the attention weights on the CPU
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
-                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         B, T, C = x.shape
         hs = C // self.n_head
         qkv = self.c_attn(x).view(B, T, 3, self.n_head, hs).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
@@ -153,14 +155,23 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.c_proj(y))
 
     def keyed_dropout_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Causal attention written out, its weights dropped by the keyed CPU masks (cpu.DropoutMasks):
+        """Causal attention written out, its weights dropped by the keyed CPU masks (layers.DropoutMasks):
         what scaled_dot_product_attention computes with dropout_p, where on the CPU it leaves its flash
         kernel for this same arithmetic with torch's slower masks."""
         B, nh, T, hs = q.shape
         causal = torch.zeros(T, T, dtype=q.dtype, device=q.device).masked_fill_(
-            torch.ones(T, T, dtype=torch.bool, device=q.device).triu_(1), float("-inf"))  # 0 on and below the diagonal
-        att = torch.baddbmm(causal.expand(B * nh, T, T), q.reshape(B * nh, T, hs), k.reshape(B * nh, T, hs).mT,
-                            alpha=1.0 / math.sqrt(hs)).view(B, nh, T, T).softmax(dim=-1)  # scaled, masked, one op
+            torch.ones(T, T, dtype=torch.bool, device=q.device).triu_(1), float("-inf")
+        )  # 0 on and below the diagonal
+        att = (
+            torch.baddbmm(
+                causal.expand(B * nh, T, T),
+                q.reshape(B * nh, T, hs),
+                k.reshape(B * nh, T, hs).mT,
+                alpha=1.0 / math.sqrt(hs),
+            )
+            .view(B, nh, T, T)
+            .softmax(dim=-1)
+        )  # scaled, masked, one op
         return self.masks.drop(att, self.dropout) @ v  # (B, nh, T, hs)
 
 

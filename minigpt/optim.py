@@ -31,8 +31,13 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.final_lr + 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))) * (cfg.lr - cfg.final_lr)
 
 
-def newton_schulz(G: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float,
-                  dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+def newton_schulz(
+    G: torch.Tensor,
+    coefficients: tuple[float, float, float],
+    steps: int,
+    eps: float,
+    dtype: torch.dtype = torch.bfloat16,
+) -> torch.Tensor:
     """torch.optim.Muon's quintic Newton-Schulz iteration for a stack of matrices: (N, m, n). In bf16 as
     torch's (device.muon_dtype says where), or in fp32: the same operations in the same order."""
     a, b, c = coefficients
@@ -69,12 +74,29 @@ class Muon(torch.optim.Optimizer):
     is not part of the saved state, so a checkpoint of either precision resumes in the other.
     """
 
-    def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
-                 nesterov: bool = True, ns_coefficients: tuple[float, float, float] = (3.4445, -4.7750, 2.0315),
-                 eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn: str | None = None,
-                 ns_dtype: torch.dtype = torch.bfloat16):
-        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
-                        ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn)
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        weight_decay: float = 0.1,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_coefficients: tuple[float, float, float] = (3.4445, -4.7750, 2.0315),
+        eps: float = 1e-7,
+        ns_steps: int = 5,
+        adjust_lr_fn: str | None = None,
+        ns_dtype: torch.dtype = torch.bfloat16,
+    ):
+        defaults = dict(
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            nesterov=nesterov,
+            ns_coefficients=ns_coefficients,
+            eps=eps,
+            ns_steps=ns_steps,
+            adjust_lr_fn=adjust_lr_fn,
+        )
         super().__init__(params, defaults)
         self.ns_dtype = ns_dtype
 
@@ -102,13 +124,18 @@ class Muon(torch.optim.Optimizer):
             for i, p in enumerate(params):
                 by_shape[p.shape].append(i)
             for shape, index in by_shape.items():
-                O = newton_schulz(torch.stack([updates[i] for i in index]), group["ns_coefficients"],
-                                  group["ns_steps"], group["eps"], self.ns_dtype)
+                ortho = newton_schulz(
+                    torch.stack([updates[i] for i in index]),
+                    group["ns_coefficients"],
+                    group["ns_steps"],
+                    group["eps"],
+                    self.ns_dtype,
+                )
                 scale, same = muon_lr_scale(group["adjust_lr_fn"], shape), [params[i] for i in index]
                 if torch.is_tensor(lr):  # inside a CUDA graph (step.py): the rate is read from the device
-                    torch._foreach_add_(same, list((O.to(same[0].dtype) * (-lr * scale)).unbind(0)))
+                    torch._foreach_add_(same, list((ortho.to(same[0].dtype) * (-lr * scale)).unbind(0)))
                 else:
-                    torch._foreach_add_(same, list(O.to(same[0].dtype).unbind(0)), alpha=-lr * scale)
+                    torch._foreach_add_(same, list(ortho.to(same[0].dtype).unbind(0)), alpha=-lr * scale)
 
     def _momentum_buffer(self, p: torch.Tensor) -> torch.Tensor:
         state = self.state[p]
@@ -117,23 +144,26 @@ class Muon(torch.optim.Optimizer):
         return state["momentum_buffer"]
 
 
-def make_optimizers(model: GPT, cfg: TrainConfig, device: torch.device,
-                    ns_dtype: torch.dtype = torch.bfloat16) -> list[torch.optim.Optimizer]:
+def make_optimizers(
+    model: GPT, cfg: TrainConfig, device: torch.device, ns_dtype: torch.dtype = torch.bfloat16
+) -> list[torch.optim.Optimizer]:
     """AdamW with weight decay on matrices and embeddings only; or, with --optimizer muon, Muon for the
     blocks' matrices (its update scaled to AdamW's size, so the same --lr fits both; its Newton-Schulz
     iteration in ns_dtype) and AdamW for the embeddings, the head and the 1-D gains and biases."""
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    # fused: one kernel a tensor; on the CPU 99 us a step against the for-loop's 223 for the tiny preset's
-    # AdamW parameters (2026-12-02, AMD EPYC, 2 cores); MPS not measured
+    # fused: one kernel a tensor, on the CPU too (under half the for-loop's time: BENCHMARKS.md); MPS not measured
     adam_kw = dict(lr=cfg.lr, betas=(0.9, cfg.beta2), fused=device.type in ("cuda", "cpu"))
     if cfg.optimizer == "muon":
         hidden = [p for n, p in params.items() if p.dim() == 2 and n.startswith("blocks.")]
         rest = [p for n, p in params.items() if not (p.dim() == 2 and n.startswith("blocks."))]
         embed = [p for p in rest if p.dim() >= 2]
         gains = [p for p in rest if p.dim() < 2]
-        return [Muon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw", ns_dtype=ns_dtype),
-                torch.optim.AdamW([{"params": embed, "weight_decay": cfg.weight_decay},
-                                   {"params": gains, "weight_decay": 0.0}], **adam_kw)]
+        return [
+            Muon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw", ns_dtype=ns_dtype),
+            torch.optim.AdamW(
+                [{"params": embed, "weight_decay": cfg.weight_decay}, {"params": gains, "weight_decay": 0.0}], **adam_kw
+            ),
+        ]
     decay = [p for p in params.values() if p.dim() >= 2]  # matrices and embeddings
     no_decay = [p for p in params.values() if p.dim() < 2]  # biases and LayerNorm gains
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

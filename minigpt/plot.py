@@ -16,9 +16,16 @@ from .files import write_atomic
 
 METRICS = ("val_loss", "train_loss", "val_bpc", "lr", "tokens_per_s")
 XS = {"step": "step", "tokens": "tokens_seen", "time": "elapsed_s"}
-LABELS = {"val_loss": "loss (nats/char)", "train_loss": "train loss (nats/char)", "val_bpc": "bits per character",
-          "lr": "learning rate", "tokens_per_s": "tokens/s", "step": "step", "tokens": "tokens seen",
-          "time": "training seconds"}
+LABELS = {
+    "val_loss": "loss (nats/char)",
+    "train_loss": "train loss (nats/char)",
+    "val_bpc": "bits per character",
+    "lr": "learning rate",
+    "tokens_per_s": "tokens/s",
+    "step": "step",
+    "tokens": "tokens seen",
+    "time": "training seconds",
+}
 FORMATS = (".png", ".svg", ".pdf")
 
 
@@ -35,7 +42,10 @@ def curves(rows: list[dict], metric: str, x: str) -> dict[str, tuple[list, list]
         train = [r for r in rows if "train_loss" in r and key in r]
         out["train"] = ([r[key] for r in train], [r["train_loss"] * scale for r in train])
     picked = [r for r in rows if metric in r and key in r]
-    out["val" if metric in ("val_loss", "val_bpc") else metric] = ([r[key] for r in picked], [r[metric] for r in picked])
+    out["val" if metric in ("val_loss", "val_bpc") else metric] = (
+        [r[key] for r in picked],
+        [r[metric] for r in picked],
+    )
     return out
 
 
@@ -47,7 +57,9 @@ def plot(runs: list[Path], out: Path | None = None, x: str = "step", metric: str
         raise UserError(f"--x {x}: choose one of {', '.join(XS)}", "e.g. --x tokens")
     out = Path(out) if out is not None else default_out(metric, x)
     if out.suffix.lower() not in FORMATS:
-        raise UserError(f"--out {out}: the file's extension says the format: {', '.join(FORMATS)}", "e.g. --out curves.svg")
+        raise UserError(
+            f"--out {out}: the file's extension says the format: {', '.join(FORMATS)}", "e.g. --out curves.svg"
+        )
     if not runs:
         raise UserError("no run to plot", "name run folders: minigpt-plot runs/a runs/b")
     import matplotlib
@@ -68,8 +80,16 @@ def plot(runs: list[Path], out: Path | None = None, x: str = "step", metric: str
             if part == "train":
                 ax.plot(xs, ys, color=color, linewidth=0.8, alpha=0.45, label=label, gid=label)
             else:
-                ax.plot(xs, ys, color=color, linewidth=1.8, marker="o" if part == "val" else None, markersize=3,
-                        label=label, gid=label)
+                ax.plot(
+                    xs,
+                    ys,
+                    color=color,
+                    linewidth=1.8,
+                    marker="o" if part == "val" else None,
+                    markersize=3,
+                    label=label,
+                    gid=label,
+                )
     ax.set_xlabel(LABELS[x])
     ax.set_ylabel(LABELS[metric])
     if metric == "lr":

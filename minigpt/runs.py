@@ -4,13 +4,12 @@ says so."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .checkpoint import CONFIG, METRICS, RUNS_DIR, STATE, RunFolder
+from .checkpoint import CONFIG, METRICS, RUNS_DIR, STATE, RunFolder, read_config
 from .errors import UserError
 from .files import lock_holder
 
@@ -43,14 +42,16 @@ class RunRow:
 def run_folders(paths: list[Path] | None) -> list[Path]:
     """The folders given (a folder of runs stands for the runs in it), or every run under runs/."""
     found = []
-    for p in (paths or [RUNS_DIR]):
+    for p in paths or [RUNS_DIR]:
         p = Path(p)
         if (p / CONFIG).is_file() or (p / METRICS).is_file() or (paths and not p.is_dir()):
             found.append(p)
         elif p.is_dir():
             found += sorted(q for q in p.iterdir() if q.is_dir() and not q.name.startswith("."))
     if paths is None and not found:
-        raise UserError(f"no runs under {RUNS_DIR.resolve()}", "train one first (minigpt-train --preset tiny), or name run folders")
+        raise UserError(
+            f"no runs under {RUNS_DIR.resolve()}", "train one first (minigpt-train --preset tiny), or name run folders"
+        )
     return found
 
 
@@ -59,19 +60,27 @@ def read_run(path: Path) -> RunRow:
     row = RunRow(path.name, str(path), "damaged")
     try:
         row.modified = max((f.stat().st_mtime for f in path.iterdir() if f.is_file()), default=0.0)
-        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+        config = read_config(path)
         model, train = config["model"], config["train"]
         rows, _ = RunFolder(path).metrics()
     except FileNotFoundError as e:
-        row.state = f"damaged ({Path(e.filename or '').name or 'a file'} missing)" if path.is_dir() else "damaged (no such folder)"
+        row.state = (
+            f"damaged ({Path(e.filename or '').name or 'a file'} missing)"
+            if path.is_dir()
+            else "damaged (no such folder)"
+        )
         return row
     except (OSError, ValueError, KeyError, TypeError, UserError) as e:
         said = str(e).splitlines()[0].replace(f"{path}{os.sep}", "") if str(e) else ""
-        row.state = f"damaged ({said[:100]})" if isinstance(e, UserError) else f"damaged ({type(e).__name__}: {said[:80]})"
+        row.state = (
+            f"damaged ({said[:100]})" if isinstance(e, UserError) else f"damaged ({type(e).__name__}: {said[:80]})"
+        )
         return row
     row.dataset = Path(config.get("dataset", {}).get("folder", "")).name or None
     row.preset, row.max_iters = train.get("preset"), train.get("max_iters")
-    row.shape = f"{model.get('n_layer')}x{model.get('n_embd')}, {model.get('n_head')} heads, block {model.get('block_size')}"
+    row.shape = (
+        f"{model.get('n_layer')}x{model.get('n_embd')}, {model.get('n_head')} heads, block {model.get('block_size')}"
+    )
     row.params = config.get("params") or _count_params(model)
     row.init_from = (config.get("init_from") or {}).get("run")
     if rows:
@@ -133,17 +142,43 @@ def sort_rows(rows: list[RunRow], by: str) -> list[RunRow]:
     return sorted(rows, key=lambda r: r.name)
 
 
-COLUMNS = ("name", "state", "dataset", "preset", "shape", "params", "steps", "best val", "bpc", "tokens", "time",
-           "tok/s", "from")
+COLUMNS = (
+    "name",
+    "state",
+    "dataset",
+    "preset",
+    "shape",
+    "params",
+    "steps",
+    "best val",
+    "bpc",
+    "tokens",
+    "time",
+    "tok/s",
+    "from",
+)
 
 
 def cells(r: RunRow) -> list[str]:
     """The row as table cells."""
+
     def num(v, fmt):
         return "-" if v is None else format(v, fmt)
+
     steps = "-" if r.step is None else f"{r.step:,}/{r.max_iters:,}" if r.max_iters else f"{r.step:,}"
     params = "-" if r.params is None else f"{r.params / 1e6:.2f}M"
-    return [r.name, r.state, r.dataset or "-", r.preset or "-", r.shape or "-", params, steps,
-            num(r.best_val_loss, ".4f"), num(r.best_val_bpc, ".3f"), num(r.tokens_seen, ","),
-            "-" if r.train_seconds is None else f"{r.train_seconds:.1f} s", num(r.tokens_per_s, ",.0f"),
-            Path(r.init_from).name if r.init_from else "scratch"]
+    return [
+        r.name,
+        r.state,
+        r.dataset or "-",
+        r.preset or "-",
+        r.shape or "-",
+        params,
+        steps,
+        num(r.best_val_loss, ".4f"),
+        num(r.best_val_bpc, ".3f"),
+        num(r.tokens_seen, ","),
+        "-" if r.train_seconds is None else f"{r.train_seconds:.1f} s",
+        num(r.tokens_per_s, ",.0f"),
+        Path(r.init_from).name if r.init_from else "scratch",
+    ]

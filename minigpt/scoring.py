@@ -16,22 +16,34 @@ from .data.loader import to_device
 CPU_EVAL_BATCH = 64
 
 
-def forward_of(model: torch.nn.Module, autocast, device: torch.device, full: int | None = None,
-               fast: Callable | None = None, graphed: Callable | None = None) -> Callable[[np.ndarray], torch.Tensor]:
+def forward_of(
+    model: torch.nn.Module,
+    autocast,
+    device: torch.device,
+    full: int | None = None,
+    fast: Callable | None = None,
+    graphed: Callable | None = None,
+) -> Callable[[np.ndarray], torch.Tensor]:
     """batch (B, T + 1) -> mean loss: batches of `full` windows through the captured graph (graphed) or the
     compiled model (fast) where there is one; the others, and a last shorter batch, through the plain model,
     so that no new shape makes torch.compile build again."""
+
     def forward(batch: np.ndarray) -> torch.Tensor:
         if graphed is not None and len(batch) == full:
             return graphed(batch)
         x, y = to_device(batch, device)
         with autocast:
             return ((fast if fast is not None and len(batch) == full else model)(x, y))[1]
+
     return forward
 
 
-def summed_loss(forward: Callable[[np.ndarray], torch.Tensor], batches: Iterable[np.ndarray], device: torch.device,
-                each: Callable[[np.ndarray], None] | None = None) -> torch.Tensor:
+def summed_loss(
+    forward: Callable[[np.ndarray], torch.Tensor],
+    batches: Iterable[np.ndarray],
+    device: torch.device,
+    each: Callable[[np.ndarray], None] | None = None,
+) -> torch.Tensor:
     """The sum over windows of their mean loss (divide by the windows for the figure), on the device; each(batch)
     sees every batch too (minigpt-eval counts the targets)."""
     total = torch.zeros((), device=device)

@@ -2,7 +2,7 @@
 
 A step is the forward and backward pass of every micro-batch, gradient clipping and the optimizers.
 At the seed preset's size that is a few hundred small kernels, and on a GPU launching them one by one
-from Python takes longer than running them (BENCHMARKS.md: the GPU was busy 4.1 of 17 ms). So on
+from Python takes longer than running them (BENCHMARKS.md: the GPU sat idle most of a step). So on
 CUDA, in one process, in bf16 or fp32, the whole step is captured as one CUDA graph: each step copies
 its batches into the graph's input buffers and its learning rate into a tensor that the optimizers
 read, and replays the graph. Everywhere else (CPU, MPS, DDP, whose gradient hooks talk to the other
@@ -26,8 +26,18 @@ WARMUP_STEPS = 3  # run before the capture (at lr 0, then undone): torch.compile
 class Step:
     """The step as it is: forward and backward over this process's micro-batches, clip, step, zero."""
 
-    def __init__(self, net, model: torch.nn.Module, optimizers: list, grad_accum: int, grad_clip: float, autocast,
-                 scaler: torch.amp.GradScaler, ddp: bool, device: torch.device):
+    def __init__(
+        self,
+        net,
+        model: torch.nn.Module,
+        optimizers: list,
+        grad_accum: int,
+        grad_clip: float,
+        autocast,
+        scaler: torch.amp.GradScaler,
+        ddp: bool,
+        device: torch.device,
+    ):
         self.net, self.model, self.optimizers = net, model, optimizers
         self.grad_accum, self.grad_clip = grad_accum, grad_clip  # grad_accum: micro-batches over all ranks
         self.autocast, self.scaler, self.ddp, self.device = autocast, scaler, ddp, device
@@ -37,7 +47,9 @@ class Step:
             for group in opt.param_groups:
                 group["lr"] = lr
 
-    def __call__(self, batches: list[np.ndarray], lr: float, keys: list[tuple[int, int, int]] | None = None) -> torch.Tensor:
+    def __call__(
+        self, batches: list[np.ndarray], lr: float, keys: list[tuple[int, int, int]] | None = None
+    ) -> torch.Tensor:
         """One step; returns this process's share of the step's mean loss, on the device (no sync). keys:
         (seed, step, micro-batch) of each batch, for the model's keyed dropout masks on the CPU."""
         self.set_lr(lr)
@@ -129,8 +141,10 @@ def rewound(model: torch.nn.Module, optimizers: list, device: torch.device):
     Optimizer state tensors made inside (the first step creates them) are zeroed: a momentum buffer or
     an Adam moment at zero and a step count of 0 are what a fresh optimizer starts from."""
     params = [p.detach().clone() for p in model.parameters()]
-    states = [{p: {k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()} for p, s in opt.state.items()}
-              for opt in optimizers]
+    states = [
+        {p: {k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()} for p, s in opt.state.items()}
+        for opt in optimizers
+    ]
     rng = torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
     try:
         yield

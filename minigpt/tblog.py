@@ -19,8 +19,10 @@ def summary_writer():
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise UserError("--tensorboard needs the tensorboard package, an optional extra of minigpt",
-                        "pip install 'minigpt[tensorboard]' (or pip install tensorboard), or leave --tensorboard out") from None
+        raise UserError(
+            "--tensorboard needs the tensorboard package, an optional extra of minigpt",
+            "pip install 'minigpt[tensorboard]' (or pip install tensorboard), or leave --tensorboard out",
+        ) from None
     return SummaryWriter
 
 

@@ -1,9 +1,10 @@
 """minigpt-train: the training loop over a prepared dataset, with exact resume.
 
-Every source of randomness is keyed: batches by (seed, step, micro-step, rank) in data.py, weights by
-the seed, dropout by torch's generator, whose state is saved in every checkpoint. So on the CPU the
-same command gives the same metrics.jsonl (apart from timing fields), and a run stopped at any step
-and resumed ends with byte-identical weights.
+Every source of randomness is keyed (keys.py): batches by (seed, step, micro-batch) in data/loader.py,
+weights by the seed, the CPU's dropout masks by (seed, step, micro-batch) in layers.py, and elsewhere
+dropout by torch's generator, whose state every checkpoint saves. So on the CPU the same command gives
+the same metrics.jsonl (apart from timing fields), and a run stopped at any step and resumed ends with
+byte-identical weights.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from . import memory, signals
 from .checkpoint import RUNS_DIR, RunFolder, versions
 from .config import TrainConfig, eval_origin, eval_rule, lr_origin
-from .cpu import onednn_layout, onednn_matmul_rule
+from .kernels import onednn_layout, onednn_matmul_rule
 from .data.loader import TokenData, find_dataset, to_device
+from .data.shards import SPLITS
+from .data.vocab import VOCAB_FILE
 from .device import cpu_flags, describe, keep_freed_memory, muon_dtype, peak_flops, resolve_device, resolve_dtype
 from .distributed import Dist, micro_batches, setup
 from .errors import UserError, brief
@@ -31,6 +34,7 @@ from .files import folder_lock
 from .finetune import InitFrom, start as start_from
 from .model import GPT, GPTConfig
 from .optim import lr_at, make_optimizers
+from .resume import check_fresh, checked_state, saved_train, with_defaults
 from .scoring import CPU_EVAL_BATCH, forward_of, summed_loss
 from .graphs import GraphedForward
 from .step import GraphedStep, Step
@@ -38,10 +42,6 @@ from .tblog import open_writer, summary_writer, write_row
 
 EXIT_NAN = 3
 SLOW_STEP_S = 5.0  # a first step slower than this says what the whole run will take
-# What --resume may change: how long, how often to evaluate and log, where and how fast it computes.
-# Everything else would make the resumed run another run (BENCHMARKS' exact-resume tests hold it fixed).
-RESUME_MAY_CHANGE = ("max_iters", "eval_interval", "log_interval", "eval_tokens", "eval_tokens_from", "device", "compile",
-                     "cuda_graphs", "muon_dtype", "lr_from")
 
 
 @dataclass
@@ -64,8 +64,10 @@ class StopSignal:
 
     def __enter__(self):
         self._old = {s: signal.signal(s, self._set) for s in (signal.SIGINT, signal.SIGTERM)}
-        signals.say_first("{signal}: stopping at the end of this step, with a checkpoint; "
-                          "Ctrl-C again to stop at once (keeping the last checkpoint on disk)")
+        signals.say_first(
+            "{signal}: stopping at the end of this step, with a checkpoint; "
+            "Ctrl-C again to stop at once (keeping the last checkpoint on disk)"
+        )
         return self
 
     def _set(self, signum, frame) -> None:
@@ -77,9 +79,20 @@ class StopSignal:
             signal.signal(s, h)
 
 
-def train(cfg: TrainConfig, data: Path | None = None, out: Path | None = None, resume: bool = False,
-          force: bool = False, verify_data: bool = False, say=print, on_row=None, backend: str = "auto",
-          dist_timeout: float = 300.0, init_from: InitFrom | None = None, tensorboard: bool = False) -> Result:
+def train(
+    cfg: TrainConfig,
+    data: Path | None = None,
+    out: Path | None = None,
+    resume: bool = False,
+    force: bool = False,
+    verify_data: bool = False,
+    say=print,
+    on_row=None,
+    backend: str = "auto",
+    dist_timeout: float = 300.0,
+    init_from: InitFrom | None = None,
+    tensorboard: bool = False,
+) -> Result:
     """Train (or with resume, continue) a run; `say` gets notes and log lines, `on_row` every metrics row.
     init_from: start from that run's weights (finetune.py; cfg already has its shape). Under torchrun,
     every rank calls this; rank 0 alone speaks and writes (see distributed.py)."""
@@ -103,8 +116,16 @@ class Trainer:
     """One run in this process: open() builds it (fresh or from its checkpoint), prepare_step() makes the
     step as it will run, loop() trains, evaluates, logs and checkpoints until max_iters or a signal."""
 
-    def __init__(self, cfg: TrainConfig, d: Dist, device: torch.device, say, on_row, init_from: InitFrom | None = None,
-                 held: ExitStack | None = None):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        d: Dist,
+        device: torch.device,
+        say,
+        on_row,
+        init_from: InitFrom | None = None,
+        held: ExitStack | None = None,
+    ):
         self.cfg, self.d, self.device, self.say, self.init_from = cfg, d, device, say, init_from
         self.held = held or ExitStack()  # what the run holds until it ends: its folder's lock
         self.on_row = on_row or (lambda row: say(log_line(row, cfg)))
@@ -113,8 +134,15 @@ class Trainer:
         if device.type == "cpu":
             keep_freed_memory()
 
-    def open(self, data: Path | None, out: Path | None, resume: bool, force: bool, verify_data: bool,
-             tensorboard: bool = False) -> None:
+    def open(
+        self,
+        data: Path | None,
+        out: Path | None,
+        resume: bool,
+        force: bool,
+        verify_data: bool,
+        tensorboard: bool = False,
+    ) -> None:
         """The dataset, the run folder, the model and its optimizers: from scratch, or from the checkpoint."""
         cfg, d = self.cfg, self.d
         if tensorboard:
@@ -134,10 +162,17 @@ class Trainer:
         d.agree(self._hold_folder)
         self.cfg = cfg = self._eval_budget(resume)
         self.model_cfg = GPTConfig.from_train(cfg, self.dataset.manifest["vocab_size"])
-        self.config = {"model": self.model_cfg.to_json(), "train": cfg.to_json(),
-                       "dataset": {"folder": str(folder.resolve()), "manifest_sha256": self.dataset.manifest_sha256,
-                                   "vocab_sha256": self.dataset.manifest["vocab_sha256"]},
-                       "runtime": self._runtime(dtype_why, ns_why, onednn, matmul_why), "versions": versions()}
+        self.config = {
+            "model": self.model_cfg.to_json(),
+            "train": cfg.to_json(),
+            "dataset": {
+                "folder": str(folder.resolve()),
+                "manifest_sha256": self.dataset.manifest_sha256,
+                "vocab_sha256": self.dataset.manifest["vocab_sha256"],
+            },
+            "runtime": self._runtime(dtype_why, ns_why, onednn, matmul_why),
+            "versions": versions(),
+        }
         if init:
             self.config["init_from"] = init.to_json()
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
@@ -145,7 +180,9 @@ class Trainer:
         self.config["params"] = self.model.num_params()
         if init and not resume:  # every rank reads the same file
             start_from(self.model, init, self.dataset.manifest["vocab_sha256"], self.device)
-            self.say(f"starting from the weights of {init.run.path} (its step {init.step}), a fresh optimizer and schedule")
+            self.say(
+                f"starting from the weights of {init.run.path} (its step {init.step}), a fresh optimizer and schedule"
+            )
         if onednn:
             onednn_layout(self.model)
         self.optimizers = make_optimizers(self.model, cfg, self.device, self.ns_dtype)
@@ -155,7 +192,7 @@ class Trainer:
         if resume:
             self._resume()
         else:
-            d.agree(lambda: (_check_fresh(self.run, force), self.run.start(self.config, folder / "vocab.json")))
+            d.agree(lambda: (check_fresh(self.run, force), self.run.start(self.config, folder / VOCAB_FILE)))
             if d.rank:
                 torch.manual_seed(cfg.seed + d.rank)  # dropout masks of their own for the other ranks
         self.tb = None
@@ -173,9 +210,11 @@ class Trainer:
         cfg = self.cfg
         if cfg.eval_tokens_from == "flag":
             return cfg
-        saved = self.d.agree(lambda: _saved_train(self.run)) if resume else None
+        saved = self.d.agree(lambda: saved_train(self.run)) if resume else None
         if saved is not None and "eval_tokens" in saved:
-            return replace(cfg, eval_tokens=saved["eval_tokens"], eval_tokens_from=saved.get("eval_tokens_from", "preset"))
+            return replace(
+                cfg, eval_tokens=saved["eval_tokens"], eval_tokens_from=saved.get("eval_tokens_from", "preset")
+            )
         if self.device.type == "cpu":
             return replace(cfg, eval_tokens=eval_rule(cfg), eval_tokens_from="rule")
         return cfg
@@ -195,8 +234,13 @@ class Trainer:
 
         def need_at(b=None, t=None):
             return memory.train_need(self.model, cfg, self.optimizers, self.device, self.dtype, b, t)
-        return memory.check(need_at(), free, f"a training step of {cfg.batch_size} x {cfg.block_size} tokens",
-                            memory.train_fixes(need_at, cfg, free))
+
+        return memory.check(
+            need_at(),
+            free,
+            f"a training step of {cfg.batch_size} x {cfg.block_size} tokens",
+            memory.train_fixes(need_at, cfg, free),
+        )
 
     def _eval_batch(self, upto: int) -> int:
         """Evaluation windows a batch: `upto`, or fewer where that many would not fit beside the optimizer state
@@ -205,8 +249,12 @@ class Trainer:
         if free is None:
             return upto
         room = free - memory.state_need(self.model, self.optimizers).total
-        return memory.largest_batch(lambda b: memory.forward_need(self.model.config, b, self.cfg.block_size,
-                                                                  self.dtype), upto, room) or 1
+        return (
+            memory.largest_batch(
+                lambda b: memory.forward_need(self.model.config, b, self.cfg.block_size, self.dtype), upto, room
+            )
+            or 1
+        )
 
     def _hold_folder(self) -> None:
         """Rank 0 writes the run folder: its lock, held to the end of the run, and what a killed process
@@ -217,18 +265,27 @@ class Trainer:
 
     def _runtime(self, dtype_why: str, ns_why: str, onednn: bool, matmul_why: str) -> dict:
         """How this run computes, as config.json records it and the start-up line says it."""
-        rt = {"device": str(self.device), "device_name": describe(self.device), "dtype": str(self.dtype)[6:],
-              "dtype_why": dtype_why, "world_size": self.d.world_size}
+        rt = {
+            "device": str(self.device),
+            "device_name": describe(self.device),
+            "dtype": str(self.dtype)[6:],
+            "dtype_why": dtype_why,
+            "world_size": self.d.world_size,
+        }
         if self.cfg.optimizer == "muon":
             rt.update(muon_dtype=str(self.ns_dtype)[6:], muon_dtype_why=ns_why)
         if self.device.type == "cpu":
-            rt.update(threads=torch.get_num_threads(), cpu_flags=cpu_flags(), keep_freed_memory=keep_freed_memory(),
-                      matmul=f"{'oneDNN' if onednn else 'default'} ({matmul_why})")
+            rt.update(
+                threads=torch.get_num_threads(),
+                cpu_flags=cpu_flags(),
+                keep_freed_memory=keep_freed_memory(),
+                matmul=f"{'oneDNN' if onednn else 'default'} ({matmul_why})",
+            )
         return rt
 
     def _resume(self) -> None:
         d, cfg = self.d, self.cfg
-        state = d.agree(lambda: _resume(self.run, self.config))
+        state = d.agree(lambda: checked_state(self.run, self.config))
         self.model.load_state_dict(state["model"])
         for opt, opt_state in zip(self.optimizers, state["optimizer"]):
             opt.load_state_dict(opt_state)
@@ -237,19 +294,23 @@ class Trainer:
         if len(state["rng"]) == d.world_size:
             _set_rng(state["rng"][d.rank], self.device)
         else:
-            self.say(f"the checkpoint was written by {len(state['rng'])} process(es), this run has {d.world_size}: "
-                     "the batches are the same (on the CPU the dropout masks too); torch's RNG starts afresh")
+            self.say(
+                f"the checkpoint was written by {len(state['rng'])} process(es), this run has {d.world_size}: "
+                "the batches are the same (on the CPU the dropout masks too); torch's RNG starts afresh"
+            )
             torch.manual_seed(cfg.seed + 1_000_003 * self.step + d.rank)
         if d.main:
             self.run.save_weights(self.model)  # the checkpoint's own weights, in case a kill came between its files
             if self.run.truncate_metrics(self.step):
-                self.say(f"{self.run.file('metrics.jsonl')} ended in a torn line (a crash while it was written): dropped")
+                self.say(
+                    f"{self.run.file('metrics.jsonl')} ended in a torn line (a crash while it was written): dropped"
+                )
             self._record_changes(state["train"])
         self.say(f"resuming {self.run.path} at step {self.step:,} of {cfg.max_iters:,}")
 
     def _record_changes(self, saved: dict) -> None:
         """The flags a resume changed (those it may: RESUME_MAY_CHANGE), in config.json with the step."""
-        saved = _with_defaults(saved)
+        saved = with_defaults(saved)
         changed = {k: [saved[k], v] for k, v in self.cfg.to_json().items() if k != "preset" and saved[k] != v}
         if not changed:
             return
@@ -268,28 +329,46 @@ class Trainer:
         # CUDA graphs: not under DDP (its hooks run between kernels), nor with fp16's scaler (it syncs every step)
         graphs = cfg.cuda_graphs and device.type == "cuda" and not d.enabled and dtype != torch.float16
         # autocast's cache of cast weights is kept out of graph capture, as torch's CUDA graph notes advise
-        self.autocast = torch.autocast(device.type, dtype=dtype, cache_enabled=not graphs) \
-            if dtype != torch.float32 else nullcontext()
+        self.autocast = (
+            torch.autocast(device.type, dtype=dtype, cache_enabled=not graphs)
+            if dtype != torch.float32
+            else nullcontext()
+        )
         self.compiled = _maybe_compile(self.model, cfg, device, self.say)
         first = [self.dataset.batch(cfg.seed, self.step, m, cfg.batch_size, cfg.block_size) for m in self.micros]
         if self.compiled is not self.model and self.step < cfg.max_iters:
             x, y = to_device(first[0], device)
             with self.autocast:
                 self.compiled = _first_compiled_call(self.compiled, self.model, x, y, cfg, self.say)
-        net = DDP(self.compiled, device_ids=[device.index] if device.type == "cuda" else None) if d.enabled \
+        net = (
+            DDP(self.compiled, device_ids=[device.index] if device.type == "cuda" else None)
+            if d.enabled
             else self.compiled
-        step_args = (net, self.model, self.optimizers, cfg.grad_accum, cfg.grad_clip, self.autocast, self.scaler,
-                     d.enabled, device)
+        )
+        step_args = (
+            net,
+            self.model,
+            self.optimizers,
+            cfg.grad_accum,
+            cfg.grad_clip,
+            self.autocast,
+            self.scaler,
+            d.enabled,
+            device,
+        )
         self.train_step, self.eval_forward = Step(*step_args), None
         if graphs and self.step < cfg.max_iters:
             graphed = _capture(step_args, first, cfg, self.say)
             self.train_step, self.eval_forward = graphed or (self.train_step, None)
         # every rank evaluates its share of the fixed windows; the sums are added up across ranks
-        self.windows = {split: self.dataset.eval_windows(split, cfg.block_size, cfg.eval_tokens, cfg.seed)
-                        for split in ("val", "train")}
-        self.eval_batch = self._eval_batch(max(cfg.batch_size, CPU_EVAL_BATCH)) \
-            if device.type == "cpu" and self.compiled is self.model \
-            else cfg.batch_size  # a compiled model or a CUDA graph keeps the training batch's shape
+        self.windows = {
+            split: self.dataset.eval_windows(split, cfg.block_size, cfg.eval_tokens, cfg.seed) for split in SPLITS
+        }
+        self.eval_batch = (
+            self._eval_batch(max(cfg.batch_size, CPU_EVAL_BATCH))
+            if device.type == "cpu" and self.compiled is self.model
+            else cfg.batch_size
+        )  # a compiled model or a CUDA graph keeps the training batch's shape
         self.flops_peak = peak_flops(device)
 
     def evaluate(self, split: str) -> float:
@@ -297,41 +376,65 @@ class Trainer:
         cfg, d, windows = self.cfg, self.d, self.windows[split]
         self.compiled.eval()
         forward = forward_of(self.model, self.autocast, self.device, cfg.batch_size, self.compiled, self.eval_forward)
-        batches = self.dataset.eval_batches(split, windows[d.rank::d.world_size], self.eval_batch, cfg.block_size)
+        batches = self.dataset.eval_batches(split, windows[d.rank :: d.world_size], self.eval_batch, cfg.block_size)
         total = summed_loss(forward, batches, self.device)
         self.compiled.train()
         return d.sum(total).item() / len(windows)
 
     def checkpoint(self) -> None:
-        rng = self.d.gather({"cpu": torch.get_rng_state(), **({"cuda": torch.cuda.get_rng_state(self.device)}
-                                                               if self.device.type == "cuda" else {})})
+        rng = self.d.gather(
+            {
+                "cpu": torch.get_rng_state(),
+                **({"cuda": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {}),
+            }
+        )
         if self.d.main:
-            self.run.save(self.model, {"step": self.step, "best_val_loss": self.best_val, "tokens_seen": self.tokens_seen,
-                                       "optimizer": [o.state_dict() for o in self.optimizers],
-                                       "scaler": self.scaler.state_dict(), "rng": rng,
-                                       "model_config": self.model_cfg.to_json(), "dataset": self.config["dataset"],
-                                       "train": self.cfg.to_json()})
+            self.run.save(
+                self.model,
+                {
+                    "step": self.step,
+                    "best_val_loss": self.best_val,
+                    "tokens_seen": self.tokens_seen,
+                    "optimizer": [o.state_dict() for o in self.optimizers],
+                    "scaler": self.scaler.state_dict(),
+                    "rng": rng,
+                    "model_config": self.model_cfg.to_json(),
+                    "dataset": self.config["dataset"],
+                    "train": self.cfg.to_json(),
+                },
+            )
         self._kept()
 
     def _kept(self) -> None:
         """What a second Ctrl-C, which exits at once, leaves: the last checkpoint, as of now."""
-        signals.keep(f"the checkpoint of step {self.step:,} in {self.run.path} is the one on disk; nothing after it was "
-                     "saved (continue with --resume)" if self.run.exists() else
-                     f"no checkpoint of {self.run.path} had been written: nothing of this run was saved")
+        signals.keep(
+            f"the checkpoint of step {self.step:,} in {self.run.path} is the one on disk; nothing after it was "
+            "saved (continue with --resume)"
+            if self.run.exists()
+            else f"no checkpoint of {self.run.path} had been written: nothing of this run was saved"
+        )
 
     def finite(self, loss: torch.Tensor) -> float:
         """The step's loss; a NaN or inf stops training before any checkpoint can save broken weights."""
         value = loss.item()
         if not math.isfinite(value):
             kept = "the last good checkpoint is kept" if self.run.exists() else "no checkpoint had been written yet"
-            raise UserError(f"the loss became {value} by step {self.step}; training stopped ({kept})",
-                            "lower --lr, keep --grad-clip on, or try --dtype float32", exit_code=EXIT_NAN)
+            raise UserError(
+                f"the loss became {value} by step {self.step}; training stopped ({kept})",
+                "lower --lr, keep --grad-clip on, or try --dtype float32",
+                exit_code=EXIT_NAN,
+            )
         return value
 
     def log(self, step_loss: torch.Tensor, lr: float, tok_s: float, elapsed: float) -> None:
         """One metrics row (with an evaluation and a checkpoint at eval steps and the last)."""
         cfg, step = self.cfg, self.step
-        row = {"step": step, "tokens_seen": self.tokens_seen, "lr": lr, "train_loss": self.finite(self.d.sum(step_loss))}
+        row = {
+            "step": step,
+            "tokens_seen": self.tokens_seen,
+            "lr": lr,
+            "train_loss": self.finite(self.d.sum(step_loss)),
+        }
         evaluating = step % cfg.eval_interval == 0 or step == cfg.max_iters
         started = time.perf_counter()
         if evaluating:
@@ -356,8 +459,10 @@ class Trainer:
         """After the first step, where it was slow: what the run will take at this pace, said at once."""
         left = self.cfg.max_iters - self.step
         if seconds >= SLOW_STEP_S and left:
-            self.say(f"step {self.step:,} took {seconds:.1f} s: the {left:,} steps left would take about "
-                     f"{_duration(left * seconds)} at this pace (Ctrl-C stops at the end of a step, with a checkpoint)")
+            self.say(
+                f"step {self.step:,} took {seconds:.1f} s: the {left:,} steps left would take about "
+                f"{_duration(left * seconds)} at this pace (Ctrl-C stops at the end of a step, with a checkpoint)"
+            )
 
     def loop(self) -> Result:
         cfg, d = self.cfg, self.d
@@ -368,8 +473,10 @@ class Trainer:
         with StopSignal() as stop:
             while self.step < cfg.max_iters:
                 lr = lr_at(self.step, cfg)
-                batches = [self.dataset.batch(cfg.seed, self.step, m, cfg.batch_size, cfg.block_size) for m in self.micros]
-                keys = [(cfg.seed, self.step, m) for m in self.micros]  # the CPU's dropout masks (cpu.DropoutMasks)
+                batches = [
+                    self.dataset.batch(cfg.seed, self.step, m, cfg.batch_size, cfg.block_size) for m in self.micros
+                ]
+                keys = [(cfg.seed, self.step, m) for m in self.micros]  # the CPU's dropout masks (layers.DropoutMasks)
                 try:
                     step_loss = self.train_step(batches, lr, keys)  # no .item(): the GPU is not waited on every step
                 except torch.cuda.OutOfMemoryError:
@@ -389,12 +496,19 @@ class Trainer:
                     self.checkpoint()
                     stopped_by = signal.Signals(stop.signum).name if stop.signum else "SIGTERM"
                     break
-        return Result(self.run.path, self.step, self.best_val, self.tokens_seen, time.perf_counter() - start_time,
-                      stopped_by, self.eval_seconds)
+        return Result(
+            self.run.path,
+            self.step,
+            self.best_val,
+            self.tokens_seen,
+            time.perf_counter() - start_time,
+            stopped_by,
+            self.eval_seconds,
+        )
 
 
 def _cpu_matmul(cfg: TrainConfig, device: torch.device) -> tuple[bool, str]:
-    """Whether the model's Linear layers go to oneDNN (cpu.OneDNNLinear), and why."""
+    """Whether the model's Linear layers go to oneDNN (kernels.OneDNNLinear), and why."""
     if device.type != "cpu":
         return False, device.type
     if cfg.compile:
@@ -422,13 +536,21 @@ def _set_rng(rng: dict, device: torch.device) -> None:
 
 
 def _oom(cfg: TrainConfig) -> UserError:
-    return UserError(f"out of GPU memory at batch size {cfg.batch_size} x block {cfg.block_size}",
-                     f"use a smaller --batch-size with a larger --grad-accum (e.g. --batch-size "
-                     f"{max(cfg.batch_size // 2, 1)} --grad-accum {cfg.grad_accum * 2}): same tokens per step")
+    return UserError(
+        f"out of GPU memory at batch size {cfg.batch_size} x block {cfg.block_size}",
+        f"use a smaller --batch-size with a larger --grad-accum (e.g. --batch-size "
+        f"{max(cfg.batch_size // 2, 1)} --grad-accum {cfg.grad_accum * 2}): same tokens per step",
+    )
 
 
 def _duration(seconds: float) -> str:
-    return f"{seconds / 3600:,.1f} h" if seconds >= 3600 else f"{seconds / 60:,.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+    return (
+        f"{seconds / 3600:,.1f} h"
+        if seconds >= 3600
+        else f"{seconds / 60:,.0f} min"
+        if seconds >= 60
+        else f"{seconds:.0f} s"
+    )
 
 
 def log_line(row: dict, cfg: TrainConfig) -> str:
@@ -440,73 +562,6 @@ def log_line(row: dict, cfg: TrainConfig) -> str:
     if "mfu" in row:
         s += f"  mfu {row['mfu']:.1%}"
     return s
-
-
-def _check_fresh(run: RunFolder, force: bool) -> None:
-    if not run.exists() or force:
-        return
-    state_step, max_iters = run.saved_progress() or (None, 0)
-    if state_step is None:
-        raise UserError(f"{run.path} holds a checkpoint that cannot be read ({run.file('train_state.pt').name} is damaged)",
-                        "add --force to start over there, or choose another --out")
-    if state_step >= max_iters:
-        raise UserError(f"{run.path} already holds a finished run ({state_step:,} steps)",
-                        "choose another --out, or add --force to train over it")
-    raise UserError(f"{run.path} holds an unfinished run (checkpoint at step {state_step})",
-                    "add --resume to continue it, --force to start over, or choose another --out")
-
-
-def _resume(run: RunFolder, config: dict) -> dict:
-    if not run.exists():
-        raise UserError(f"--resume: {run.path} has no checkpoint ({run.file('train_state.pt').name})",
-                        "drop --resume to start a new run there, or point --out at the run to continue")
-    try:
-        state = run.load_state(torch.device("cpu"))
-    except Exception as e:
-        raise UserError(f"--resume: cannot read {run.file('train_state.pt')}: {e}",
-                        "the checkpoint is damaged; start over with --force") from None
-    if state["dataset"]["manifest_sha256"] != config["dataset"]["manifest_sha256"]:
-        raise UserError(f"--resume: {run.path} was trained on another dataset ({state['dataset']['folder']})",
-                        "resume with the same --data, or start a new run with another --out")
-    if state["model_config"] != config["model"]:
-        diff = {k: (state["model_config"].get(k), v) for k, v in config["model"].items() if state["model_config"].get(k) != v}
-        raise UserError("--resume: the model shape differs from the checkpoint's: "
-                        + ", ".join(f"{k} was {a}, now {b}" for k, (a, b) in diff.items()),
-                        "resume with the run's own flags (see its config.json), or start a new run with another --out")
-    saved = _with_defaults(state["train"])
-    refused = {k: (saved[k], v) for k, v in config["train"].items()
-               if k != "preset" and k not in RESUME_MAY_CHANGE and saved[k] != v}
-    if refused:
-        raise UserError("--resume: these settings differ from the run's, and would make it another run: "
-                        + "; ".join(f"--{k.replace('_', '-')} was {a}, now {b}" for k, (a, b) in refused.items()),
-                        "resume with the run's own flags (its config.json); to train with these, start a new run "
-                        f"(another --out), from its weights if you like: --init-from {run.path}. "
-                        f"On resume only {', '.join('--' + k.replace('_', '-') for k in RESUME_MAY_CHANGE)} may change")
-    before = _saved_device_type(run)
-    if before is not None and before != config["runtime"]["device"].split(":")[0]:
-        raise UserError(f"--resume: the run trained on {before}, and this would continue it on "
-                        f"{config['runtime']['device']}", f"resume it on {before} (--device {before})")
-    return state
-
-
-def _with_defaults(train: dict) -> dict:
-    """A checkpoint's training settings, each field newer than the checkpoint at its default."""
-    return {**TrainConfig().to_json(), **train}
-
-
-def _saved_train(run: RunFolder) -> dict | None:
-    """config.json's training settings, or None where it cannot be read (--resume's own checks say why)."""
-    try:
-        return run.read_config()["train"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _saved_device_type(run: RunFolder) -> str | None:
-    try:
-        return run.read_config()["runtime"]["device"].split(":")[0]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
 
 
 def _maybe_compile(model: GPT, cfg: TrainConfig, device: torch.device, say):
@@ -524,9 +579,11 @@ def _maybe_compile(model: GPT, cfg: TrainConfig, device: torch.device, say):
 def _capture(step_args: tuple, first: list, cfg: TrainConfig, say):
     """The training step and the evaluation forward pass (of the same network) as CUDA graphs; or None
     where capture fails (the step then runs as it is: a few times slower at the seed preset's size)."""
+
     def both():
         step = GraphedStep(*step_args, first=first)
         return step, GraphedForward(step.net, step.autocast, first[0].shape, step.device)
+
     return _or_else(both, None, "CUDA graph capture", "--no-cuda-graphs", cfg, say)
 
 
@@ -534,6 +591,7 @@ def _first_compiled_call(compiled, model: GPT, x: torch.Tensor, y: torch.Tensor,
     """torch.compile compiles on the first call; where that fails (no Triton, no C compiler, an
     unsupported platform), say so and train the uncompiled model instead. The trial call is the
     evaluation graph (eval mode, full batch, no grad), which evaluation needs anyway."""
+
     def trial():
         compiled.eval()
         try:
@@ -542,6 +600,7 @@ def _first_compiled_call(compiled, model: GPT, x: torch.Tensor, y: torch.Tensor,
         finally:
             compiled.train()
         return compiled
+
     return _or_else(trial, model, "torch.compile", "--no-compile", cfg, say)
 
 
@@ -559,11 +618,17 @@ def _or_else(fn, fallback, what: str, flag: str, cfg: TrainConfig, say):
 def summary(result: Result, config: TrainConfig) -> str:
     lines = [f"run: {result.run}"]
     if result.stopped_by:
-        lines.append(f"stopped by {result.stopped_by} at step {result.step:,}; checkpoint saved: continue with --resume")
+        lines.append(
+            f"stopped by {result.stopped_by} at step {result.step:,}; checkpoint saved: continue with --resume"
+        )
     else:
         lines.append(f"finished {result.step:,} steps")
     if math.isfinite(result.best_val_loss):
-        lines.append(f"best val loss {result.best_val_loss:.4f} nats/char ({result.best_val_loss / math.log(2):.4f} bits/char)")
-    lines.append(f"{result.tokens:,} tokens in {result.seconds:.1f} s (evaluation and checkpoints {result.eval_seconds:.1f} s); "
-                 f"weights: {result.run / 'model.safetensors'}")
+        lines.append(
+            f"best val loss {result.best_val_loss:.4f} nats/char ({result.best_val_loss / math.log(2):.4f} bits/char)"
+        )
+    lines.append(
+        f"{result.tokens:,} tokens in {result.seconds:.1f} s (evaluation and checkpoints {result.eval_seconds:.1f} s); "
+        f"weights: {result.run / 'model.safetensors'}"
+    )
     return "\n".join(lines)

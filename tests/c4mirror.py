@@ -130,8 +130,7 @@ def make_docs(n: int, seed: int, start: int = 0, extra_chars: str = "") -> list[
         k = start + i
         rng = random.Random(seed * 1_000_003 + k)
         paragraphs = [
-            " ".join(_sentence(rng) for _ in range(rng.randint(1, 3)))
-            for _ in range(rng.choice((1, 1, 2, 3)))
+            " ".join(_sentence(rng) for _ in range(rng.randint(1, 3))) for _ in range(rng.choice((1, 1, 2, 3)))
         ]
         if k % 3 == 0:
             paragraphs.insert(rng.randrange(len(paragraphs) + 1), _SPECIAL[(k // 3) % len(_SPECIAL)])

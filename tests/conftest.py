@@ -33,8 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # searches ten times as many, at random. Each example makes its own temporary folders, so the
 # function-scoped fixtures (the autouse working folder) are shared by its examples without harm.
 _QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
-settings.register_profile("ci", max_examples=40, derandomize=True, database=None, deadline=None,
-                          suppress_health_check=_QUIET, print_blob=True)
+settings.register_profile(
+    "ci", max_examples=40, derandomize=True, database=None, deadline=None, suppress_health_check=_QUIET, print_blob=True
+)
 settings.register_profile("deep", max_examples=400, deadline=None, suppress_health_check=_QUIET, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
@@ -77,8 +78,9 @@ def hub_env(hub_url: str | None) -> dict:
     return env
 
 
-def run_subprocess(*args: str, env: dict | None = None, cwd: Path | None = None,
-                   script: list[str] | None = None) -> Ran:
+def run_subprocess(
+    *args: str, env: dict | None = None, cwd: Path | None = None, script: list[str] | None = None
+) -> Ran:
     """minigpt-prepare as a user runs it: `python prepare.py ...` unless `script` says otherwise."""
     cmd = (script or [sys.executable, str(ROOT / "prepare.py")]) + [str(a) for a in args]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env or os.environ.copy(), cwd=cwd, timeout=300)
@@ -98,7 +100,11 @@ def mirror(tmp_path) -> Path:
     Train doc 99 has two characters found nowhere else (☃, Ω), validation doc 3 two found nowhere in
     train (☂, ß): both end up as <unk> under any --min-count above 1.
     """
-    rare = {"text": "A rare snowman \u2603 and \u03a9mega.", "timestamp": "2019-04-25T12:57:54Z", "url": "https://rare.example/1"}
+    rare = {
+        "text": "A rare snowman \u2603 and \u03a9mega.",
+        "timestamp": "2019-04-25T12:57:54Z",
+        "url": "https://rare.example/1",
+    }
     train_b = make_docs(60, seed=2, start=60)
     train_b[39] = rare
     val = make_docs(20, seed=3, start=1000)
@@ -112,8 +118,9 @@ def dataset(tmp_path_factory) -> Path:
     """A prepared dataset of ~120 short documents, train in shards of 8,000 tokens."""
     root = tmp_path_factory.mktemp("train-data")
     mirror = write_c4_mirror(root / "mirror", [make_docs(150, seed=11)], [make_docs(30, seed=12)])
-    r = run_inprocess("--dataset", mirror, "--docs", 150, "--val-docs", 30, "--shard-tokens", 8000,
-                      "--out", root / "ds")
+    r = run_inprocess(
+        "--dataset", mirror, "--docs", 150, "--val-docs", 30, "--shard-tokens", 8000, "--out", root / "ds"
+    )
     assert r.code == 0, r.output
     return root / "ds"
 
@@ -130,6 +137,7 @@ def stop_at(monkeypatch, step: int) -> None:
         if s == step and micro == 0:
             signal.raise_signal(signal.SIGTERM)
         return original(self, seed, s, micro, B, T)
+
     monkeypatch.setattr(TokenData, "batch", batch)
 
 

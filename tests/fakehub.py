@@ -40,10 +40,20 @@ _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 class FakeHub:
-    def __init__(self, root, repo_id: str = "allenai/c4", *, sha: str = DEFAULT_SHA,
-                 drop_at_byte: int | None = None, drop_file_substring: str = "c4-train",
-                 fail_429: int = 0, fail_5xx: int = 0, status_5xx: int = 503,
-                 retry_after: int = 0, data_substring: str = ".json.gz"):
+    def __init__(
+        self,
+        root,
+        repo_id: str = "allenai/c4",
+        *,
+        sha: str = DEFAULT_SHA,
+        drop_at_byte: int | None = None,
+        drop_file_substring: str = "c4-train",
+        fail_429: int = 0,
+        fail_5xx: int = 0,
+        status_5xx: int = 503,
+        retry_after: int = 0,
+        data_substring: str = ".json.gz",
+    ):
         self.root = pathlib.Path(root).resolve()
         self.repo_id, self.sha = repo_id, sha
         self.drop_file_substring, self.data_substring = drop_file_substring, data_substring
@@ -90,8 +100,9 @@ class FakeHub:
         server.hub = self  # type: ignore[attr-defined]
         server.handle_error = lambda request, client_address: None  # client hang-ups are normal
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="FakeHub", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="FakeHub", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -120,8 +131,11 @@ class FakeHub:
 
     # -- repo content ----------------------------------------------------------------------------
     def _all_files(self) -> list[str]:
-        return sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*")
-                      if p.is_file() and not any(part.startswith(".") for part in p.relative_to(self.root).parts))
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in self.root.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(self.root).parts)
+        )
 
     def _file(self, rel: str) -> pathlib.Path | None:
         p = (self.root / rel).resolve()
@@ -156,17 +170,28 @@ class FakeHub:
         for f in files:
             if not f.startswith(prefix):
                 continue
-            parts = f[len(prefix):].split("/")
+            parts = f[len(prefix) :].split("/")
             stop = len(parts) if recursive else 1
             paths.update(prefix + "/".join(parts[: i + 1]) for i in range(stop))
         return [self._entry(p) for p in sorted(paths)]
 
     def _info(self) -> dict:
-        return {"_id": "fakehub", "id": self.repo_id, "author": self.repo_id.split("/")[0],
-                "sha": self.sha, "private": False, "gated": False, "disabled": False,
-                "downloads": 0, "likes": 0, "tags": [], "cardData": {},
-                "lastModified": "2024-01-01T00:00:00.000Z", "createdAt": "2024-01-01T00:00:00.000Z",
-                "siblings": [{"rfilename": f} for f in self._all_files()]}
+        return {
+            "_id": "fakehub",
+            "id": self.repo_id,
+            "author": self.repo_id.split("/")[0],
+            "sha": self.sha,
+            "private": False,
+            "gated": False,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "cardData": {},
+            "lastModified": "2024-01-01T00:00:00.000Z",
+            "createdAt": "2024-01-01T00:00:00.000Z",
+            "siblings": [{"rfilename": f} for f in self._all_files()],
+        }
 
     # -- fault decisions (called by the handler) -------------------------------------------------
     def _take_fault(self, rel: str) -> str | None:
@@ -250,14 +275,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         resolve, api = f"/datasets/{hub.repo_id}/resolve/", f"/api/datasets/{hub.repo_id}"
         revs = ("main", hub.sha)
         if path.startswith(resolve) and self.command in ("GET", "HEAD"):
-            rev, _, rel = path[len(resolve):].partition("/")
+            rev, _, rel = path[len(resolve) :].partition("/")
             return self._resolve(rel) if rev in revs else self._not_found("RevisionNotFound")
         if self.command == "GET" and (path == api or path in (f"{api}/revision/{r}" for r in revs)):
             return self._json(hub._info())
         if self.command == "GET" and path.startswith(f"{api}/revision/"):
             return self._not_found("RevisionNotFound")
         if self.command == "GET" and path.startswith(f"{api}/tree/"):
-            rev, _, folder = path[len(f"{api}/tree/"):].partition("/")
+            rev, _, folder = path[len(f"{api}/tree/") :].partition("/")
             recursive = query.get("recursive", ["false"])[0].lower() in ("true", "1")
             tree = hub._tree(folder.strip("/"), recursive) if rev in revs else None
             return self._not_found() if tree is None else self._json(tree)
@@ -281,12 +306,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             hub.release.wait(60)
         if self.command == "GET" and (fault := hub._take_fault(rel)) is not None:
             if fault == "429":  # huggingface_hub waits Retry-After + 1 s
-                return self._reply(429, b'{"error": "Too Many Requests (FakeHub)"}',
-                                   {"Retry-After": str(hub.retry_after), "Content-Type": "application/json"})
-            return self._reply(hub.status_5xx, b'{"error": "Server error (FakeHub)"}',
-                               {"Content-Type": "application/json"})
-        headers = {"Accept-Ranges": "bytes", "ETag": f'"{hub._oid(f)}"',
-                   "Content-Type": "application/octet-stream"}
+                return self._reply(
+                    429,
+                    b'{"error": "Too Many Requests (FakeHub)"}',
+                    {"Retry-After": str(hub.retry_after), "Content-Type": "application/json"},
+                )
+            return self._reply(
+                hub.status_5xx, b'{"error": "Server error (FakeHub)"}', {"Content-Type": "application/json"}
+            )
+        headers = {"Accept-Ranges": "bytes", "ETag": f'"{hub._oid(f)}"', "Content-Type": "application/octet-stream"}
         start, end, status = 0, size - 1, 200
         m = _RANGE_RE.match((self.headers.get("Range") or "").strip())
         if m and (m[1] or m[2]):  # anything unparsable is ignored -> full 200, as RFC 9110 allows

@@ -29,8 +29,10 @@ def test_a_cpu_run_without_eval_tokens_gets_the_rule_s_budget_and_says_so(datase
     want = readme_budget(60, 20, 16 * 32, 32)
     train = config_of(run)
     assert (train["eval_tokens"], train["eval_tokens_from"]) == (want, "rule")
-    assert (f"evaluation every 20 steps and at the end: {want:,} tokens of val and of train (the CPU rule: at most "
-            "~10% of the run's time; --eval-tokens N to choose)") in r.output
+    assert (
+        f"evaluation every 20 steps and at the end: {want:,} tokens of val and of train (the CPU rule: at most "
+        "~10% of the run's time; --eval-tokens N to choose)"
+    ) in r.output
     from minigpt.cli import eval_app
 
     score = json.loads(invoke(eval_app, "--run", run, "--json").stdout)  # the run's budget, the run's figure
@@ -38,9 +40,15 @@ def test_a_cpu_run_without_eval_tokens_gets_the_rule_s_budget_and_says_so(datase
     assert score["loss"] == pytest.approx([m for m in metrics(run) if "val_loss" in m][-1]["val_loss"], rel=1e-6)
 
 
-@pytest.mark.parametrize("preset,flags", [("tiny", {}), ("seed", {}), ("seed", dict(n_layer=4, n_head=4, n_embd=128,
-                                                                                   batch_size=12)),
-                                          ("seed", dict(max_iters=3, eval_interval=3, batch_size=4))])
+@pytest.mark.parametrize(
+    "preset,flags",
+    [
+        ("tiny", {}),
+        ("seed", {}),
+        ("seed", dict(n_layer=4, n_head=4, n_embd=128, batch_size=12)),
+        ("seed", dict(max_iters=3, eval_interval=3, batch_size=4)),
+    ],
+)
 def test_the_rule_at_the_shapes_users_run(preset, flags):
     from minigpt.config import eval_rule
 
@@ -53,7 +61,9 @@ def test_the_rule_at_the_shapes_users_run(preset, flags):
 
 
 def test_eval_tokens_wins_and_resume_keeps_the_run_s_budget(dataset, tmp_path, monkeypatch):
-    r = run_train("--preset", "tiny", "--max-iters", 20, "--eval-tokens", 1024, "--data", dataset, "--out", tmp_path / "f")
+    r = run_train(
+        "--preset", "tiny", "--max-iters", 20, "--eval-tokens", 1024, "--data", dataset, "--out", tmp_path / "f"
+    )
     assert r.exit_code == 0 and "1,024 tokens of val and of train (--eval-tokens)" in r.output, r.output
     assert (config_of(tmp_path / "f")["eval_tokens"], config_of(tmp_path / "f")["eval_tokens_from"]) == (1024, "flag")
     run = tmp_path / "run"

@@ -1,4 +1,4 @@
-"""The CPU training path (minigpt/cpu.py): oneDNN's Linear, keyed dropout masks, ReLU squared."""
+"""The CPU training path (minigpt/kernels.py, minigpt/layers.py): oneDNN's Linear, keyed dropout masks, ReLU squared."""
 
 import copy
 import math
@@ -7,11 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minigpt.cpu import DropoutMasks, KeyedDropout, OneDNNLinear, onednn_layout, onednn_usable, relu_squared
+from minigpt.kernels import OneDNNLinear, onednn_layout, onednn_usable
+from minigpt.layers import DropoutMasks, KeyedDropout, relu_squared
 from minigpt.model import GPT, CausalSelfAttention, GPTConfig
 
 
 # ---- oneDNN's Linear ----
+
 
 @pytest.mark.skipif(not onednn_usable(), reason="oneDNN's linear op is not usable in this torch")
 @pytest.mark.parametrize("bias", [False, True])
@@ -44,6 +46,7 @@ def test_onednn_layout_keeps_the_tied_head_and_the_loss():
 
 
 # ---- keyed dropout masks ----
+
 
 def factors(masks: DropoutMasks, shape, p: float, dtype: torch.dtype) -> torch.Tensor:
     """The next mask as factors: 0 where dropped, 1 / (1 - p) where kept."""
@@ -110,8 +113,9 @@ def test_attention_with_keyed_dropout_is_the_attention_of_its_mask():
     assert torch.allclose(y, (weights * mask) @ v, atol=1e-5)
     # and with nothing dropped it is scaled_dot_product_attention
     attn.masks.kept = lambda shape, p: (torch.ones(shape, dtype=torch.bool), 1.0)
-    assert torch.allclose(attn.keyed_dropout_attention(q, k, v), F.scaled_dot_product_attention(q, k, v, is_causal=True),
-                          atol=1e-5)
+    assert torch.allclose(
+        attn.keyed_dropout_attention(q, k, v), F.scaled_dot_product_attention(q, k, v, is_causal=True), atol=1e-5
+    )
 
 
 def test_the_models_dropout_masks_follow_the_key_alone():
@@ -132,6 +136,7 @@ def test_the_models_dropout_masks_follow_the_key_alone():
 
 
 # ---- ReLU squared ----
+
 
 def test_relu_squared_has_autograds_values_and_gradients_bit_for_bit():
     torch.manual_seed(0)

@@ -19,7 +19,7 @@ import torch
 
 from c4mirror import make_docs, write_c4_mirror
 from conftest import ROOT, invoke, metrics, run_inprocess, run_subprocess
-from minigpt import stream
+from minigpt.data import stream
 from minigpt.data.loader import TokenData, to_device
 from minigpt.decode import GraphedDecode
 from minigpt.engine import Engine, SamplingParams
@@ -42,6 +42,7 @@ def dataset(tmp_path_factory) -> Path:
 
     def tables(self):  # the documents `datasets` would stream from the mirror, in order
         yield stream.normalize(pa.Table.from_pylist(TRAIN_DOCS if self.split == "train" else VAL_DOCS), self.where)
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(stream.SplitStream, "_open", tables)
         r = run_inprocess("--dataset", mirror, "--docs", 300, "--val-docs", 40, "--out", root / "ds")
@@ -60,7 +61,9 @@ def test_batches_reach_the_gpu_unchanged(dataset):
     batch = data.batch(1, 5, 0, 64, 32)
     x, y = to_device(batch, torch.device("cuda"))
     assert x.is_cuda and x.shape == (64, 32)
-    assert torch.equal(x.cpu(), torch.from_numpy(batch[:, :-1])) and torch.equal(y.cpu(), torch.from_numpy(batch[:, 1:]))
+    assert torch.equal(x.cpu(), torch.from_numpy(batch[:, :-1])) and torch.equal(
+        y.cpu(), torch.from_numpy(batch[:, 1:])
+    )
 
 
 @pytest.mark.parametrize("flags", [(), ("--no-compile",), ("--dtype", "float16", "--no-compile")])
@@ -110,10 +113,20 @@ def test_cuda_graph_step_computes_what_the_uncaptured_step_does(dataset, compile
 
     def batches(step):
         return [data.batch(cfg.seed, step, 0, cfg.batch_size, cfg.block_size)]
+
     steps = []
     for m, graphed in zip(models, (False, True)):
-        args = (torch.compile(m) if compiled else m, m, make_optimizers(m, cfg, device), 1, cfg.grad_clip,
-                nullcontext(), torch.amp.GradScaler("cuda", enabled=False), False, device)
+        args = (
+            torch.compile(m) if compiled else m,
+            m,
+            make_optimizers(m, cfg, device),
+            1,
+            cfg.grad_clip,
+            nullcontext(),
+            torch.amp.GradScaler("cuda", enabled=False),
+            False,
+            device,
+        )
         steps.append(GraphedStep(*args, first=batches(0)) if graphed else Step(*args))
     losses = []
     for i in range(12):
@@ -149,6 +162,7 @@ def test_sigterm_then_resume_on_cuda_ends_where_an_uninterrupted_run_does(datase
         if step == 25 and micro == 0:
             signal.raise_signal(signal.SIGTERM)
         return original(self, seed, step, micro, B, T)
+
     monkeypatch.setattr(TokenData, "batch", batch)
     assert run_cli("train_app", *args, "--out", parts).exit_code == 143
     monkeypatch.setattr(TokenData, "batch", original)
@@ -163,8 +177,26 @@ def test_sigterm_then_resume_on_cuda_ends_where_an_uninterrupted_run_does(datase
 
 
 def test_out_of_memory_gives_advice(dataset, tmp_path):
-    r = run_cli("train_app", "--preset", "tiny", "--n-embd", 2048, "--n-head", 16, "--n-layer", 4, "--block-size", 1024,
-                "--batch-size", 65536, "--no-compile", "--data", dataset, "--out", tmp_path / "run")
+    r = run_cli(
+        "train_app",
+        "--preset",
+        "tiny",
+        "--n-embd",
+        2048,
+        "--n-head",
+        16,
+        "--n-layer",
+        4,
+        "--block-size",
+        1024,
+        "--batch-size",
+        65536,
+        "--no-compile",
+        "--data",
+        dataset,
+        "--out",
+        tmp_path / "run",
+    )
     torch.cuda.empty_cache()
     assert r.exit_code != 0 and "Traceback" not in r.output, r.output
     assert "out of GPU memory" in r.output and "--grad-accum" in r.output
@@ -187,7 +219,7 @@ def test_kv_cache_matches_full_recomputation_on_cuda(no_tf32):
     with torch.no_grad():
         full = model(x)[0]
         cache = KVCache(cfg, 2, torch.device("cuda"))
-        parts = [model(x[:, :12], cache=cache)[0]] + [model(x[:, i:i + 1], cache=cache)[0] for i in range(12, 32)]
+        parts = [model(x[:, :12], cache=cache)[0]] + [model(x[:, i : i + 1], cache=cache)[0] for i in range(12, 32)]
     assert torch.allclose(torch.cat(parts, dim=1), full, atol=1e-4)
 
 
@@ -200,15 +232,18 @@ def test_graphed_decoding_gives_what_the_plain_cache_gives_on_cuda(dataset, tmp_
     a = graphed.generate("The ", max_new_tokens=150, temperature=0)
     assert isinstance(graphed._fixed, GraphedDecode), "the CUDA graphs were not captured"
     assert a == plain.generate("The ", max_new_tokens=150, temperature=0)
-    assert graphed.generate("The ", max_new_tokens=150, temperature=0.8, seed=5) == \
-        plain.generate("The ", max_new_tokens=150, temperature=0.8, seed=5)
+    assert graphed.generate("The ", max_new_tokens=150, temperature=0.8, seed=5) == plain.generate(
+        "The ", max_new_tokens=150, temperature=0.8, seed=5
+    )
 
 
 def test_the_compiled_step_inside_the_cuda_graph_gives_what_recomputation_gives(dataset, tmp_path, no_tf32):
     run = tmp_path / "run"
     r = run_cli("train_app", *TINY, "--max-iters", 30, "--no-compile", "--data", dataset, "--out", run)
     assert r.exit_code == 0, r.output
-    torch.backends.cuda.matmul.allow_tf32 = False  # training turned it on; fp32 (fixed at capture): no near-tie parts the two
+    torch.backends.cuda.matmul.allow_tf32 = (
+        False  # training turned it on; fp32 (fixed at capture): no near-tie parts the two
+    )
     engine, plain = Engine.load(run, "cuda", compile=True), Engine.load(run, "cuda", cuda_graph=False)
     assert isinstance(engine._fixed, GraphedDecode) and engine.compile, "compiled and captured when loaded"
     n = engine.model.config.block_size - 5  # inside the window: <eot>, "The " and the new characters
@@ -218,16 +253,40 @@ def test_the_compiled_step_inside_the_cuda_graph_gives_what_recomputation_gives(
     assert list(engine.stream(ids, n, greedy, None)) == recomputed
     assert len(engine.generate("The ", max_new_tokens=150, temperature=0.8, seed=5)) >= 150  # refills
     # as a user runs it, in a process of its own: no note of a fallback, and no advice from inductor (fp32 on purpose)
-    r = run_subprocess("--run", run, "--device", "cuda", "--compile", "--max-new-tokens", 40, "--temperature", 0,
-                       script=[sys.executable, str(ROOT / "sample.py")])
+    r = run_subprocess(
+        "--run",
+        run,
+        "--device",
+        "cuda",
+        "--compile",
+        "--max-new-tokens",
+        40,
+        "--temperature",
+        0,
+        script=[sys.executable, str(ROOT / "sample.py")],
+    )
     assert r.code == 0 and len(r.stdout) >= 40, r.output
     assert "note" not in r.stderr and "Warning" not in r.stderr, r.stderr
 
 
 def test_same_seed_same_text_on_cuda(dataset, tmp_path):
     run = tmp_path / "run"
-    assert run_cli("train_app", *TINY, "--max-iters", 20, "--eval-interval", 20, "--no-compile",
-                   "--data", dataset, "--out", run).exit_code == 0
+    assert (
+        run_cli(
+            "train_app",
+            *TINY,
+            "--max-iters",
+            20,
+            "--eval-interval",
+            20,
+            "--no-compile",
+            "--data",
+            dataset,
+            "--out",
+            run,
+        ).exit_code
+        == 0
+    )
     engine = Engine.load(run, "cuda")
     a = engine.generate("The", max_new_tokens=100, seed=7)
     assert a == engine.generate("The", max_new_tokens=100, seed=7) and len(a) >= 100  # <eot> shows as 7 characters

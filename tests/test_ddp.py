@@ -22,14 +22,24 @@ TINY = ("--preset", "tiny", "--eval-tokens", 2048, "--log-interval", 5)
 def dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ddp-data")
     mirror = write_c4_mirror(root / "mirror", [make_docs(150, seed=41)], [make_docs(30, seed=42)])
-    r = run_inprocess("--dataset", mirror, "--docs", 150, "--val-docs", 30, "--shard-tokens", 8000, "--out", root / "ds")
+    r = run_inprocess(
+        "--dataset", mirror, "--docs", 150, "--val-docs", 30, "--shard-tokens", 8000, "--out", root / "ds"
+    )
     assert r.code == 0, r.output
     return root / "ds"
 
 
 def torchrun(*args, nproc: int = 2, wait: bool = True):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "minigpt.train", *[str(a) for a in args]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "minigpt.train",
+        *[str(a) for a in args],
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if not wait:
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -57,8 +67,21 @@ def test_two_processes_train_exactly_like_one_with_the_same_accumulation(dataset
     """2 ranks x 2 micro-batches each draw the 4 micro-batches of one process with --grad-accum 4, and the
     same dropout masks (keyed by step and micro-batch). Muon's iteration runs in fp32 at this width on every
     CPU, so only the order of the gradient sums differs: losses agree to ~1e-7, the bound is 1e-5."""
-    args = (*TINY, "--max-iters", 30, "--eval-interval", 15, "--grad-accum", 4, "--lr", 1e-3, "--dropout", 0.1,
-            "--data", dataset)
+    args = (
+        *TINY,
+        "--max-iters",
+        30,
+        "--eval-interval",
+        15,
+        "--grad-accum",
+        4,
+        "--lr",
+        1e-3,
+        "--dropout",
+        0.1,
+        "--data",
+        dataset,
+    )
     train_here(*args, "--out", tmp_path / "one")
     r = torchrun(*args, "--out", tmp_path / "two")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -74,8 +97,21 @@ def test_two_processes_train_exactly_like_one_with_the_same_accumulation(dataset
 def test_fine_tuning_under_torchrun_trains_like_one_process(dataset, tmp_path):
     """--init-from under torchrun: every rank loads the source run's weights, and two processes fine-tune as one."""
     train_here(*TINY, "--max-iters", 20, "--eval-interval", 20, "--data", dataset, "--out", tmp_path / "base")
-    args = (*TINY, "--max-iters", 20, "--eval-interval", 10, "--grad-accum", 2, "--lr", 1e-3, "--data", dataset,
-            "--init-from", tmp_path / "base")
+    args = (
+        *TINY,
+        "--max-iters",
+        20,
+        "--eval-interval",
+        10,
+        "--grad-accum",
+        2,
+        "--lr",
+        1e-3,
+        "--data",
+        dataset,
+        "--init-from",
+        tmp_path / "base",
+    )
     train_here(*args, "--out", tmp_path / "one")
     r = torchrun(*args, "--out", tmp_path / "two")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -117,7 +153,9 @@ def test_sigterm_to_one_rank_stops_both_with_a_checkpoint_and_resume_ends_identi
 
     r = torchrun(*args, "--out", tmp_path / "parts", "--resume")
     assert r.returncode == 0 and f"resuming {tmp_path / 'parts'} at step {step}" in r.stdout, r.stdout + r.stderr
-    assert (tmp_path / "parts" / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
+    assert (tmp_path / "parts" / "model.safetensors").read_bytes() == (
+        tmp_path / "whole" / "model.safetensors"
+    ).read_bytes()
     assert_same_losses(metrics(tmp_path / "whole"), metrics(tmp_path / "parts"), rel=0)
 
 
@@ -140,11 +178,32 @@ def test_a_rank_that_cannot_reach_the_others_says_so(dataset, tmp_path):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(port)}
-    r = subprocess.run([sys.executable, "-m", "minigpt.train", *map(str, TINY), "--data", str(dataset),
-                        "--out", str(tmp_path / "run"), "--dist-timeout", "1"],
-                       capture_output=True, text=True, env=env, timeout=120)
+    env = {
+        **os.environ,
+        "RANK": "1",
+        "LOCAL_RANK": "1",
+        "WORLD_SIZE": "2",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "minigpt.train",
+            *map(str, TINY),
+            "--data",
+            str(dataset),
+            "--out",
+            str(tmp_path / "run"),
+            "--dist-timeout",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert f"rank 1 of 2 could not reach the other processes at 127.0.0.1:{port} within 1 s" in r.stderr
     assert "--dist-timeout" in r.stderr
@@ -153,7 +212,8 @@ def test_a_rank_that_cannot_reach_the_others_says_so(dataset, tmp_path):
 def test_an_error_rank_0_finds_stops_every_rank_with_one_message(dataset, tmp_path):
     """Only rank 0 looks at the run folder; the others must not wait for it in a collective."""
     train_here(*TINY, "--max-iters", 5, "--eval-interval", 5, "--data", dataset, "--out", tmp_path / "run")
-    r = torchrun(*TINY, "--max-iters", 5, "--eval-interval", 5, "--grad-accum", 2, "--data", dataset,
-                 "--out", tmp_path / "run")
+    r = torchrun(
+        *TINY, "--max-iters", 5, "--eval-interval", 5, "--grad-accum", 2, "--data", dataset, "--out", tmp_path / "run"
+    )
     assert r.returncode != 0
     assert r.stderr.count("already holds a finished run") == 1 and "--force" in r.stderr, r.stderr

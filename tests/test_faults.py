@@ -47,8 +47,15 @@ def test_resume_refuses_flags_that_make_another_run_and_records_the_ones_it_allo
     assert run_train(*ARGS, "--data", dataset, "--out", run).exit_code == 143
     monkeypatch.undo()
     r = run_train(*ARGS, "--data", dataset, "--out", run, "--resume", "--lr", 0.5, "--batch-size", 4, "--seed", 99)
-    assert_error(r, "--resume: these settings differ", "--batch-size was 16, now 4", "--lr was 0.01, now 0.5",
-                 "--seed was 1337, now 99", "--init-from", "--max-iters")
+    assert_error(
+        r,
+        "--resume: these settings differ",
+        "--batch-size was 16, now 4",
+        "--lr was 0.01, now 0.5",
+        "--seed was 1337, now 99",
+        "--init-from",
+        "--max-iters",
+    )
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["lr"] == 0.01 and "resumes" not in config
     r = run_train(*ARGS, "--data", dataset, "--out", run, "--resume", "--max-iters", 50, "--log-interval", 10)
@@ -59,8 +66,15 @@ def test_resume_refuses_flags_that_make_another_run_and_records_the_ones_it_allo
     assert metrics(run)[-1]["step"] == 50
 
 
-@pytest.mark.parametrize("key,value,needle", [("mlp", "swish", "mlp 'swish'"), ("n_head", 3, "not divisible by n_head 3"),
-                                              ("n_layer", "two", "n_layer 'two'"), ("qk_norm", None, "qk_norm")])
+@pytest.mark.parametrize(
+    "key,value,needle",
+    [
+        ("mlp", "swish", "mlp 'swish'"),
+        ("n_head", 3, "not divisible by n_head 3"),
+        ("n_layer", "two", "n_layer 'two'"),
+        ("qk_norm", None, "qk_norm"),
+    ],
+)
 def test_run_folders_that_do_not_parse(dataset, tmp_path, key, value, needle):
     run = tmp_path / "run"
     assert run_train(*TINY, "--max-iters", 2, "--data", dataset, "--out", run).exit_code == 0
@@ -72,6 +86,7 @@ def test_run_folders_that_do_not_parse(dataset, tmp_path, key, value, needle):
     (run / "config.json").write_text(json.dumps(config))
     from minigpt.cli import eval_app, sample_app
     from conftest import invoke
+
     for app in (sample_app, eval_app):
         r = invoke(app, "--run", run)
         assert r.exit_code == 2 and "cannot read config.json" in r.output and needle in r.output, r.output
@@ -127,7 +142,9 @@ def test_kill_9_inside_a_checkpoint_write_then_resume(dataset, tmp_path, whole, 
     step-40 checkpoint whose weights file it rewrites) ends where an uninterrupted run does."""
     parts = tmp_path / "parts"
     args = [str(a) for a in (*ARGS, "--data", dataset, "--out", parts)]
-    p = subprocess.run([sys.executable, "-c", KILL_HOOK, where, *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-c", KILL_HOOK, where, *args], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert p.returncode == -signal.SIGKILL, p.stderr
     tmp = ".train_state.pt.tmp-*" if where == "state" else ".model.safetensors.tmp-*"
     assert list(parts.glob(tmp))
@@ -141,8 +158,21 @@ def test_kill_9_inside_a_checkpoint_write_then_resume(dataset, tmp_path, whole, 
 def test_sample_on_a_console_that_is_not_utf8(dataset, tmp_path):
     run = tmp_path / "run"
     assert run_train(*TINY, "--max-iters", 2, "--data", dataset, "--out", run).exit_code == 0
-    p = subprocess.run([sys.executable, str(ROOT / "sample.py"), "--run", str(run), "--prompt", "Caf\u00e9 au lait",
-                        "--max-new-tokens", "20"], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "sample.py"),
+            "--run",
+            str(run),
+            "--prompt",
+            "Caf\u00e9 au lait",
+            "--max-new-tokens",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+    )
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
     assert p.stdout.startswith("Caf? au lait")

@@ -59,23 +59,38 @@ def test_fine_tuning_beats_the_same_steps_from_scratch(base, tmp_path):
     assert config["init_from"]["run"] == str(base["run"].resolve()) and config["init_from"]["step"] == 200
     assert len(config["init_from"]["weights_sha256"]) == 64
     source = json.loads((base["run"] / "config.json").read_text())["model"]
-    assert {k: v for k, v in config["model"].items() if k != "dropout"} == \
-        {k: v for k, v in source.items() if k != "dropout"}
+    assert {k: v for k, v in config["model"].items() if k != "dropout"} == {
+        k: v for k, v in source.items() if k != "dropout"
+    }
     # the default run folder is named from the dataset and the source run
     r = cli("train_app", "--preset", "tiny", "--max-iters", 5, "--data", base["b"], "--init-from", base["run"])
     assert r.exit_code == 0 and Path("runs/b-from-run-a/model.safetensors").is_file(), r.output
 
 
 def test_a_fine_tuning_run_resumes_byte_identical(base, tmp_path, monkeypatch):
-    args = ("--preset", "tiny", "--max-iters", 30, "--eval-interval", 10, "--data", base["b"], "--dropout", 0.1,
-            "--eval-tokens", 2048)
+    args = (
+        "--preset",
+        "tiny",
+        "--max-iters",
+        30,
+        "--eval-interval",
+        10,
+        "--data",
+        base["b"],
+        "--dropout",
+        0.1,
+        "--eval-tokens",
+        2048,
+    )
     assert cli("train_app", *args, "--init-from", base["run"], "--out", tmp_path / "whole").exit_code == 0
     stop_at(monkeypatch, 13)
     assert cli("train_app", *args, "--init-from", base["run"], "--out", tmp_path / "parts").exit_code == 143
     monkeypatch.undo()
     r = cli("train_app", *args, "--resume", "--out", tmp_path / "parts")  # its shape from its own config.json
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "parts" / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
+    assert (tmp_path / "parts" / "model.safetensors").read_bytes() == (
+        tmp_path / "whole" / "model.safetensors"
+    ).read_bytes()
     assert without_timing(metrics(tmp_path / "parts")) == without_timing(metrics(tmp_path / "whole"))
 
 
@@ -100,8 +115,23 @@ def test_eval_follows_the_runs_precision_rule(base, tmp_path, monkeypatch):
 
     monkeypatch.setattr(device, "cpu_bf16", lambda: "avx512_bf16")
     run = tmp_path / "wide"
-    r = cli("train_app", "--preset", "tiny", "--n-embd", 128, "--max-iters", 10, "--eval-interval", 10,
-            "--eval-tokens", 2048, "--data", base["a"], "--out", run)
+    r = cli(
+        "train_app",
+        "--preset",
+        "tiny",
+        "--n-embd",
+        128,
+        "--max-iters",
+        10,
+        "--eval-interval",
+        10,
+        "--eval-tokens",
+        2048,
+        "--data",
+        base["a"],
+        "--out",
+        run,
+    )
     assert r.exit_code == 0, r.output
     assert json.loads((run / "config.json").read_text())["runtime"]["dtype"] == "bfloat16"
     trained = last_val(run)
@@ -118,8 +148,9 @@ def test_eval_of_a_text_equals_eval_of_a_dataset_prepared_from_it(base, tmp_path
     r = run_inprocess("--data-files", text, "--val-data-files", text, "--vocab", base["run"], "--out", tmp_path / "t")
     assert r.code == 0, r.output
     on_text = json.loads(cli("eval_app", "--run", base["run"], "--text", text, "--json").stdout)
-    on_data = json.loads(cli("eval_app", "--run", base["run"], "--data", tmp_path / "t", "--eval-tokens", 0,
-                             "--json").stdout)
+    on_data = json.loads(
+        cli("eval_app", "--run", base["run"], "--data", tmp_path / "t", "--eval-tokens", 0, "--json").stdout
+    )
     for key in ("windows", "tokens", "chars", "bytes", "unk", "eot"):
         assert on_text[key] == on_data[key], key
     assert on_text["loss"] == pytest.approx(on_data["loss"], rel=1e-6)
@@ -131,7 +162,7 @@ def test_bits_per_byte_count_the_utf8_length(base, tmp_path):
     s = json.loads(cli("eval_app", "--run", base["run"], "--text", tmp_path / "u.txt", "--json").stdout)
     known = json.loads((base["run"] / "vocab.json").read_text())["itos"]
     stream = list(text) + ["<eot>"]
-    targets = stream[1:1 + s["windows"] * 32]
+    targets = stream[1 : 1 + s["windows"] * 32]
     assert s["tokens"] == len(targets) and s["unk"] == sum(c not in known for c in targets if c != "<eot>")
     assert s["bytes"] == sum(1 if c == "<eot>" or c not in known else len(c.encode("utf-8")) for c in targets)
     assert s["bytes"] > s["chars"]
@@ -144,21 +175,33 @@ def test_fine_tuning_and_eval_errors(base, tmp_path):
     other.write_text("Entirely different characters: 0123456789 +-*/ qwerty\n" * 50)
     assert run_inprocess("--data-files", other, "--out", tmp_path / "other").code == 0
     tiny = ("--preset", "tiny", "--max-iters", 5)
-    assert_error(cli("train_app", *tiny, "--data", b, "--init-from", run, "--n-layer", 3, "--mlp", "gelu"),
-                 "leave out --n-layer, --mlp")
-    assert_error(cli("train_app", *tiny, "--data", b, "--init-from", run, "--resume", "--out", tmp_path / "x"),
-                 "--init-from starts a new run, and --resume continues one")
-    assert_error(cli("train_app", *tiny, "--data", tmp_path / "other", "--init-from", run, "--out", tmp_path / "x"),
-                 "another vocabulary", f"--vocab {run}")
-    assert_error(cli("train_app", *tiny, "--data", b, "--init-from", tmp_path / "nope"), "--init-from", "no such folder")
+    assert_error(
+        cli("train_app", *tiny, "--data", b, "--init-from", run, "--n-layer", 3, "--mlp", "gelu"),
+        "leave out --n-layer, --mlp",
+    )
+    assert_error(
+        cli("train_app", *tiny, "--data", b, "--init-from", run, "--resume", "--out", tmp_path / "x"),
+        "--init-from starts a new run, and --resume continues one",
+    )
+    assert_error(
+        cli("train_app", *tiny, "--data", tmp_path / "other", "--init-from", run, "--out", tmp_path / "x"),
+        "another vocabulary",
+        f"--vocab {run}",
+    )
+    assert_error(
+        cli("train_app", *tiny, "--data", b, "--init-from", tmp_path / "nope"), "--init-from", "no such folder"
+    )
     assert_error(cli("eval_app", "--run", run, "--data", tmp_path / "other"), "another vocabulary", "--vocab")
     assert_error(cli("eval_app", "--run", run, "--split", "test"), "--split test", "val or train")
     assert_error(cli("eval_app", "--run", run, "--text", tmp_path / "missing.txt"), "cannot read it")
     (tmp_path / "latin.txt").write_bytes("caf\u00e9\n".encode("latin-1"))
     assert_error(cli("eval_app", "--run", run, "--text", tmp_path / "latin.txt"), "not UTF-8", "byte 3")
     # damaged run folders
-    for damage, needle in (("config", "cannot read config.json"), ("choice", "cannot read config.json"),
-                           ("weights", "does not match config.json")):
+    for damage, needle in (
+        ("config", "cannot read config.json"),
+        ("choice", "cannot read config.json"),
+        ("weights", "does not match config.json"),
+    ):
         broken = tmp_path / f"broken-{damage}"
         broken.mkdir()
         for name in ("config.json", "vocab.json", "model.safetensors"):
@@ -182,8 +225,11 @@ def test_fine_tuning_and_eval_errors(base, tmp_path):
 _WHOLE: dict = {}
 
 
-@given(batch=st.integers(1, 48), budget=st.sampled_from([0, 32, 33, 100, 1000, 4096]),
-       split=st.sampled_from(["val", "train"]))
+@given(
+    batch=st.integers(1, 48),
+    budget=st.sampled_from([0, 32, 33, 100, 1000, 4096]),
+    split=st.sampled_from(["val", "train"]),
+)
 def test_eval_gives_the_same_figure_whatever_its_batch_size(base, batch, budget, split):
     """The windows are cut into batches of --batch-size (the last one shorter): the loss and every count are
     those of all the windows in one batch."""
@@ -194,8 +240,11 @@ def test_eval_gives_the_same_figure_whatever_its_batch_size(base, batch, budget,
     whole = _WHOLE[key]
     score = json.loads(cli("eval_app", *args, "--batch-size", batch).stdout)
     n_val = TokenData(base["a"]).tokens("val")  # one shard; budget 0: all of val, as many train tokens
-    assert score["windows"] == whole["windows"] == (max(budget // 32, 1) if budget else
-                                                    (n_val - 1) // 32 if split == "val" else n_val // 32)
+    assert (
+        score["windows"]
+        == whole["windows"]
+        == (max(budget // 32, 1) if budget else (n_val - 1) // 32 if split == "val" else n_val // 32)
+    )
     for k in ("tokens", "chars", "bytes", "unk", "eot"):
         assert score[k] == whole[k], k
     assert score["loss"] == pytest.approx(whole["loss"], rel=1e-5)

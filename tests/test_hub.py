@@ -35,6 +35,7 @@ def assert_same_dataset(a, b):
     for split in ("train", "val"):
         ta, tb = (p / "raw" / f"{split}.parquet" for p in (a, b))
         import pyarrow.parquet as pq
+
         assert pq.read_table(ta).equals(pq.read_table(tb))
 
 
@@ -52,14 +53,16 @@ def test_hub_path_gives_the_same_dataset_as_the_local_paths(mirror, tmp_path, lo
     assert any(p.startswith("/api/datasets/allenai/c4/tree/") for p in paths)
     data = [(p, status) for method, p, status in requests if method == "GET" and ".json.gz" in p]
     assert {p.rsplit("/", 1)[-1] for p, _ in data} == {
-        "c4-train.00000-of-01024.json.gz", "c4-train.00001-of-01024.json.gz", "c4-validation.00000-of-00008.json.gz"}
+        "c4-train.00000-of-01024.json.gz",
+        "c4-train.00001-of-01024.json.gz",
+        "c4-validation.00000-of-00008.json.gz",
+    }
     assert all(status == 206 for _, status in data)  # Range requests
 
 
 def test_transient_faults_are_retried_and_the_slice_is_identical(mirror, tmp_path, local_build):
     out = tmp_path / "hub"
-    with FakeHub(mirror, fail_429=1, fail_5xx=1, drop_at_byte=3000,
-                 drop_file_substring="c4-train.00001") as hub:
+    with FakeHub(mirror, fail_429=1, fail_5xx=1, drop_at_byte=3000, drop_file_substring="c4-train.00001") as hub:
         r = run_subprocess(*ARGS, "--out", out, env=hub_env(hub.url))
         served = dict(hub.faults_served)
     assert r.code == 0, r.output
@@ -86,8 +89,9 @@ def test_reruns_never_touch_the_network(mirror, tmp_path):
 
 def test_hub_unreachable_offline(tmp_path):
     r = run_inprocess("--docs", 10, "--out", tmp_path / "ds")  # conftest sets HF_HUB_OFFLINE=1
-    assert_clean_error(r, "cannot reach the Hugging Face Hub", "HF_HUB_OFFLINE", "--data-files", "HF_ENDPOINT",
-                       out=tmp_path / "ds")
+    assert_clean_error(
+        r, "cannot reach the Hugging Face Hub", "HF_HUB_OFFLINE", "--data-files", "HF_ENDPOINT", out=tmp_path / "ds"
+    )
 
 
 def test_hub_unreachable_connection_refused(tmp_path):
@@ -111,8 +115,13 @@ def test_signal_mid_stream_leaves_nothing(mirror, tmp_path, sig):
     out = tmp_path / "ds"
     with FakeHub(mirror) as hub:
         hub.hold = True
-        p = subprocess.Popen([sys.executable, str(ROOT / "prepare.py"), *map(str, ARGS), "--out", str(out)],
-                             env=hub_env(hub.url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            [sys.executable, str(ROOT / "prepare.py"), *map(str, ARGS), "--out", str(out)],
+            env=hub_env(hub.url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert hub.held.wait(120), "the client never asked for a data file"
         assert list(tmp_path.glob(".ds.tmp-*")), "the run is writing into its temporary folder"
         p.send_signal(sig)
@@ -126,8 +135,12 @@ def test_killed_run_leaves_nothing_complete_and_the_next_run_starts_clean(mirror
     out = tmp_path / "ds"
     with FakeHub(mirror) as hub:
         hub.hold = True
-        p = subprocess.Popen([sys.executable, str(ROOT / "prepare.py"), *map(str, ARGS), "--out", str(out)],
-                             env=hub_env(hub.url), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(
+            [sys.executable, str(ROOT / "prepare.py"), *map(str, ARGS), "--out", str(out)],
+            env=hub_env(hub.url),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         assert hub.held.wait(120)
         p.kill()
         p.wait(timeout=60)

@@ -28,12 +28,17 @@ def test_a_preset_keeps_its_own_lr(preset):
     assert same.lr == README_LR[preset] and same.lr_from == "preset"
 
 
-@pytest.mark.parametrize("shape,rate", [(dict(n_layer=4, n_head=4, n_embd=128, batch_size=12), 3.16e-3),
-                                        (dict(n_layer=4, n_head=4, n_embd=128, batch_size=32), 3.16e-3),
-                                        (dict(n_layer=6, n_head=6, n_embd=192, batch_size=32), 3.16e-3),
-                                        (dict(n_layer=8, n_head=8, n_embd=384, batch_size=32), 3.16e-3),
-                                        (dict(n_layer=2, n_head=4, n_embd=64), 1e-2),
-                                        (dict(n_layer=2, n_head=2, n_embd=32), 3.16e-2)])
+@pytest.mark.parametrize(
+    "shape,rate",
+    [
+        (dict(n_layer=4, n_head=4, n_embd=128, batch_size=12), 3.16e-3),
+        (dict(n_layer=4, n_head=4, n_embd=128, batch_size=32), 3.16e-3),
+        (dict(n_layer=6, n_head=6, n_embd=192, batch_size=32), 3.16e-3),
+        (dict(n_layer=8, n_head=8, n_embd=384, batch_size=32), 3.16e-3),
+        (dict(n_layer=2, n_head=4, n_embd=64), 1e-2),
+        (dict(n_layer=2, n_head=2, n_embd=32), 3.16e-2),
+    ],
+)
 def test_a_shape_given_by_flags_gets_the_rule_s_lr_and_lr_wins(shape, rate):
     cfg = make_config("seed", **shape)
     assert cfg.lr == rate and cfg.lr_from == "rule" and cfg.lr != README_LR["seed"]
@@ -42,12 +47,16 @@ def test_a_shape_given_by_flags_gets_the_rule_s_lr_and_lr_wins(shape, rate):
     assert explicit.lr == 1.5e-3 and explicit.lr_from == "flag"
 
 
-@pytest.mark.parametrize("shape,best", [  # the best of each sweep's grid (BENCHMARKS.md, bench/lr_sweep.py)
-    (dict(n_layer=2, n_head=4, n_embd=64, block_size=32, batch_size=16), 1e-2),
-    (dict(n_layer=4, n_head=4, n_embd=128, batch_size=12), 3.16e-3),
-    (dict(n_layer=4, n_head=4, n_embd=128, batch_size=32), 3.16e-3),
-    (dict(n_layer=6, n_head=6, n_embd=192, batch_size=32), 3.16e-3),
-    (dict(n_layer=8, n_head=8, n_embd=384, batch_size=32), 3.16e-3)])
+@pytest.mark.parametrize(
+    "shape,best",
+    [  # the best of each sweep's grid (BENCHMARKS.md, bench/lr_sweep.py)
+        (dict(n_layer=2, n_head=4, n_embd=64, block_size=32, batch_size=16), 1e-2),
+        (dict(n_layer=4, n_head=4, n_embd=128, batch_size=12), 3.16e-3),
+        (dict(n_layer=4, n_head=4, n_embd=128, batch_size=32), 3.16e-3),
+        (dict(n_layer=6, n_head=6, n_embd=192, batch_size=32), 3.16e-3),
+        (dict(n_layer=8, n_head=8, n_embd=384, batch_size=32), 3.16e-3),
+    ],
+)
 def test_the_rule_gives_each_swept_shape_its_best_rate(shape, best):
     cfg = make_config("seed", **shape)
     assert cfg.lr == best and cfg.lr_from == "rule"

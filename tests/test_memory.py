@@ -39,8 +39,12 @@ def test_a_step_that_cannot_fit_is_refused_with_a_batch_that_would(dataset, tmp_
     with_memory(monkeypatch, tiny_need(vocab_of(dataset), 4) + 1)  # a batch of 4 fits, 8 does not
     run = tmp_path / "run"
     r = run_train(*TINY, "--data", dataset, "--out", run)
-    assert_error(r, "a training step of 16 x 32 tokens needs about", "MB available",
-                 "--batch-size 4 --grad-accum 4 (the same 512 tokens a step)")
+    assert_error(
+        r,
+        "a training step of 16 x 32 tokens needs about",
+        "MB available",
+        "--batch-size 4 --grad-accum 4 (the same 512 tokens a step)",
+    )
     assert r.exit_code == 2 and not run.exists()
     r = run_train(*TINY, "--batch-size", 4, "--grad-accum", 4, "--max-iters", 4, "--data", dataset, "--out", run)
     assert r.exit_code == 0, r.output  # the flags it named
@@ -90,9 +94,25 @@ def test_the_issue_s_run_is_refused_by_the_real_process(tmp_path):
     text.write_text(("The quick brown fox jumps over the lazy dog. " * 23_000)[:1_010_000])
     r = run_inprocess("--data-files", text, "--val-data-files", text, "--out", tmp_path / "ds")
     assert r.code == 0, r.output
-    p = subprocess.run([sys.executable, str(ROOT / "train.py"), "--preset", "tiny", "--block-size", "1000000",
-                        "--data", str(tmp_path / "ds"), "--out", str(tmp_path / "run"), "--device", "cpu"],
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "--preset",
+            "tiny",
+            "--block-size",
+            "1000000",
+            "--data",
+            str(tmp_path / "ds"),
+            "--out",
+            str(tmp_path / "run"),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
     assert "error: a training step of 16 x 1000000 tokens needs about" in p.stderr and "GB available" in p.stderr
     assert "---> HINT: --batch-size" in p.stderr and not (tmp_path / "run").exists()

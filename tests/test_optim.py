@@ -13,18 +13,23 @@ from minigpt.optim import Muon
 # ---- Muon's Newton-Schulz precision: the rule, the fp32 path, checkpoints ----
 
 # the model's precision (device.resolve_dtype, --dtype) and Muon's (device.muon_dtype, --muon-dtype)
-RULES = {"model": (dev.resolve_dtype, dev.BF16_MODEL_MIN_WIDTH, "--dtype", ("float32", "bfloat16", "float16")),
-         "muon": (dev.muon_dtype, dev.BF16_NS_MIN_WIDTH, "--muon-dtype", ("float32", "bfloat16"))}
+RULES = {
+    "model": (dev.resolve_dtype, dev.BF16_MODEL_MIN_WIDTH, "--dtype", ("float32", "bfloat16", "float16")),
+    "muon": (dev.muon_dtype, dev.BF16_NS_MIN_WIDTH, "--muon-dtype", ("float32", "bfloat16")),
+}
 
 
 @pytest.mark.parametrize("which", RULES)
-@pytest.mark.parametrize("device,bf16,n_embd,expected", [
-    ("mps", None, 384, torch.float32),  # not measured faster in bf16
-    ("cpu", None, 384, torch.float32),  # no bf16 instructions: a bf16 product is emulated
-    ("cpu", "avx512_bf16", "half the threshold", torch.float32),  # bf16 instructions, but too small to pay
-    ("cpu", "avx512_bf16", "the threshold", torch.bfloat16),
-    ("cpu", "amx_bf16", 384, torch.bfloat16),
-])
+@pytest.mark.parametrize(
+    "device,bf16,n_embd,expected",
+    [
+        ("mps", None, 384, torch.float32),  # not measured faster in bf16
+        ("cpu", None, 384, torch.float32),  # no bf16 instructions: a bf16 product is emulated
+        ("cpu", "avx512_bf16", "half the threshold", torch.float32),  # bf16 instructions, but too small to pay
+        ("cpu", "avx512_bf16", "the threshold", torch.bfloat16),
+        ("cpu", "amx_bf16", 384, torch.bfloat16),
+    ],
+)
 def test_precisions_follow_the_device(monkeypatch, which, device, bf16, n_embd, expected):
     rule, threshold, flag, names = RULES[which]
     n_embd = {"half the threshold": threshold // 2, "the threshold": threshold}.get(n_embd, n_embd)

@@ -26,7 +26,9 @@ def source_docs(mirror: Path, split: str) -> list[dict]:
 
 def shard_tokens(folder: Path, split: str) -> np.ndarray:
     m = json.loads((folder / "manifest.json").read_text())
-    return np.concatenate([np.memmap(folder / s["file"], dtype=m["dtype"], mode="r") for s in m["splits"][split]["shards"]])
+    return np.concatenate(
+        [np.memmap(folder / s["file"], dtype=m["dtype"], mode="r") for s in m["splits"][split]["shards"]]
+    )
 
 
 def expected_text(docs: list[dict], vocab: Vocab) -> str:
@@ -46,7 +48,9 @@ def test_local_mirror_dataset_is_complete_and_decodes_to_the_source(mirror, tmp_
     m = json.loads((out / "manifest.json").read_text())
     vocab = Vocab.load(out / "vocab.json")
     assert m["dtype"] == "uint8" and m["vocab_size"] == len(vocab) <= 256
-    assert m["source"]["docs"] == 100 and m["source"]["val_docs"] == 15 and m["source"]["config"] is None  # its one config, en
+    assert (
+        m["source"]["docs"] == 100 and m["source"]["val_docs"] == 15 and m["source"]["config"] is None
+    )  # its one config, en
     assert m["vocab_sha256"] == vocab.sha256()
     train, val = source_docs(mirror, "train")[:100], source_docs(mirror, "validation")[:15]
     # <eot> after every document, <unk> exactly where a character is outside the vocabulary
@@ -86,8 +90,9 @@ def test_train_and_val_come_from_their_own_splits(mirror, tmp_path):
 
 def test_data_files_alone_take_val_from_the_documents_after_n(mirror, tmp_path):
     out = tmp_path / "ds"
-    r = run_inprocess("--data-files", mirror / "en" / "c4-train.*.json.gz", "--docs", 70, "--val-docs", 20,
-                      "--out", out)
+    r = run_inprocess(
+        "--data-files", mirror / "en" / "c4-train.*.json.gz", "--docs", 70, "--val-docs", 20, "--out", out
+    )
     assert r.code == 0, r.output
     docs = source_docs(mirror, "train")
     vocab = Vocab.load(out / "vocab.json")
@@ -104,14 +109,25 @@ def test_all_local_forms_give_the_same_dataset(mirror, tmp_path):
     args = ("--docs", 90, "--val-docs", 12, "--min-count", 10)  # (local files default to keeping every character)
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     assert run_inprocess("--dataset", mirror, *args, "--out", a).code == 0
-    assert run_inprocess("--data-files", mirror / "en" / "c4-train.*.json.gz",
-                         "--val-data-files", mirror / "en" / "c4-validation.*", *args, "--out", b).code == 0
+    assert (
+        run_inprocess(
+            "--data-files",
+            mirror / "en" / "c4-train.*.json.gz",
+            "--val-data-files",
+            mirror / "en" / "c4-validation.*",
+            *args,
+            "--out",
+            b,
+        ).code
+        == 0
+    )
     pq_dir = tmp_path / "pq"
     pq_dir.mkdir()
     shutil.copy(a / "raw" / "train.parquet", pq_dir / "train.parquet")
     shutil.copy(a / "raw" / "val.parquet", pq_dir / "val.parquet")
-    r = run_inprocess("--data-files", pq_dir / "train.parquet", "--val-data-files", pq_dir / "val.parquet",
-                      *args, "--out", c)
+    r = run_inprocess(
+        "--data-files", pq_dir / "train.parquet", "--val-data-files", pq_dir / "val.parquet", *args, "--out", c
+    )
     assert r.code == 0, r.output
     fa, fb, fc = files_of(a), files_of(b), files_of(c)
     for name in fa:
@@ -123,7 +139,9 @@ def test_all_local_forms_give_the_same_dataset(mirror, tmp_path):
 
 def test_same_inputs_give_byte_identical_files(mirror, tmp_path):
     for name in ("one", "two"):
-        assert run_inprocess("--dataset", mirror, "--docs", 80, "--shard-tokens", 5000, "--out", tmp_path / name).code == 0
+        assert (
+            run_inprocess("--dataset", mirror, "--docs", 80, "--shard-tokens", 5000, "--out", tmp_path / name).code == 0
+        )
     one, two = files_of(tmp_path / "one"), files_of(tmp_path / "two")
     assert one == two and len([n for n in one if n.startswith("train_")]) > 1
 
@@ -203,6 +221,7 @@ def test_default_out_is_under_data_named_from_source_and_n(mirror, tmp_path):
 
 
 # ---- bad input: one clear message, a non-zero exit, no traceback, nothing written ----
+
 
 def assert_clean_error(r, *needles, out: Path | None = None):
     assert r.code != 0
@@ -291,6 +310,7 @@ def test_full_disk_mid_write_leaves_nothing(mirror, tmp_path, monkeypatch):
 
     def full(self, tokens):
         raise OSError(errno.ENOSPC, "No space left on device", str(self.folder / "train_00000.bin"))
+
     monkeypatch.setattr(minigpt.data.shards.ShardWriter, "write", full)
     out = tmp_path / "ds"
     r = run_inprocess("--dataset", mirror, "--docs", 10, "--out", out)
@@ -307,6 +327,7 @@ def test_ctrl_c_mid_run_leaves_nothing_and_keeps_the_old_dataset(mirror, tmp_pat
 
     def interrupt(self, tokens):
         raise Interrupted(signal.SIGINT)  # what the CLI's Ctrl-C handler raises
+
     monkeypatch.setattr(minigpt.data.shards.ShardWriter, "write", interrupt)
     with pytest.raises(Interrupted):  # the CLI turns it into exit 130 (a real signal is tested with the hub)
         run_inprocess("--dataset", mirror, "--docs", 20, "--min-count", 2, "--out", out)
@@ -325,24 +346,28 @@ def test_console_script_and_prepare_py_agree(mirror, tmp_path):
     assert r.code == 2 and "Traceback" not in r.stderr and "--docs must be at least 1" in r.stderr
 
 
-
 def test_mirror_without_features_block_gives_the_same_slice(tmp_path):
     """Without dataset_info, pyarrow reads timestamps as datetimes; the slice still stores the hub's strings."""
     train, val = [make_docs(30, seed=8)], [make_docs(5, seed=9)]
     a = write_c4_mirror(tmp_path / "a", train, val)
     b = write_c4_mirror(tmp_path / "b", train, val, features=False)
     for m in (a, b):
-        assert run_inprocess("--dataset", m, "--docs", 30, "--val-docs", 5, "--out", tmp_path / f"ds-{m.name}").code == 0
+        assert (
+            run_inprocess("--dataset", m, "--docs", 30, "--val-docs", 5, "--out", tmp_path / f"ds-{m.name}").code == 0
+        )
     ra, rb = (pq.read_table(tmp_path / f"ds-{n}" / "raw" / "train.parquet") for n in "ab")
     assert ra.equals(rb) and ra.column("timestamp").to_pylist()[0] == train[0][0]["timestamp"].replace("T", " ")[:-1]
 
 
-@pytest.mark.parametrize("lines,needle", [
-    (['{"text": 5}', '{"text": 6}'], "'text' must be a string"),
-    (['{"text": "a"}', '{"text": 5}'], "'text' must be a string"),
-    (['{"text": ["a", "b"]}'], "'text' must be a string"),
-    ([], "has no documents"),
-])
+@pytest.mark.parametrize(
+    "lines,needle",
+    [
+        (['{"text": 5}', '{"text": 6}'], "'text' must be a string"),
+        (['{"text": "a"}', '{"text": 5}'], "'text' must be a string"),
+        (['{"text": ["a", "b"]}'], "'text' must be a string"),
+        ([], "has no documents"),
+    ],
+)
 def test_text_that_is_not_a_string_or_no_documents(tmp_path, lines, needle):
     f = tmp_path / "x.json"
     f.write_text("".join(line + "\n" for line in lines))

@@ -47,8 +47,14 @@ class Paused:
     step `at`, minigpt-prepare at its `at`-th shard write) until go()."""
 
     def __init__(self, command: str, at: int, *args):
-        self.p = subprocess.Popen([sys.executable, "-c", PAUSE_HOOK, command, str(at), *map(str, args)], cwd=ROOT,
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.p = subprocess.Popen(
+            [sys.executable, "-c", PAUSE_HOOK, command, str(at), *map(str, args)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.output = ""
         for line in self.p.stdout:  # by reading, not sleeping: the process says where it is
             self.output += line
@@ -110,6 +116,7 @@ def test_a_prepare_process_holds_its_dataset_folder_until_it_is_done(mirror, tmp
 
 # ---- durability: each file flushed before the rename that publishes it, its folder after ----
 
+
 @pytest.fixture
 def disk_calls(monkeypatch) -> list[tuple]:
     """Every os.fsync (with the path of what it flushed) and os.replace, in order."""
@@ -122,6 +129,7 @@ def disk_calls(monkeypatch) -> list[tuple]:
     def recorded_replace(src, dst):
         calls.append(("replace", os.fspath(src), os.fspath(dst)))
         return replace(src, dst)
+
     monkeypatch.setattr(os, "fsync", recorded_fsync)
     monkeypatch.setattr(os, "replace", recorded_replace)
     return calls
@@ -134,7 +142,7 @@ def assert_durable(calls: list[tuple], path) -> None:
     at = max(i for i, c in enumerate(calls) if c[0] == "replace" and c[2] == path)
     src = calls[at][1]
     assert ("fsync", src) in calls[:at], f"{src} was not flushed before it became {path}"
-    assert ("fsync", os.path.dirname(path)) in calls[at + 1:], f"{os.path.dirname(path)} not flushed after {path}"
+    assert ("fsync", os.path.dirname(path)) in calls[at + 1 :], f"{os.path.dirname(path)} not flushed after {path}"
 
 
 def test_every_file_of_a_run_is_flushed_before_its_rename_and_its_folder_after(dataset, tmp_path, disk_calls):
@@ -146,21 +154,25 @@ def test_every_file_of_a_run_is_flushed_before_its_rename_and_its_folder_after(d
 
 def test_every_file_of_a_dataset_is_flushed_before_the_folder_is_renamed_into_place(mirror, tmp_path, disk_calls):
     out = tmp_path / "ds"
-    assert run_inprocess("--dataset", mirror, "--docs", 90, "--val-docs", 12, "--shard-tokens", 3000,
-                         "--out", out).code == 0
+    assert (
+        run_inprocess("--dataset", mirror, "--docs", 90, "--val-docs", 12, "--shard-tokens", 3000, "--out", out).code
+        == 0
+    )
     swap = next(i for i, c in enumerate(disk_calls) if c[0] == "replace" and c[2] == str(out))
     tmp = disk_calls[swap][1]
     before = disk_calls[:swap]
     files = [f for f in [*out.iterdir(), *(out / "raw").iterdir()] if f.is_file()]
     shards = json.loads((out / "manifest.json").read_text())["splits"]
-    assert len(files) == 4 + len(shards["train"]["shards"]) + len(shards["val"]["shards"]) > 6  # + raw/, vocab, manifest
+    assert (
+        len(files) == 4 + len(shards["train"]["shards"]) + len(shards["val"]["shards"]) > 6
+    )  # + raw/, vocab, manifest
     for f in files:
         name = os.path.join(tmp, os.path.relpath(f, out))
         if any(c[0] == "replace" and c[2] == name for c in before):  # written atomically inside it too
             assert_durable(before, name)
         else:
             assert ("fsync", name) in before, f"{f.name} not flushed before the swap"
-    assert ("fsync", str(out.parent)) in disk_calls[swap + 1:]
+    assert ("fsync", str(out.parent)) in disk_calls[swap + 1 :]
 
 
 # ---- a full disk, a file size limit, a read-only folder, a damaged checkpoint ----
@@ -202,8 +214,13 @@ def test_a_write_that_fails_inside_a_checkpoint_file_loses_nothing(dataset, tmp_
     with small_disk(disk) if fault == "full" else _folder(disk):
         run = disk / "run"
         args = [str(a) for a in (*ARGS, "--data", dataset, "--out", run)]
-        p = subprocess.run([sys.executable, "-c", FAULT_HOOK, where, fault, str(disk), *args], capture_output=True,
-                           text=True, cwd=ROOT, timeout=300)
+        p = subprocess.run(
+            [sys.executable, "-c", FAULT_HOOK, where, fault, str(disk), *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=300,
+        )
         assert p.returncode == 2 and "Traceback" not in p.stderr and p.stderr.count("error:") == 1, p.stderr
         what = "the disk is full" if fault == "full" else "a file would be larger than this system allows"
         assert f"error: cannot write the run folder {run}: {what}" in p.stderr and "--resume" in p.stderr, p.stderr
@@ -314,8 +331,13 @@ cli.train_cli() if command == "minigpt-train" else cli.prepare_cli()
 def twice(sig, command: str, where: str, *args) -> tuple[int, str]:
     """The command, sent `sig` once it is inside its slow call, and again once it has said it got the first
     (two signals sent back to back would reach it as one); its exit code and output."""
-    p = subprocess.Popen([sys.executable, "-c", SLOW_HOOK, command, where, *map(str, args)], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", SLOW_HOOK, command, where, *map(str, args)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     output = ""
     for wait_for in ("slow", f"{signal.Signals(sig).name}: stopping"):
         for line in p.stdout:  # by reading what it says, not by sleeping
@@ -334,8 +356,10 @@ def test_a_second_signal_stops_training_at_once_and_says_what_is_kept(dataset, t
     name = signal.Signals(sig).name
     assert code == 128 + sig and "Traceback" not in output, output
     assert f"{name}: stopping at the end of this step, with a checkpoint; Ctrl-C again" in output
-    assert (f"minigpt: stopped at once by a second {name}; the checkpoint of step 2 in {run} is the one on disk; "
-            "nothing after it was saved") in output, output
+    assert (
+        f"minigpt: stopped at once by a second {name}; the checkpoint of step 2 in {run} is the one on disk; "
+        "nothing after it was saved"
+    ) in output, output
     assert torch.load(run / "train_state.pt", weights_only=True)["step"] == 2  # step 3 never ended
     assert runs_row(run)["state"] == "stopped at step 2"
     r = run_train(*ARGS, "--eval-interval", 2, "--data", dataset, "--out", run, "--resume")

@@ -87,10 +87,12 @@ def test_plot_command_svg_default_path_and_errors(runs, tmp_path):
     assert b"<svg" in (tmp_path / "c.svg").read_bytes()[:2000]
     r = cli("plot_app", runs / "done")
     assert r.exit_code == 0 and (tmp_path / "runs" / "plot-val_loss-by-step.png").is_file()  # the test's own folder
-    for args, needle in (((runs / "done", "--metric", "accuracy"), "--metric accuracy"),
-                         ((runs / "done", "--x", "epoch"), "--x epoch"),
-                         ((runs / "done", "--out", tmp_path / "c.jpg"), "extension"),
-                         ((runs / "broken",), "no metrics.jsonl rows")):
+    for args, needle in (
+        ((runs / "done", "--metric", "accuracy"), "--metric accuracy"),
+        ((runs / "done", "--x", "epoch"), "--x epoch"),
+        ((runs / "done", "--out", tmp_path / "c.jpg"), "extension"),
+        ((runs / "broken",), "no metrics.jsonl rows"),
+    ):
         r = cli("plot_app", *args)
         assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, r.output
 
@@ -103,9 +105,10 @@ def test_tensorboard_scalars_equal_metrics_across_a_resume(dataset, tmp_path, mo
     original = TokenData.batch
 
     def crash(self, seed, s, micro, B, T):  # a crash at step 32: steps 25 and 30 were logged after the
-        if s == 32:                          # step-20 checkpoint, and the resumed run logs them again
+        if s == 32:  # step-20 checkpoint, and the resumed run logs them again
             raise RuntimeError("crash")
         return original(self, seed, s, micro, B, T)
+
     monkeypatch.setattr(TokenData, "batch", crash)
     with pytest.raises(RuntimeError, match="crash"):
         run_train(*args)
@@ -144,6 +147,7 @@ def more_runs(dataset, tmp_path_factory):
         if s == 3:
             raise RuntimeError("crash")
         return original(self, seed, s, micro, B, T)
+
     with pytest.MonkeyPatch.context() as mp, pytest.raises(RuntimeError, match="crash"):
         mp.setattr(TokenData, "batch", crash)
         run_train(*TINY, "--data", dataset, "--out", root / "crashed")

@@ -14,7 +14,8 @@ import torch
 from conftest import invoke, run_inprocess
 from c4mirror import make_docs, write_c4_mirror
 from minigpt import decode
-from minigpt.decode import CompiledDecode, CPUDecode, CPUDecodeLinear, Decode, cpu_decode_layout, reduce_layout
+from minigpt.decode import CompiledDecode, CPUDecode, Decode
+from minigpt.kernels import CPUDecodeLinear, cpu_decode_layout, reduce_layout
 from minigpt.engine import Engine, SamplingParams, filter_logits
 from minigpt.model import GPT, GPTConfig, KVCache
 from minigpt.data.vocab import Vocab
@@ -55,7 +56,7 @@ def test_kv_cache_logits_match_full_recomputation(options):
         full = model(x)[0]
         cache = KVCache(cfg, 2, torch.device("cpu"))
         parts = [model(x[:, :10], cache=cache)[0]]  # prefill 10, then 1 at a time, then 4 at once
-        parts += [model(x[:, i:i + 1], cache=cache)[0] for i in range(10, 20)]
+        parts += [model(x[:, i : i + 1], cache=cache)[0] for i in range(10, 20)]
         parts.append(model(x[:, 20:], cache=cache)[0])
     assert torch.allclose(torch.cat(parts, dim=1), full, atol=1e-5)
 
@@ -75,9 +76,9 @@ def test_decoding_at_a_position_held_in_a_tensor_is_decoding_at_a_python_positio
         for k, v in zip(indexed.k, indexed.v):
             k[:, :, 5:], v[:, :, 5:] = 7.0, -7.0
         for i in range(5, 16):
-            expected = model(x[:, i:i + 1], cache=plain)[0]
+            expected = model(x[:, i : i + 1], cache=plain)[0]
             indexed.index = torch.tensor([i])
-            got = model(x[:, i:i + 1], cache=indexed)[0]
+            got = model(x[:, i : i + 1], cache=indexed)[0]
             indexed.index, indexed.pos = None, indexed.pos + 1  # the engine advances the position itself
             assert torch.allclose(got, expected, atol=1e-5), i
 
@@ -93,12 +94,13 @@ def test_the_cpu_decoding_step_is_the_models_forward_bit_for_bit(options):
         model(x[:, :5], cache=cache)
         model(x[:, :5], cache=step.cache)
         for i in range(5, 16):
-            assert torch.equal(step(int(x[0, i])), model(x[:, i:i + 1], cache=cache)[0][:, -1]), i
+            assert torch.equal(step(int(x[0, i])), model(x[:, i : i + 1], cache=cache)[0][:, -1]), i
     assert step.cache.pos == cache.pos == 16 and torch.equal(torch.stack(step.cache.k), torch.stack(cache.k))
 
 
-needs_cxx = pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
-                               reason="torch.compile on the CPU needs a C++ compiler")
+needs_cxx = pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("g++", "c++", "clang++")), reason="torch.compile on the CPU needs a C++ compiler"
+)
 
 
 @needs_cxx
@@ -113,7 +115,7 @@ def test_the_compiled_cpu_step_decodes_what_the_model_does_with_one_compile_for_
             model(x[:, :5], cache=cache)
             model(x[:, :5], cache=step.cache)
             for i in range(5, 16):
-                expected = model(x[:, i:i + 1], cache=cache)[0][:, -1]
+                expected = model(x[:, i : i + 1], cache=cache)[0][:, -1]
                 assert torch.allclose(step(int(x[0, i])), expected, atol=1e-5), (seed, i)
 
 
@@ -150,13 +152,18 @@ def test_a_failed_compile_leaves_one_note_and_decodes_with_the_step_asked_for(ru
     def broken(fn):  # what a compile that fails on its first call does
         def call(*args):
             raise RuntimeError("no compiler here")
+
         return call
+
     monkeypatch.setattr(decode, "compiled", broken)
     plain = Engine.load(run, cpu_layout=False)
     for layout, kind in ((True, CPUDecode), (False, Decode)):
         engine = Engine.load(run, compile=True, cpu_layout=layout)
         err = capsys.readouterr().err
-        assert "note: torch.compile of the decoding step failed (RuntimeError: no compiler here); decoding without it" in err
+        assert (
+            "note: torch.compile of the decoding step failed (RuntimeError: no compiler here); decoding without it"
+            in err
+        )
         assert err.count("note:") == 1 and type(engine._decoder()) is kind and not engine.compile
         assert tokens(engine, "The", 20, temperature=0.0) == tokens(plain, "The", 20, temperature=0.0, use_cache=False)
 
@@ -196,7 +203,10 @@ def test_same_seed_same_text(run):
 def test_top_k_and_top_p_keep_only_the_allowed_tokens():
     probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
     logits = probs.log()
-    keep = lambda **p: torch.isfinite(filter_logits(logits, SamplingParams(temperature=1.0, **p)))[0].tolist()
+
+    def keep(**p):
+        return torch.isfinite(filter_logits(logits, SamplingParams(temperature=1.0, **p)))[0].tolist()
+
     assert keep(top_k=2) == [True, True, False, False]
     assert keep(top_p=0.8) == [True, True, False, False]
     assert keep(top_p=0.81) == [True, True, True, False]
@@ -224,7 +234,7 @@ def test_stop_at_eot_ends_the_sample_at_the_end_of_a_document(run):
             break
     assert stopped[-1] == eot and eot not in stopped[:-1]
     longer = tokens(engine, "", len(stopped) + 50, seed=seed, temperature=1.0)
-    assert longer[:len(stopped)] == stopped and len(longer) == len(stopped) + 50
+    assert longer[: len(stopped)] == stopped and len(longer) == len(stopped) + 50
 
 
 def test_unknown_prompt_characters(run):
@@ -249,15 +259,18 @@ def assert_error(r, *needles):
         assert n in r.output, r.output
 
 
-@pytest.mark.parametrize("flags,needle", [
-    (("--temperature", -0.1), "--temperature must be 0 or more"),
-    (("--top-p", 0), "--top-p must be in (0, 1]"),
-    (("--top-p", 1.5), "--top-p must be in (0, 1]"),
-    (("--top-k", 0), "--top-k must be at least 1"),
-    (("--max-new-tokens", 0), "must be at least 1"),
-    (("--prompt-file", "/nonexistent/prompt.txt"), "cannot read --prompt-file"),
-    (("--prompt", "a", "--prompt-file", "x"), "both give a prompt"),
-])
+@pytest.mark.parametrize(
+    "flags,needle",
+    [
+        (("--temperature", -0.1), "--temperature must be 0 or more"),
+        (("--top-p", 0), "--top-p must be in (0, 1]"),
+        (("--top-p", 1.5), "--top-p must be in (0, 1]"),
+        (("--top-k", 0), "--top-k must be at least 1"),
+        (("--max-new-tokens", 0), "must be at least 1"),
+        (("--prompt-file", "/nonexistent/prompt.txt"), "cannot read --prompt-file"),
+        (("--prompt", "a", "--prompt-file", "x"), "both give a prompt"),
+    ],
+)
 def test_bad_flags(run, flags, needle):
     assert_error(run_sample("--run", run, *flags), needle)
 
@@ -267,8 +280,11 @@ def test_no_run_and_damaged_runs(run, tmp_path):
     assert_error(run_sample("--run", tmp_path / "nope"), "no such folder")
     for name, damage, needle in [
         ("missing", lambda d: (d / "vocab.json").unlink(), "missing vocab.json"),
-        ("corrupt", lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:500]),
-         "not a readable safetensors file"),
+        (
+            "corrupt",
+            lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:500]),
+            "not a readable safetensors file",
+        ),
         ("shape", lambda d: _edit_config(d, n_embd=32, n_head=4), "does not match config.json: size mismatch for"),
         ("vocab", lambda d: _edit_vocab(d), "vocab.json has"),
     ]:
@@ -300,8 +316,26 @@ def test_console_script_end_to_end_needs_only_the_run_folder(run, tmp_path):
     alone = tmp_path / "elsewhere" / "run"
     shutil.copytree(run, alone)  # no dataset beside it
     script = shutil.which("minigpt-sample", path=str(Path(sys.executable).parent))
-    p = subprocess.run([script, "--run", str(alone), "--prompt", "The", "--max-new-tokens", "60", "--seed", "4",
-                        "--temperature", "0.7", "--top-k", "20"], capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            script,
+            "--run",
+            str(alone),
+            "--prompt",
+            "The",
+            "--max-new-tokens",
+            "60",
+            "--seed",
+            "4",
+            "--temperature",
+            "0.7",
+            "--top-k",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     expected = "The" + Engine.load(alone).generate("The", max_new_tokens=60, seed=4, temperature=0.7, top_k=20)
     assert p.stdout == expected + "\n"
@@ -310,8 +344,26 @@ def test_console_script_end_to_end_needs_only_the_run_folder(run, tmp_path):
 def test_sample_compile_without_a_cpp_compiler_says_so_and_decodes_without_it(run, tmp_path):
     script = shutil.which("minigpt-sample", path=str(Path(sys.executable).parent))
     env = {**os.environ, "CXX": str(tmp_path / "no-such-c++"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
-    p = subprocess.run([script, "--run", str(run), "--prompt", "The", "--max-new-tokens", "40", "--temperature", "0",
-                        "--device", "cpu", "--compile"], capture_output=True, text=True, timeout=300, env=env)
+    p = subprocess.run(
+        [
+            script,
+            "--run",
+            str(run),
+            "--prompt",
+            "The",
+            "--max-new-tokens",
+            "40",
+            "--temperature",
+            "0",
+            "--device",
+            "cpu",
+            "--compile",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert p.returncode == 0, p.stderr
     assert "torch.compile of the decoding step failed" in p.stderr and "decoding without it" in p.stderr
     assert p.stdout == "The" + Engine.load(run).generate("The", max_new_tokens=40, temperature=0) + "\n"

@@ -38,8 +38,14 @@ LONG_DOC = st.text(ALPHABET, min_size=200, max_size=1200)
 
 # ---- the library's read sizes, made small ----
 
-SIZES = st.fixed_dictionaries({"batch_docs": st.integers(1, 6), "block_bytes": st.integers(1, 48),
-                               "row_group_bytes": st.integers(1, 300), "chunk": st.integers(1, 64)})
+SIZES = st.fixed_dictionaries(
+    {
+        "batch_docs": st.integers(1, 6),
+        "block_bytes": st.integers(1, 48),
+        "row_group_bytes": st.integers(1, 300),
+        "chunk": st.integers(1, 64),
+    }
+)
 
 
 @contextmanager
@@ -57,6 +63,7 @@ def small_reads(batch_docs: int, block_bytes: int, row_group_bytes: int, chunk: 
 
 # ---- inputs, written in each form, and read back plainly ----
 
+
 def split_into_files(draw, docs: list) -> list[list]:
     """docs cut at random places into consecutive files (none empty)."""
     if len(docs) <= 1:
@@ -66,8 +73,9 @@ def split_into_files(draw, docs: list) -> list[list]:
     return [docs[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
-def write_records(folder: Path, form: str, files: list[list[str]], draw, column: str = "text",
-                  prefix: str = "part") -> Path:
+def write_records(
+    folder: Path, form: str, files: list[list[str]], draw, column: str = "text", prefix: str = "part"
+) -> Path:
     """Each file's documents as JSON lines (.jsonl / .json.gz) or Parquet of random row-group size."""
     folder.mkdir(parents=True, exist_ok=True)
     for i, docs in enumerate(files):
@@ -78,8 +86,10 @@ def write_records(folder: Path, form: str, files: list[list[str]], draw, column:
             continue
         ascii_only, end = draw(st.booleans()), draw(st.sampled_from(["\n", "\r\n"]))  # LF or CRLF files
         blank = draw(st.lists(st.booleans(), min_size=len(docs), max_size=len(docs)))  # blank lines between records
-        data = "".join(json.dumps({"id": j, column: d}, ensure_ascii=ascii_only) + end + (end if b else "")
-                       for j, (d, b) in enumerate(zip(docs, blank)))
+        data = "".join(
+            json.dumps({"id": j, column: d}, ensure_ascii=ascii_only) + end + (end if b else "")
+            for j, (d, b) in enumerate(zip(docs, blank))
+        )
         data = data.encode("utf-8")
         path.write_bytes(gzip.compress(data, mtime=0) if form == "json.gz" else data)
     return folder
@@ -117,6 +127,7 @@ def text_docs(text: str, doc_split: str) -> list[str]:
 
 # ---- the slice, cut plainly ----
 
+
 def cut_by_characters(docs: list[str], fraction: float) -> tuple[list[str], list[str], bool] | None:
     """nanoGPT's cut: train is the first int(n * (1 - F)) characters; a document across it is cut in two.
     None where the cut leaves one side empty."""
@@ -132,14 +143,15 @@ def cut_by_characters(docs: list[str], fraction: float) -> tuple[list[str], list
         elif start >= cut:
             val.append(d)
         else:
-            train.append(d[:cut - start])
-            val.append(d[cut - start:])
+            train.append(d[: cut - start])
+            val.append(d[cut - start :])
             open_end = True
     return train, val, open_end
 
 
-def expect_dataset(out: Path, train: list[str], val: list[str], open_end: bool, min_count: int,
-                   shard_size: int) -> None:
+def expect_dataset(
+    out: Path, train: list[str], val: list[str], open_end: bool, min_count: int, shard_size: int
+) -> None:
     """The dataset in `out` is exactly this slice: shards, raw/, manifest counts and vocabulary."""
     vocab = json.loads((out / "vocab.json").read_text(encoding="utf-8"))
     counts = Counter("".join(train))
@@ -158,8 +170,12 @@ def expect_dataset(out: Path, train: list[str], val: list[str], open_end: bool, 
         assert pq.read_table(out / "raw" / f"{split}.parquet").column("text").to_pylist() == docs, split
         s = manifest["splits"][split]
         assert (s["docs"], s["chars"], s["bytes"], s["tokens"], s["unk"]) == (
-            len(docs), sum(map(len, docs)), sum(len(d.encode("utf-8")) for d in docs), len(tokens),
-            sum(c not in ids for d in docs for c in d)), split
+            len(docs),
+            sum(map(len, docs)),
+            sum(len(d.encode("utf-8")) for d in docs),
+            len(tokens),
+            sum(c not in ids for d in docs for c in d),
+        ), split
         sizes = [sh["tokens"] for sh in s["shards"]]
         assert len(sizes) == math.ceil(len(tokens) / shard_size) and sum(sizes) == len(tokens)
         assert all(k == shard_size for k in sizes[:-1]) and 0 < sizes[-1] <= shard_size
@@ -196,7 +212,7 @@ def after_docs_slice(docs: list[str], n, m) -> tuple[tuple | None, tuple]:
     if n_int > len(docs):
         return None, (f"has only {len(docs)} documents, but --docs {n} needs {n_int - len(docs)} more",)
     want = None if m == "all" else (default_val_docs(n_int) if m is None else m)
-    val = docs[n_int:] if want is None else docs[n_int:n_int + want]
+    val = docs[n_int:] if want is None else docs[n_int : n_int + want]
     if want is not None and n_int + want > len(docs):
         return None, (f"has only {len(docs)} documents, but --val-docs {want} needs {n_int + want - len(docs)} more",)
     if not val:
@@ -219,7 +235,9 @@ def draw_fraction(draw, n, docs: list[str]) -> float | None:
     or one that puts the cut exactly where one of the slice's documents ends."""
     sliced = docs if n in ("all", None) else docs[:n]
     total, ends = sum(map(len, sliced)), np.cumsum([len(d) for d in sliced]).tolist()
-    exact = [1 - (c + 0.5) / total for c in ends if total and 0 < 1 - (c + 0.5) / total <= 0.5]  # int(total * (1 - F)) == c
+    exact = [
+        1 - (c + 0.5) / total for c in ends if total and 0 < 1 - (c + 0.5) / total <= 0.5
+    ]  # int(total * (1 - F)) == c
     choices = [st.floats(0.01, 0.5)] + ([st.sampled_from(exact)] if exact else [])
     return draw(st.one_of(st.none(), *choices) if n in ("all", None) else st.one_of(*choices))
 
@@ -285,8 +303,9 @@ TEXT_FILE = st.text(ALPHABET + "\n\n", max_size=80)
 @given(data=st.data())
 def test_text_files_slice_equals_the_plain_slice(data):
     draw = data.draw
-    texts = draw(st.lists(st.one_of(TEXT_FILE, st.text(ALPHABET + "\n", min_size=300, max_size=1500)),
-                          min_size=1, max_size=5))
+    texts = draw(
+        st.lists(st.one_of(TEXT_FILE, st.text(ALPHABET + "\n", min_size=300, max_size=1500)), min_size=1, max_size=5)
+    )
     doc_split = draw(st.sampled_from(["file", "paragraph", "line", None]))
     rule, sizes, shard_size = draw(st.sampled_from(["after_docs", "fraction"])), draw(SIZES), draw(st.integers(1, 400))
     with tempfile.TemporaryDirectory() as tmp:
@@ -294,12 +313,16 @@ def test_text_files_slice_equals_the_plain_slice(data):
         folder.mkdir()
         for i, text in enumerate(texts):  # bytes as they are: CRLF stays CRLF
             (folder / f"{i:03d}.txt").write_bytes(text.encode("utf-8"))
-        docs = [d for p in sorted(folder.iterdir()) for d in text_docs(p.read_bytes().decode("utf-8"), doc_split or "file")]
+        docs = [
+            d for p in sorted(folder.iterdir()) for d in text_docs(p.read_bytes().decode("utf-8"), doc_split or "file")
+        ]
         args = ["--data-files", folder] + (["--doc-split", doc_split] if doc_split else [])
         n = draw_count(draw, len(docs), "--docs")
         args += ["--docs", n] if n is not None else []
         more, expected, error = after_or_fraction(draw, rule, docs, n)
-        prepare_and_check(args + more, sizes, expected, own_files_min_count(expected[0]) if expected else 1, shard_size, error)
+        prepare_and_check(
+            args + more, sizes, expected, own_files_min_count(expected[0]) if expected else 1, shard_size, error
+        )
 
 
 @given(data=st.data())
@@ -333,6 +356,7 @@ def test_hub_like_folder_slice_equals_the_plain_slice(data):
 
 # ---- at the library's own batch sizes: the reported failures, and the hub through the fake hub ----
 
+
 def jsonl(path: Path, docs: list[str]) -> Path:
     path.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
     return path
@@ -348,7 +372,7 @@ def test_validation_after_n_crosses_the_readers_batches(tmp_path, n, m):
     f = jsonl(tmp_path / "docs.jsonl", WORDS)
     r = run_inprocess("--data-files", f, "--docs", n, "--val-docs", m, "--out", tmp_path / "ds")
     assert r.code == 0, r.output
-    val = WORDS[n:] if m == "all" else WORDS[n:n + m]
+    val = WORDS[n:] if m == "all" else WORDS[n : n + m]
     expect_dataset(tmp_path / "ds", WORDS[:n], val, False, 1, 100_000_000)
 
 
@@ -361,8 +385,19 @@ def test_hub_dataset_through_the_fake_hub_crosses_the_readers_batches(tmp_path):
     for i, part in enumerate((WORDS[:1300], WORDS[1300:2600])):
         pq.write_table(pa.table({"text": part}), repo / "data" / f"train-{i:05d}-of-00002.parquet", row_group_size=700)
     with FakeHub(repo, "acme/words", data_substring=".parquet") as hub:
-        r = run_subprocess("--dataset", "acme/words", "--docs", 2000, "--val-docs", 450, "--min-count", 1,
-                           "--out", tmp_path / "ds", env=hub_env(hub.url))
+        r = run_subprocess(
+            "--dataset",
+            "acme/words",
+            "--docs",
+            2000,
+            "--val-docs",
+            450,
+            "--min-count",
+            1,
+            "--out",
+            tmp_path / "ds",
+            env=hub_env(hub.url),
+        )
     assert r.code == 0, r.output
     expect_dataset(tmp_path / "ds", WORDS[:2000], WORDS[2000:2450], False, 1, 100_000_000)
 
@@ -370,7 +405,11 @@ def test_hub_dataset_through_the_fake_hub_crosses_the_readers_batches(tmp_path):
 def test_val_docs_with_docs_all_and_nothing_after_is_one_message(tmp_path):
     f = jsonl(tmp_path / "docs.jsonl", WORDS[:30])
     r = run_inprocess("--data-files", f, "--docs", "all", "--val-docs", 5, "--out", tmp_path / "ds")
-    assert_clean_error(r, "--val-docs 5 asks for the documents after the train ones, but --docs all leaves none",
-                       "--val-fraction", out=tmp_path / "ds")
+    assert_clean_error(
+        r,
+        "--val-docs 5 asks for the documents after the train ones, but --docs all leaves none",
+        "--val-fraction",
+        out=tmp_path / "ds",
+    )
     r = run_inprocess("--data-files", f, "--docs", 30, "--val-docs", "all", "--out", tmp_path / "ds")
     assert_clean_error(r, "no documents after the first 30, which train takes", out=tmp_path / "ds")

@@ -15,10 +15,12 @@ from test_prepare import assert_clean_error, files_of, shard_tokens
 from minigpt.data.source import resolve_source
 from minigpt.data.vocab import EOT, UNK, Vocab
 
-PLAY = ("First Citizen:\r\nBefore we proceed any further, hear me speak. Caf\u00e9 \u2014 na\u00efve.\r\n\r\n"
-        "All:\r\nSpeak, speak.\r\n\r\n\r\n"
-        "First Citizen:\r\nYou are all resolved rather to die than to famish?\r\n  \r\n"
-        "All:\r\nResolved. resolved. Caf\u00e9 \u2014 na\u00efve. Q.E.D. \u00bfZ?\r\n")
+PLAY = (
+    "First Citizen:\r\nBefore we proceed any further, hear me speak. Caf\u00e9 \u2014 na\u00efve.\r\n\r\n"
+    "All:\r\nSpeak, speak.\r\n\r\n\r\n"
+    "First Citizen:\r\nYou are all resolved rather to die than to famish?\r\n  \r\n"
+    "All:\r\nResolved. resolved. Caf\u00e9 \u2014 na\u00efve. Q.E.D. \u00bfZ?\r\n"
+)
 
 
 def decode(folder: Path, split: str) -> str:
@@ -66,7 +68,7 @@ def test_one_text_file_is_cut_90_10_by_characters_as_nanogpt_cuts_it(tmp_path):
     # train's part ends without <eot> (the document goes on), val's part ends with one
     assert decode(out, "train") == PLAY[: int(n * 0.9)]
     vocab = Vocab.load(out / "vocab.json")  # train's characters: val's others are <unk>, counted
-    held_out = "".join(c if c in vocab.itos else UNK for c in PLAY[int(n * 0.9):])
+    held_out = "".join(c if c in vocab.itos else UNK for c in PLAY[int(n * 0.9) :])
     assert decode(out, "val") == held_out + EOT and manifest(out)["splits"]["val"]["unk"] == held_out.count(UNK) > 0
     m = manifest(out)
     assert m["val_from"] == "fraction" and m["val_fraction"] == 0.1 and m["source"]["docs"] is None
@@ -90,7 +92,9 @@ def test_a_folder_of_text_files_and_each_doc_split(tmp_path, doc_split):
     (folder / "notes.md").write_text("not read")
     val = tmp_path / "val.txt"
     val.write_text("Held out.\n\nAnother held-out paragraph.\n")
-    r = run_inprocess("--data-files", folder, "--val-data-files", val, "--doc-split", doc_split, "--out", tmp_path / "ds")
+    r = run_inprocess(
+        "--data-files", folder, "--val-data-files", val, "--doc-split", doc_split, "--out", tmp_path / "ds"
+    )
     assert r.code == 0, r.output
     ordered = [texts[k] for k in sorted(texts)]  # files in sorted path order: a.txt, b/c.txt, d.txt (empty)
 
@@ -101,7 +105,10 @@ def test_a_folder_of_text_files_and_each_doc_split(tmp_path, doc_split):
     assert m["splits"]["train"]["docs"] == len(train) and m["val_from"] == "val_data_files"
     assert m["source"]["doc_split"] == doc_split
     assert pq.read_table(tmp_path / "ds" / "raw" / "train.parquet").column("text").to_pylist() == train  # verbatim
-    assert train[0] == {"file": PLAY, "paragraph": PLAY.split("\r\n\r\n")[0] + "\r\n", "line": "First Citizen:\r\n"}[doc_split]
+    assert (
+        train[0]
+        == {"file": PLAY, "paragraph": PLAY.split("\r\n\r\n")[0] + "\r\n", "line": "First Citizen:\r\n"}[doc_split]
+    )
 
 
 def test_val_fraction_cuts_inside_a_document_and_rebuilds_offline(tmp_path):
@@ -118,19 +125,24 @@ def test_val_fraction_cuts_inside_a_document_and_rebuilds_offline(tmp_path):
     assert decode(out, "val").replace(EOT, "") == text[cut:]
     # <eot> after every whole line; the cut line's first part has none, its second part has one
     first = lines[: text[:cut].count("\n")]
-    assert train == "".join(x + EOT for x in first) + text[len("".join(first)):cut]
-    assert decode(out, "val").startswith(text[cut:len("".join(first)) + len(lines[len(first)])] + EOT)
+    assert train == "".join(x + EOT for x in first) + text[len("".join(first)) : cut]
+    assert decode(out, "val").startswith(text[cut : len("".join(first)) + len(lines[len(first)])] + EOT)
     m = manifest(out)
-    assert m["splits"]["train"]["docs"] + m["splits"]["val"]["docs"] == len(lines) + 1 and m["splits"]["train"]["open_end"]
+    assert (
+        m["splits"]["train"]["docs"] + m["splits"]["val"]["docs"] == len(lines) + 1 and m["splits"]["train"]["open_end"]
+    )
     # the frozen slice serves a rebuild with the text gone
     f.unlink()
     r = run_inprocess(*args, "--min-count", 2)
     assert r.code == 0 and "rebuilt from raw/" in r.stdout, r.output
     assert decode(out, "train") == train
     # a cut that falls between two documents cuts none
-    f.write_text(text[:21 * 200])
+    f.write_text(text[: 21 * 200])
     assert run_inprocess(*args, "--force").code == 0
-    assert decode(out, "train") == "".join(x + EOT for x in lines[:150]) and not manifest(out)["splits"]["train"]["open_end"]
+    assert (
+        decode(out, "train") == "".join(x + EOT for x in lines[:150])
+        and not manifest(out)["splits"]["train"]["open_end"]
+    )
 
 
 def test_frozen_vocab_encodes_new_text_with_unk_where_expected(tmp_path):
@@ -176,8 +188,21 @@ def test_a_frozen_vocab_in_another_layout_is_copied_byte_for_byte(tmp_path):
     assert r.code == 0, r.output
     assert (tmp_path / "b" / "vocab.json").read_bytes() == given.read_bytes()
     assert manifest(tmp_path / "b")["vocab_sha256"] == hashlib.sha256(given.read_bytes()).hexdigest()
-    r = invoke(train_app, "--preset", "tiny", "--max-iters", 2, "--eval-tokens", 64, "--block-size", 8,
-               "--data", tmp_path / "b", "--out", tmp_path / "run")
+    r = invoke(
+        train_app,
+        "--preset",
+        "tiny",
+        "--max-iters",
+        2,
+        "--eval-tokens",
+        64,
+        "--block-size",
+        8,
+        "--data",
+        tmp_path / "b",
+        "--out",
+        tmp_path / "run",
+    )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "run" / "vocab.json").read_bytes() == given.read_bytes()
 
@@ -195,6 +220,7 @@ def test_datasets_made_before_these_options_are_still_unchanged_on_a_rerun(tmp_p
 
 
 # ---- any hub dataset with a text column: a Parquet repo without C4's configs ----
+
 
 def parquet_repo(root: Path, splits: dict[str, list[str]]) -> Path:
     """Laid out like a typical Parquet hub repo: data/{split}-00000-of-00001.parquet, a card with no configs."""
@@ -234,7 +260,9 @@ def test_hub_parquet_dataset_with_text_column_split_and_revision(tmp_path):
     assert_clean_error(bad_split, "no split 'test'", "train, validation", "--split", out=tmp_path / "x")
     assert_clean_error(bad_col, "no 'text' column", "id, story", "--text-column", out=tmp_path / "x")
     # the same repo as a local folder gives the same dataset (and the hub's absence costs nothing)
-    r = run_inprocess("--dataset", repo, "--text-column", "story", "--docs", 30, "--val-docs", 5, "--out", tmp_path / "local")
+    r = run_inprocess(
+        "--dataset", repo, "--text-column", "story", "--docs", 30, "--val-docs", 5, "--out", tmp_path / "local"
+    )
     assert r.code == 0, r.output
     local, hub_files = files_of(tmp_path / "local"), files_of(out)
     assert all(local[k] == hub_files[k] for k in local if k != "manifest.json")
@@ -242,28 +270,51 @@ def test_hub_parquet_dataset_with_text_column_split_and_revision(tmp_path):
     r = run_subprocess(*args, "--min-count", 1, "--out", out, env=env)
     assert r.code == 0 and "rebuilt from raw/" in r.stdout, r.output
     assert resolve_source("roneneldan/TinyStories").default_name() == "tinystories-3000"
-    assert resolve_source("Salesforce/wikitext", "wikitext-103-raw-v1", docs="all").default_name() == \
-        "wikitext-wikitext-103-raw-v1-all"
+    assert (
+        resolve_source("Salesforce/wikitext", "wikitext-103-raw-v1", docs="all").default_name()
+        == "wikitext-wikitext-103-raw-v1-all"
+    )
 
 
 def test_hub_dataset_without_validation_split(tmp_path):
     repo = parquet_repo(tmp_path / "repo", {"train": STORIES})
     with FakeHub(repo, "acme/stories", data_substring=".parquet") as hub:
         env = hub_env(hub.url)
-        after = run_subprocess("--dataset", "acme/stories", "--text-column", "story", "--docs", 30, "--val-docs", 4,
-                               "--out", tmp_path / "after", env=env)
-        every = run_subprocess("--dataset", "acme/stories", "--text-column", "story", "--docs", "all",
-                               "--out", tmp_path / "all", env=env)
-        missing = run_subprocess("--dataset", "acme/stories", "--text-column", "story", "--val-split", "validation",
-                                 "--out", tmp_path / "x", env=env)
+        after = run_subprocess(
+            "--dataset",
+            "acme/stories",
+            "--text-column",
+            "story",
+            "--docs",
+            30,
+            "--val-docs",
+            4,
+            "--out",
+            tmp_path / "after",
+            env=env,
+        )
+        every = run_subprocess(
+            "--dataset", "acme/stories", "--text-column", "story", "--docs", "all", "--out", tmp_path / "all", env=env
+        )
+        missing = run_subprocess(
+            "--dataset",
+            "acme/stories",
+            "--text-column",
+            "story",
+            "--val-split",
+            "validation",
+            "--out",
+            tmp_path / "x",
+            env=env,
+        )
     assert after.code == 0, after.output
     assert decode(tmp_path / "after", "val") == encoded(STORIES[30:34], tmp_path / "after")
     assert manifest(tmp_path / "after")["val_from"] == "after_docs"
     assert every.code == 0, every.output
     whole = "".join(STORIES)
     cut = int(len(whole) * 0.9)
-    assert decode(tmp_path / "all", "train").replace(EOT, "") == encoded([whole[:cut]], tmp_path / "all")[:-len(EOT)]
-    assert decode(tmp_path / "all", "val").replace(EOT, "") == encoded([whole[cut:]], tmp_path / "all")[:-len(EOT)]
+    assert decode(tmp_path / "all", "train").replace(EOT, "") == encoded([whole[:cut]], tmp_path / "all")[: -len(EOT)]
+    assert decode(tmp_path / "all", "val").replace(EOT, "") == encoded([whole[cut:]], tmp_path / "all")[: -len(EOT)]
     assert manifest(tmp_path / "all")["val_from"] == "fraction"
     assert_clean_error(missing, "no split 'validation'", "splits: train", "--val-split", out=tmp_path / "x")
     assert "streaming train" not in missing.stderr  # found out before streaming anything
@@ -274,8 +325,10 @@ def test_a_dataset_with_several_configs_needs_one_named(tmp_path):
     for config in ("small", "large"):
         (repo / config).mkdir(parents=True)
         pq.write_table(pa.table({"text": STORIES}), repo / config / "train.parquet")
-    (repo / "README.md").write_text("---\nconfigs:\n- config_name: small\n  data_files: small/*.parquet\n"
-                                    "- config_name: large\n  data_files: large/*.parquet\n---\n")
+    (repo / "README.md").write_text(
+        "---\nconfigs:\n- config_name: small\n  data_files: small/*.parquet\n"
+        "- config_name: large\n  data_files: large/*.parquet\n---\n"
+    )
     r = run_inprocess("--dataset", repo, "--docs", 10, "--out", tmp_path / "ds")
     assert_clean_error(r, "several configs", "small", "large", "--config", out=tmp_path / "ds")
     r = run_inprocess("--dataset", repo, "--config", "large", "--docs", 10, "--val-docs", 5, "--out", tmp_path / "ds")
@@ -291,6 +344,7 @@ def test_a_hub_host_that_does_not_resolve_fails_at_once(tmp_path):
 
 
 # ---- bad input ----
+
 
 def test_bad_text_and_split_options(tmp_path):
     good = tmp_path / "good.txt"
@@ -309,9 +363,15 @@ def test_bad_text_and_split_options(tmp_path):
         (("--data-files", good, "--val-fraction", 0.7), ["--val-fraction must be above 0 and at most 0.5"]),
         (("--data-files", good, "--val-fraction", 0), ["--val-fraction must be above 0"]),
         (("--data-files", good, "--val-fraction", 0.1, "--val-docs", 3), ["--val-fraction and --val-docs"]),
-        (("--data-files", good, "--val-fraction", 0.1, "--val-data-files", good), ["--val-fraction and --val-data-files"]),
+        (
+            ("--data-files", good, "--val-fraction", 0.1, "--val-data-files", good),
+            ["--val-fraction and --val-data-files"],
+        ),
         (("--data-files", js, "--doc-split", "line"), ["--doc-split applies to plain text files"]),
-        (("--data-files", good, "--doc-split", "sentence"), ["--doc-split 'sentence' is not one of file, paragraph, line"]),
+        (
+            ("--data-files", good, "--doc-split", "sentence"),
+            ["--doc-split 'sentence' is not one of file, paragraph, line"],
+        ),
         (("--data-files", good, "--revision", "main"), ["--revision applies to --dataset"]),
         (("--data-files", good, "--split", "test"), ["--split applies to --dataset"]),
         (("--dataset", tmp_path, "--revision", "main"), ["--revision applies to a hub dataset"]),
@@ -321,8 +381,9 @@ def test_bad_text_and_split_options(tmp_path):
         (("--data-files", good, "--vocab", tmp_path, "--min-count", 2), ["--vocab and --min-count/--max-vocab"]),
         (("--data-files", tmp_path / "short.txt"), ["matches no file"]),
     ]
-    (tmp_path / "v.json").write_text(json.dumps({"format": "minigpt-vocab", "version": 1, "itos": ["<eot>", "a"],
-                                                 "eot": 0, "unk": 1}))
+    (tmp_path / "v.json").write_text(
+        json.dumps({"format": "minigpt-vocab", "version": 1, "itos": ["<eot>", "a"], "eot": 0, "unk": 1})
+    )
     cases.append((("--data-files", good, "--vocab", tmp_path / "v.json"), ["special tokens are not at their ids"]))
     for args, needles in cases:
         assert_clean_error(run_inprocess(*args, "--out", out), *needles, out=out)

@@ -39,6 +39,7 @@ def without_timing(rows):
 
 # ---- data ----
 
+
 def test_batch_is_a_pure_function_of_its_key(dataset):
     a, b = TokenData(dataset), TokenData(dataset)
     key = dict(seed=7, step=123, micro=2, B=8, T=32)
@@ -55,11 +56,13 @@ def test_windows_never_straddle_shards(dataset):
     assert len(data.shards["train"]) > 3
     T = 60
     # every legal window, shard by shard: a drawn window must be one of them
-    legal = {tuple(w) for s in data.shards["train"] for w in np.lib.stride_tricks.sliding_window_view(np.asarray(s), T + 1)}
+    legal = {
+        tuple(w) for s in data.shards["train"] for w in np.lib.stride_tricks.sliding_window_view(np.asarray(s), T + 1)
+    }
     rows = np.concatenate([data.batch(1, step, 0, 64, T) for step in range(40)])
     assert all(tuple(r) in legal for r in rows)
     # and draws reach the last tokens of shards (uniform over every start, ends included)
-    lasts = {tuple(np.asarray(s)[-(T + 1):]) for s in data.shards["train"]}
+    lasts = {tuple(np.asarray(s)[-(T + 1) :]) for s in data.shards["train"]}
     rows = np.concatenate([data.batch(2, step, 0, 256, T) for step in range(200)])
     assert lasts & {tuple(r) for r in rows}
 
@@ -75,6 +78,7 @@ def test_eval_windows_are_fixed_and_cover_val(dataset):
 
 
 # ---- model ----
+
 
 def test_model_shapes_tying_and_causality():
     torch.manual_seed(0)
@@ -92,9 +96,15 @@ def test_model_shapes_tying_and_causality():
             assert abs(p.std().item() - 0.02 / math.sqrt(4)) < 0.004
 
 
-@pytest.mark.parametrize("options", [dict(pos="rope", qk_norm=True, mlp="relu2", bias=False),
-                                     dict(pos="learned", qk_norm=False, mlp="gelu", bias=True),
-                                     dict(tie_weights=False, init="zero"), dict(init="torch")])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(pos="rope", qk_norm=True, mlp="relu2", bias=False),
+        dict(pos="learned", qk_norm=False, mlp="gelu", bias=True),
+        dict(tie_weights=False, init="zero"),
+        dict(init="torch"),
+    ],
+)
 def test_model_options_keep_shapes_and_causality(options):
     torch.manual_seed(0)
     m = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=4, n_embd=32, dropout=0.0, **options)).eval()
@@ -112,8 +122,10 @@ def test_model_options_keep_shapes_and_causality(options):
 def test_learning_rate_schedules():
     from minigpt.optim import lr_at
 
-    cos, wsd, const = (make_config("tiny", max_iters=100, warmup_iters=10, lr=1.0, min_lr=0.1, schedule=s)
-                       for s in ("cosine", "wsd", "constant"))
+    cos, wsd, const = (
+        make_config("tiny", max_iters=100, warmup_iters=10, lr=1.0, min_lr=0.1, schedule=s)
+        for s in ("cosine", "wsd", "constant")
+    )
     for cfg in (cos, wsd, const):
         assert [lr_at(s, cfg) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])  # the same linear warmup
     assert lr_at(55, cos) == pytest.approx(0.55) and lr_at(100, cos) == pytest.approx(0.1)
@@ -131,8 +143,20 @@ def test_rewound_leaves_no_trace_of_the_steps_it_wraps(first_real_step):
     model = GPT(GPTConfig.from_train(cfg, 40))
     opts = make_optimizers(model, cfg, torch.device("cpu"))
     twin, twin_opts = copy.deepcopy((model, opts))
-    steps = [Step(m, m, o, 1, cfg.grad_clip, nullcontext(), torch.amp.GradScaler("cpu", enabled=False), False,
-                  torch.device("cpu")) for m, o in ((model, opts), (twin, twin_opts))]
+    steps = [
+        Step(
+            m,
+            m,
+            o,
+            1,
+            cfg.grad_clip,
+            nullcontext(),
+            torch.amp.GradScaler("cpu", enabled=False),
+            False,
+            torch.device("cpu"),
+        )
+        for m, o in ((model, opts), (twin, twin_opts))
+    ]
     batch = [np.random.default_rng(0).integers(0, 40, (cfg.batch_size, cfg.block_size + 1))]
     if first_real_step:
         torch.manual_seed(1)
@@ -154,10 +178,20 @@ def test_rewound_leaves_no_trace_of_the_steps_it_wraps(first_real_step):
 
 # ---- presets ----
 
+
 def test_presets_and_overrides():
     seed = make_config("seed")
-    assert (seed.block_size, seed.batch_size, seed.max_iters, seed.lr, seed.eval_interval, seed.n_embd,
-            seed.n_head, seed.n_layer, seed.dropout) == (64, 128, 5000, 3e-4, 250, 384, 8, 8, 0.2)
+    assert (
+        seed.block_size,
+        seed.batch_size,
+        seed.max_iters,
+        seed.lr,
+        seed.eval_interval,
+        seed.n_embd,
+        seed.n_head,
+        seed.n_layer,
+        seed.dropout,
+    ) == (64, 128, 5000, 3e-4, 250, 384, 8, 8, 0.2)
     assert make_config("B").batch_size * make_config("B").grad_accum == 128
     assert make_config("C").batch_size * make_config("C").grad_accum == 256
     assert make_config("A").lr == 3e-5 and make_config("C").block_size == 1024
@@ -170,6 +204,7 @@ def test_presets_and_overrides():
 
 
 # ---- training ----
+
 
 def test_loss_decreases_and_run_folder_is_complete(dataset, tmp_path):
     run = tmp_path / "run"
@@ -200,19 +235,35 @@ def test_same_command_twice_gives_identical_results(dataset, tmp_path):
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
 
 
-@pytest.mark.parametrize("stop_at,accum,flags", [
-    (3, 1, ()), (20, 2, ()), (33, 1, ()),
-    (12, 1, "the other choices"),  # the optimizer (and its state) and model options that the default does not use
-])
+@pytest.mark.parametrize(
+    "stop_at,accum,flags",
+    [
+        (3, 1, ()),
+        (20, 2, ()),
+        (33, 1, ()),
+        (12, 1, "the other choices"),  # the optimizer (and its state) and model options that the default does not use
+    ],
+)
 def test_sigterm_at_any_step_then_resume_is_byte_identical(dataset, tmp_path, monkeypatch, stop_at, accum, flags):
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     if flags == "the other choices":
         d = TrainConfig()
-        flags = ("--optimizer", "adamw" if d.optimizer == "muon" else "muon", "--pos", "learned" if d.pos == "rope" else "rope",
-                 "--mlp", "gelu" if d.mlp == "relu2" else "relu2", "--qk-norm" if not d.qk_norm else "--no-qk-norm",
-                 "--schedule", "cosine" if d.schedule == "wsd" else "wsd",
-                 # the tiny preset's iteration and model are fp32 on every CPU (device.muon_dtype, resolve_dtype)
-                 "--muon-dtype", "bfloat16", "--dtype", "bfloat16")
+        flags = (
+            "--optimizer",
+            "adamw" if d.optimizer == "muon" else "muon",
+            "--pos",
+            "learned" if d.pos == "rope" else "rope",
+            "--mlp",
+            "gelu" if d.mlp == "relu2" else "relu2",
+            "--qk-norm" if not d.qk_norm else "--no-qk-norm",
+            "--schedule",
+            "cosine" if d.schedule == "wsd" else "wsd",
+            # the tiny preset's iteration and model are fp32 on every CPU (device.muon_dtype, resolve_dtype)
+            "--muon-dtype",
+            "bfloat16",
+            "--dtype",
+            "bfloat16",
+        )
     args = (*TINY, *flags, "--dropout", 0.1, "--grad-accum", accum, "--data", dataset)  # dropout: RNG state too
     assert run_train(*args, "--out", whole).exit_code == 0
 
@@ -222,6 +273,7 @@ def test_sigterm_at_any_step_then_resume_is_byte_identical(dataset, tmp_path, mo
         if step == stop_at and micro == 0:
             signal.raise_signal(signal.SIGTERM)  # delivered mid-step, as a real `kill` would be
         return original(self, seed, step, micro, B, T)
+
     monkeypatch.setattr(TokenData, "batch", batch)
     r = run_train(*args, "--out", parts)
     assert r.exit_code == 143 and "--resume" in r.stdout, r.output
@@ -237,8 +289,12 @@ def test_real_sigterm_from_outside_then_resume(dataset, tmp_path):
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     args = [str(a) for a in (*TINY, "--max-iters", 200, "--eval-interval", 50, "--data", dataset)]
     assert run_train(*args, "--out", whole).exit_code == 0
-    p = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, "--out", str(parts)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args, "--out", str(parts)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in p.stdout:  # wait (by reading, not sleeping) until training is under way
         if line.startswith("step"):
             break
@@ -253,6 +309,7 @@ def test_real_sigterm_from_outside_then_resume(dataset, tmp_path):
 
 
 # ---- bad input: one clear message, non-zero exit, no traceback ----
+
 
 def assert_error(r, *needles):
     assert r.exit_code != 0 and "Traceback" not in r.output, r.output
@@ -289,15 +346,18 @@ def test_damaged_dataset(dataset, tmp_path):
     assert_error(run_train(*TINY, "--data", bad, "--out", tmp_path / "r3"), "train_00001.bin", "manifest says")
 
 
-@pytest.mark.parametrize("flags,needle", [
-    (("--block-size", 100000), "does not fit the"),
-    (("--n-embd", 66), "not divisible by --n-head"),
-    (("--device", "cuda"), "no CUDA device"),
-    (("--batch-size", 0), "--batch-size must be at least 1"),
-    (("--optimizer", "sgd"), "--optimizer sgd: choose adamw, muon"),
-    (("--pos", "alibi"), "--pos alibi: choose learned, rope"),
-    (("--muon-dtype", "float16"), "--muon-dtype float16: choose auto, bfloat16, float32"),
-])
+@pytest.mark.parametrize(
+    "flags,needle",
+    [
+        (("--block-size", 100000), "does not fit the"),
+        (("--n-embd", 66), "not divisible by --n-head"),
+        (("--device", "cuda"), "no CUDA device"),
+        (("--batch-size", 0), "--batch-size must be at least 1"),
+        (("--optimizer", "sgd"), "--optimizer sgd: choose adamw, muon"),
+        (("--pos", "alibi"), "--pos alibi: choose learned, rope"),
+        (("--muon-dtype", "float16"), "--muon-dtype float16: choose auto, bfloat16, float32"),
+    ],
+)
 def test_bad_settings(dataset, tmp_path, flags, needle):
     if flags[0] == "--device" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -308,8 +368,7 @@ def test_finished_run_is_not_overwritten_and_resume_checks_compatibility(dataset
     run = tmp_path / "run"
     assert run_train(*TINY, "--max-iters", 5, "--data", dataset, "--out", run).exit_code == 0
     assert_error(run_train(*TINY, "--max-iters", 5, "--data", dataset, "--out", run), "finished run", "--force")
-    assert_error(run_train(*TINY, "--n-layer", 3, "--data", dataset, "--out", run, "--resume"),
-                 "n_layer was 2, now 3")
+    assert_error(run_train(*TINY, "--n-layer", 3, "--data", dataset, "--out", run, "--resume"), "n_layer was 2, now 3")
     other = tmp_path / "other"
     shutil.copytree(dataset, other)
     m = json.loads((other / "manifest.json").read_text())
@@ -336,10 +395,17 @@ def test_compile_on_cpu_trains_the_same_model_or_falls_back_with_a_message(datas
         assert compiled[-1]["val_loss"] == pytest.approx(plain[-1]["val_loss"], rel=1e-4)
 
 
-@pytest.mark.parametrize("bf16_cpu,n_embd,expected,model", [
-    (None, 128, "float32", "float32"), ("avx512_bf16", 96, "bfloat16", "bfloat16"), ("avx512_bf16", 64, "float32", "float32")])
-def test_the_precisions_are_chosen_once_recorded_and_said(dataset, tmp_path, monkeypatch, bf16_cpu, n_embd, expected,
-                                                         model):
+@pytest.mark.parametrize(
+    "bf16_cpu,n_embd,expected,model",
+    [
+        (None, 128, "float32", "float32"),
+        ("avx512_bf16", 96, "bfloat16", "bfloat16"),
+        ("avx512_bf16", 64, "float32", "float32"),
+    ],
+)
+def test_the_precisions_are_chosen_once_recorded_and_said(
+    dataset, tmp_path, monkeypatch, bf16_cpu, n_embd, expected, model
+):
     """Muon's iteration (device.muon_dtype) and the model's autocast (device.resolve_dtype), per CPU and width."""
     from minigpt import device
 
@@ -357,9 +423,30 @@ def test_the_precisions_are_chosen_once_recorded_and_said(dataset, tmp_path, mon
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(dataset, tmp_path):
     run = tmp_path / "run"
-    r = run_train("--preset", "tiny", "--max-iters", 30, "--eval-interval", 1, "--log-interval", 1,
-                  "--lr", 1e6, "--min-lr", 1e6, "--warmup-iters", 0, "--grad-clip", 0, "--eval-tokens", 256,
-                  "--data", dataset, "--out", run)
+    r = run_train(
+        "--preset",
+        "tiny",
+        "--max-iters",
+        30,
+        "--eval-interval",
+        1,
+        "--log-interval",
+        1,
+        "--lr",
+        1e6,
+        "--min-lr",
+        1e6,
+        "--warmup-iters",
+        0,
+        "--grad-clip",
+        0,
+        "--eval-tokens",
+        256,
+        "--data",
+        dataset,
+        "--out",
+        run,
+    )
     assert_error(r, "loss became", "last good checkpoint")
     assert r.exit_code == 3
     state = torch.load(run / "train_state.pt", weights_only=True)
@@ -386,7 +473,9 @@ def test_a_slow_step_says_what_the_run_will_take_and_its_seconds_per_step(datase
 def test_the_trainer_and_the_sampler_load_no_data_stage_libraries():
     """pyarrow, datasets and huggingface_hub are the data stage's (minigpt/data/): the trainer, its loader and
     the sampler start without them."""
-    code = ("import sys, minigpt.trainer, minigpt.engine, minigpt.data.loader; "
-            "print([m for m in ('pyarrow', 'datasets', 'huggingface_hub') if m in sys.modules])")
+    code = (
+        "import sys, minigpt.trainer, minigpt.engine, minigpt.data.loader; "
+        "print([m for m in ('pyarrow', 'datasets', 'huggingface_hub') if m in sys.modules])"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr

@@ -45,7 +45,7 @@ def test_counter_matches_collections_counter():
     texts = random_texts(200, 7)
     counter = CharCounter()
     for i in range(0, 200, 64):  # several batches accumulate
-        counter.update(utf8_bytes(pa.array(texts[i:i + 64])))
+        counter.update(utf8_bytes(pa.array(texts[i : i + 64])))
     expected = collections.Counter("".join(texts))
     assert counter.counts() == {ord(c): n for c, n in expected.items()}
 

@@ -20,8 +20,18 @@ from minigpt.errors import UserError
 def make_dataset(folder: Path, docs: list[str], shard_tokens: int) -> TokenData:
     path = folder / "docs.jsonl"
     path.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
-    r = run_inprocess("--data-files", path, "--docs", len(docs) - 1, "--val-docs", 1,
-                      "--shard-tokens", shard_tokens, "--out", folder / "ds")
+    r = run_inprocess(
+        "--data-files",
+        path,
+        "--docs",
+        len(docs) - 1,
+        "--val-docs",
+        1,
+        "--shard-tokens",
+        shard_tokens,
+        "--out",
+        folder / "ds",
+    )
     assert r.code == 0, r.output
     return TokenData(folder / "ds")
 
@@ -29,8 +39,10 @@ def make_dataset(folder: Path, docs: list[str], shard_tokens: int) -> TokenData:
 def shards_of(folder: Path, split: str) -> list[np.ndarray]:
     """The split's shards, read plainly from their files."""
     m = json.loads((folder / "manifest.json").read_text())
-    return [np.fromfile(folder / s["file"], dtype=np.dtype(m["dtype"]).newbyteorder("<")).astype(np.int64)
-            for s in m["splits"][split]["shards"]]
+    return [
+        np.fromfile(folder / s["file"], dtype=np.dtype(m["dtype"]).newbyteorder("<")).astype(np.int64)
+        for s in m["splits"][split]["shards"]
+    ]
 
 
 def all_windows(shards: list[np.ndarray], T: int) -> list[tuple[int, int]]:
@@ -38,10 +50,13 @@ def all_windows(shards: list[np.ndarray], T: int) -> list[tuple[int, int]]:
     return [(i, j) for i, s in enumerate(shards) for j in range(len(s) - T)]
 
 
-DATASET = st.fixed_dictionaries({
-    "docs": st.lists(st.text("abc \u00e9\n", min_size=1, max_size=60), min_size=3, max_size=25),
-    "val_doc": st.text("abcd\u00e9", min_size=20, max_size=400),
-    "shard_tokens": st.integers(4, 120)})
+DATASET = st.fixed_dictionaries(
+    {
+        "docs": st.lists(st.text("abc \u00e9\n", min_size=1, max_size=60), min_size=3, max_size=25),
+        "val_doc": st.text("abcd\u00e9", min_size=20, max_size=400),
+        "shard_tokens": st.integers(4, 120),
+    }
+)
 
 
 def build(tmp: str, spec: dict) -> TokenData:
@@ -59,10 +74,10 @@ def test_val_windows_are_consecutive_and_score_every_target_once(spec, T, budget
                 data.check_block_size(T)
             return
         if budget:
-            want = want[:max(budget // T, 1)]
+            want = want[: max(budget // T, 1)]
         windows = data.eval_windows("val", T, budget, 0)
         assert [tuple(w) for w in windows.tolist()] == want
-        expected = [shards[i][j:j + T + 1] for i, j in want]
+        expected = [shards[i][j : j + T + 1] for i, j in want]
         batches = list(data.eval_batches("val", windows, B, T))
         assert [len(b) for b in batches] == [min(B, len(want) - k) for k in range(0, len(want), B)]
         assert np.array_equal(np.concatenate(batches), np.stack(expected))
@@ -91,14 +106,21 @@ def test_train_windows_are_distinct_windows_inside_a_shard_fixed_by_the_seed(spe
         assert got == sorted(got, key=every.index)  # in the data's order
         assert np.array_equal(windows, data.eval_windows("train", T, budget, seed))
         rows = np.concatenate(list(data.eval_batches("train", windows, 5, T)))
-        assert np.array_equal(rows, np.stack([shards[i][j:j + T + 1] for i, j in got]))
+        assert np.array_equal(rows, np.stack([shards[i][j : j + T + 1] for i, j in got]))
 
 
-@given(spec=DATASET, T=st.integers(1, 24), B=st.integers(1, 12), seed=st.integers(0, 2**63 - 1),
-       step=st.integers(0, 10**9), per_rank=st.integers(1, 3), world=st.integers(1, 4))
+@given(
+    spec=DATASET,
+    T=st.integers(1, 24),
+    B=st.integers(1, 12),
+    seed=st.integers(0, 2**63 - 1),
+    step=st.integers(0, 10**9),
+    per_rank=st.integers(1, 3),
+    world=st.integers(1, 4),
+)
 def test_a_step_s_batches_split_among_processes_are_one_process_s(spec, T, B, seed, step, per_rank, world):
     """Each micro-batch is B windows drawn uniformly over every start of every shard, by 64-bit Philox
-    draws keyed (seed; micro, step) taken modulo the number of windows (data.py's rule); K processes,
+    draws keyed (seed; micro, step) taken modulo the number of windows (data/loader.py's rule); K processes,
     each drawing its own micro-batches of the step, draw exactly what one process draws."""
     with tempfile.TemporaryDirectory() as tmp:
         data = build(tmp, spec)
@@ -111,7 +133,7 @@ def test_a_step_s_batches_split_among_processes_are_one_process_s(spec, T, B, se
         for m, batch in enumerate(one):
             draws = np.random.Philox(key=seed, counter=[0, 0, m, step]).random_raw(B)
             picked = [every[int(r % np.uint64(len(every)))] for r in draws]
-            assert np.array_equal(batch, np.stack([shards[i][j:j + T + 1] for i, j in picked]))
+            assert np.array_equal(batch, np.stack([shards[i][j : j + T + 1] for i, j in picked]))
         ranks = [list(micro_batches(accum, Dist(rank=r, world_size=world))) for r in range(world)]
         assert [m for micros in ranks for m in micros] == list(range(accum))
         shared = [data.batch(seed, step, m, B, T) for micros in ranks for m in micros]

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import keys
 from ..errors import UserError
-from ..files import sha256_file
-from .shards import DATA_DIR, MANIFEST, VERSION, manifest_version, read_manifest
+from .shards import DATA_DIR, MANIFEST, SPLITS, VERSION, damage, manifest_version, read_manifest
 
 PREPARE_HINT = "run `minigpt-prepare` first (e.g. minigpt-prepare --docs 3000), or pass --data DIR"
 
@@ -56,25 +56,13 @@ class TokenData:
         self.manifest = m = json.loads(manifest_bytes)
         self.manifest_sha256 = hashlib.sha256(manifest_bytes).hexdigest()
         self.dtype = np.dtype(m["dtype"]).newbyteorder("<")  # shards are little-endian whatever the machine
-        vocab_path = self.folder / "vocab.json"
-        if not vocab_path.is_file() or sha256_file(vocab_path) != m["vocab_sha256"]:
-            raise UserError(f"{vocab_path} is missing or does not match the manifest's vocab_sha256",
-                            "the dataset is damaged: rerun minigpt-prepare with the same arguments to rebuild it")
-        self.shards: dict[str, list[np.memmap]] = {}
-        for split in ("train", "val"):
-            self.shards[split] = []
-            for sh in m["splits"][split]["shards"]:
-                path = self.folder / sh["file"]
-                size = path.stat().st_size if path.is_file() else None
-                if size != sh["tokens"] * self.dtype.itemsize:
-                    raise UserError(f"shard {path} is {'missing' if size is None else f'{size:,} bytes'}; the manifest "
-                                    f"says {sh['tokens'] * self.dtype.itemsize:,}",
-                                    "the dataset is damaged: rerun minigpt-prepare with the same arguments to rebuild it")
-                if verify and sha256_file(path) != sh["sha256"]:
-                    raise UserError(f"shard {path} does not match its sha256 in the manifest",
-                                    "the dataset is damaged: rerun minigpt-prepare with the same arguments to rebuild it")
-                # a plain ndarray view of the mapping: np.memmap's indexing adds ~30 us per gather
-                self.shards[split].append(np.asarray(np.memmap(path, dtype=self.dtype, mode="r")))
+        problem = damage(self.folder, m, verify)
+        if problem:
+            raise UserError(problem, "the dataset is damaged: rerun minigpt-prepare with the same arguments to rebuild it")
+        # a plain ndarray view of each mapping: np.memmap's own indexing adds Python overhead to every gather
+        self.shards: dict[str, list[np.ndarray]] = {
+            split: [np.asarray(np.memmap(self.folder / sh["file"], dtype=self.dtype, mode="r"))
+                    for sh in m["splits"][split]["shards"]] for split in SPLITS}
 
     def tokens(self, split: str) -> int:
         return sum(len(s) for s in self.shards[split])
@@ -84,7 +72,7 @@ class TokenData:
         return np.array([max(len(s) - T, 0) for s in self.shards[split]], dtype=np.int64)
 
     def check_block_size(self, T: int) -> None:
-        for split in ("train", "val"):
+        for split in SPLITS:
             if self._starts(split, T).sum() == 0:
                 longest = max((len(s) for s in self.shards[split]), default=0)
                 raise UserError(f"block_size {T} does not fit the {split} split: its longest shard has {longest:,} tokens",
@@ -109,7 +97,7 @@ class TokenData:
         # Philox is counter-based: (micro, step) in the high counter words give every key its own
         # stream, and the low word has room for 2**64 draws. Raw 64-bit draws modulo the number of
         # windows: the bias is below 2**-30 for any dataset that fits on a disk.
-        raw = np.random.Philox(key=seed, counter=[0, 0, micro, step]).random_raw(B)
+        raw = np.random.Philox(key=seed, counter=[keys.BATCHES, 0, micro, step]).random_raw(B)
         r = (raw % np.uint64(ends[-1])).astype(np.int64)
         shard = np.searchsorted(ends, r, side="right")
         return self._gather("train", shard, r - (ends[shard] - counts[shard]), T)
@@ -127,7 +115,7 @@ class TokenData:
             counts = self._starts(split, T)
             ends = np.cumsum(counts)
             n = int(min(ends[-1], max((max_tokens or self.tokens("val")) // T, 1)))
-            rng = np.random.Generator(np.random.Philox(key=seed, counter=[1, 0, 0, 0]))
+            rng = np.random.Generator(np.random.Philox(key=seed, counter=[keys.EVAL_WINDOWS, 0, 0, 0]))
             r = np.sort(rng.choice(ends[-1], size=n, replace=False))
             shard = np.searchsorted(ends, r, side="right")
             windows = np.stack([shard, r - (ends[shard] - counts[shard])], 1)

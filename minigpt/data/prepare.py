@@ -34,16 +34,15 @@ import pyarrow.parquet as pq
 
 from .. import __version__, signals
 from ..errors import UserError
-from ..files import folder_lock, fsync_path, sha256_file, write_atomic, write_json_atomic
+from ..files import folder_lock, fsync_path, write_atomic, write_json_atomic
 from ..progress import Progress
-from .shards import DATA_DIR, FORMAT, MANIFEST, VERSION, ShardWriter, read_manifest
+from .shards import DATA_DIR, FORMAT, MANIFEST, SPLITS, VERSION, ShardWriter, damage, read_manifest
 from .source import Source
 from .stream import BATCH_DOCS, SCHEMA, Slice
-from .vocab import CharCounter, Vocab, auto_min_count, char_lengths, read_vocab, utf8_bytes
+from .vocab import VOCAB_FILE, CharCounter, Vocab, auto_min_count, char_lengths, read_vocab, utf8_bytes
 
 DEFAULT_SHARD_TOKENS = 100_000_000  # 100 MB uint8 shards: few files, each still quick to hash
 ROW_GROUP_BYTES = 16 << 20  # raw parquet row groups of ~16 MB of text: reads stay batchable, RAM flat (tests: bytes)
-SPLITS = ("train", "val")
 
 
 @dataclass(frozen=True)
@@ -267,7 +266,7 @@ def _build(folder: Path, source: Source, files: dict, build: BuildOptions, count
         min_count = build.min_count if build.min_count is not None else auto_min_count(stats["train"].chars, web=source.dataset is not None)
         vocab = Vocab.build(counts, min_count, build.max_vocab)
         data = vocab.to_json()
-    write_atomic(folder / "vocab.json", data)
+    write_atomic(folder / VOCAB_FILE, data)
     for split in SPLITS:
         st = stats[split]
         writer = ShardWriter(folder, split, vocab.dtype, build.shard_tokens)
@@ -341,7 +340,7 @@ def _encode_raw(path: Path, vocab: Vocab, open_end: bool = False,
     open_end, without the last document's <eot> (it goes on in the next split).
 
     Row groups are encoded on `workers` threads: the parquet reader, numpy and hashlib release the
-    GIL, so two threads encode ~1.6x faster on 2 cores. At most workers + 1 row groups are in memory.
+    GIL, so two threads encode faster on 2 cores. At most workers + 1 row groups are in memory.
     """
     def encode(group: int) -> tuple[np.ndarray, int, int, int]:
         text = pq.ParquetFile(path).read_row_group(group, columns=["text"]).column("text")
@@ -384,11 +383,8 @@ def _count_raw(path: Path) -> CharCounter:
 
 def _intact(out: Path, manifest: dict) -> bool:
     """A quick check for the no-op rerun: every file there, the vocabulary's hash, each shard's size."""
-    itemsize = 1 if manifest["dtype"] == "uint8" else 2
     try:
-        return sha256_file(out / "vocab.json") == manifest["vocab_sha256"] and _raw_intact(out, manifest) and all(
-            (out / sh["file"]).stat().st_size == sh["tokens"] * itemsize
-            for s in SPLITS for sh in manifest["splits"][s]["shards"])
+        return damage(out, manifest) is None and _raw_intact(out, manifest)
     except OSError:
         return False
 
@@ -445,3 +441,38 @@ def _clean_stale(out: Path) -> None:
                 os.replace(p, out)
                 continue
         shutil.rmtree(p, ignore_errors=True)
+
+
+def summary(result: Result) -> str:
+    """What was built, split by split, as minigpt-prepare prints it."""
+    m, lines = result.manifest, []
+    if result.action == "unchanged":
+        lines.append(f"{result.out}: already complete with these arguments; nothing to do")
+    else:
+        how = "rebuilt from raw/ (no streaming)" if result.action == "rebuilt" else "built"
+        lines.append(f"{result.out}: {how} in {result.seconds:.1f} s")
+    text_mb = 0.0
+    for split, s in m["splits"].items():
+        rate = s["unk"] / s["tokens"] if s["tokens"] else 0.0
+        lines.append(f"  {split:5} {s['docs']:>10,} docs {s['chars']:>14,} chars {s['tokens']:>14,} tokens "
+                     f"{s['unk']:>10,} unk ({rate:.4%}) {len(s['shards']):>4} shard(s)")
+        text_mb += s["bytes"] / 1e6
+    frozen = m["build"].get("vocab")
+    origin = f"frozen, from {frozen}" if frozen else f"min count {m['min_count']}"
+    lines.append(f"  vocabulary {m['vocab_size']} entries ({origin}), {m['dtype']} shards")
+    lines.append(f"  validation: {_val_origin(m)}" + (f"; hub commit {m['source_commit']}" if m.get("source_commit") else ""))
+    if result.action != "unchanged" and result.seconds > 0:
+        lines.append(f"  {text_mb:,.1f} MB of text, {text_mb / result.seconds:,.1f} MB/s")
+    return "\n".join(lines)
+
+
+def _val_origin(m: dict) -> str:
+    src, how = m["source"], m.get("val_from")
+    if how == "fraction":
+        cut = ", a document cut in two there" if m["splits"]["train"].get("open_end") else ""
+        return f"the last {m['val_fraction']:g} of the slice's characters{cut}"
+    if how == "after_docs":
+        return "the documents after the train ones"
+    if how == "val_data_files":
+        return "--val-data-files"
+    return f"the {src.get('val_split') or 'validation'} split" if how == "val_split" else "(not recorded)"

@@ -15,8 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import sha256_file
+from .vocab import VOCAB_FILE
+
 DATA_DIR = Path("data")  # where minigpt-prepare writes datasets and minigpt-train looks for them
 MANIFEST = "manifest.json"
+SPLITS = ("train", "val")
 FORMAT = "minigpt-dataset"
 REQUIRED = {"dtype", "vocab_size", "vocab_sha256", "eot", "unk", "source", "source_files", "build", "splits"}
 SPLIT_KEYS = {"docs", "chars", "bytes", "tokens", "unk", "shards"}
@@ -81,7 +85,7 @@ def read_manifest(folder: Path) -> dict | None:
     if manifest.get("version") != VERSION:  # another format version: read by the minigpt that wrote it
         return None
     try:
-        if all(SPLIT_KEYS <= manifest["splits"][s].keys() for s in ("train", "val")):
+        if all(SPLIT_KEYS <= manifest["splits"][s].keys() for s in SPLITS):
             return manifest
     except (KeyError, TypeError, AttributeError):
         pass
@@ -94,3 +98,22 @@ def manifest_version(folder: Path) -> int | None:
         return json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8")).get("version")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def damage(folder: Path, manifest: dict, verify: bool = False) -> str | None:
+    """What is wrong with a dataset folder's files against its manifest, or None: vocab.json's hash, each
+    shard's size (its tokens times the item size), and with verify each shard's sha256."""
+    folder, itemsize = Path(folder), np.dtype(manifest["dtype"]).itemsize
+    vocab = folder / VOCAB_FILE
+    if not vocab.is_file() or sha256_file(vocab) != manifest["vocab_sha256"]:
+        return f"{vocab} is missing or does not match the manifest's vocab_sha256"
+    for split in SPLITS:
+        for sh in manifest["splits"][split]["shards"]:
+            path = folder / sh["file"]
+            size = path.stat().st_size if path.is_file() else None
+            if size != sh["tokens"] * itemsize:
+                return (f"shard {path} is {'missing' if size is None else f'{size:,} bytes'}; the manifest says "
+                        f"{sh['tokens'] * itemsize:,}")
+            if verify and sha256_file(path) != sh["sha256"]:
+                return f"shard {path} does not match its sha256 in the manifest"
+    return None

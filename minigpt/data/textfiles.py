@@ -5,10 +5,9 @@ opens its files in text mode, which turns "\\r\\n" and "\\r" into "\\n", and rea
 `document` mode (datasets/packaged_modules/text/text.py), so a CRLF file would not round-trip and an
 encoding error could not be placed in the file. Here the files are read in blocks of BLOCK_BYTES,
 lines and documents are found in a block with numpy, the documents' bytes become one Arrow string
-array (a copy per run of adjacent documents), and Arrow checks them as UTF-8 in C++: 265-320 MB/s on
-one core (BENCHMARKS.md), where the first version, which made a Python str of each block and
-per-byte numpy masks, read 57. Memory holds a block (or, with --doc-split file, the largest file),
-whatever the size of the source.
+array (a copy per run of adjacent documents), and Arrow checks them as UTF-8 in C++: several times
+faster than a Python str per block (BENCHMARKS.md). Memory holds a block (or, with --doc-split file, the
+largest file), whatever the size of the source.
 
   file       a file is one document, verbatim
   paragraph  a run of non-blank lines is one document, its line ends kept; blank lines (nothing but

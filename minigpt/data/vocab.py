@@ -27,7 +27,7 @@ EOT, UNK = "<eot>", "<unk>"
 VOCAB_FILE, VOCAB_FORMAT = "vocab.json", "minigpt-vocab"
 EOT_ID, UNK_ID = 0, 1  # the special tokens come first, then the characters by code point
 MAX_UINT16_VOCAB = 65_536
-_CHUNK = 1 << 18  # numpy gathers and histograms run ~10x faster on cache-sized pieces
+_CHUNK = 1 << 18  # numpy gathers and histograms run far faster on cache-sized pieces (tests: a few bytes)
 
 
 def _offsets(arr: pa.Array) -> np.ndarray:
