@@ -185,3 +185,38 @@ def train_fixes(need_at, cfg, free: int) -> list[str]:
     while t > 1 and need_at(1, t).total > free:
         t //= 2
     return [f"--batch-size 1 --grad-accum {A * B} --block-size {t} (a shorter context: {A * B * t:,} tokens a step)"]
+
+
+def free_here(device: torch.device) -> int | None:
+    """What this process may still take: on a CPU, shared with the other processes torchrun started here."""
+    free = available(device)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if device.type == "cpu" else 1
+    return None if free is None else free // local
+
+
+def check_training(model, cfg, optimizers: list, device: torch.device, dtype: torch.dtype) -> str | None:
+    """Before the first step: a step that cannot fit is refused with the flags that would fit; a note where it
+    takes most of what is available."""
+    free = free_here(device)
+    if free is None:
+        return None
+
+    def need_at(b=None, t=None):
+        return train_need(model, cfg, optimizers, device, dtype, b, t)
+
+    return check(
+        need_at(),
+        free,
+        f"a training step of {cfg.batch_size} x {cfg.block_size} tokens",
+        train_fixes(need_at, cfg, free),
+    )
+
+
+def fitting_eval_batch(model, cfg, optimizers: list, device: torch.device, dtype: torch.dtype, upto: int) -> int:
+    """Evaluation windows a batch: `upto`, or fewer where that many would not fit beside the optimizer state
+    (the figure is the same whatever the batch)."""
+    free = free_here(device)
+    if free is None:
+        return upto
+    room = free - state_need(model, optimizers).total
+    return largest_batch(lambda b: forward_need(model.config, b, cfg.block_size, dtype), upto, room) or 1

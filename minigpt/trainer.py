@@ -10,7 +10,6 @@ byte-identical weights.
 from __future__ import annotations
 
 import math
-import os
 import signal
 import time
 from contextlib import ExitStack, nullcontext
@@ -186,7 +185,9 @@ class Trainer:
         if onednn:
             onednn_layout(self.model)
         self.optimizers = make_optimizers(self.model, cfg, self.device, self.ns_dtype)
-        if note := d.agree(self._check_memory):  # before the run folder is written
+        if note := d.agree(
+            lambda: memory.check_training(self.model, cfg, self.optimizers, self.device, self.dtype)
+        ):  # before the run folder is written
             self.say(note)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         if resume:
@@ -218,43 +219,6 @@ class Trainer:
         if self.device.type == "cpu":
             return replace(cfg, eval_tokens=eval_rule(cfg), eval_tokens_from="rule")
         return cfg
-
-    def _free_memory(self) -> int | None:
-        """What this process may still take: on a CPU shared with the other processes torchrun started here."""
-        free = memory.available(self.device)
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if self.device.type == "cpu" else 1
-        return None if free is None else free // local
-
-    def _check_memory(self) -> str | None:
-        """A step that cannot fit (memory.py) is refused with the flags that would fit; a note where it takes most
-        of what is available."""
-        cfg, free = self.cfg, self._free_memory()
-        if free is None:
-            return None
-
-        def need_at(b=None, t=None):
-            return memory.train_need(self.model, cfg, self.optimizers, self.device, self.dtype, b, t)
-
-        return memory.check(
-            need_at(),
-            free,
-            f"a training step of {cfg.batch_size} x {cfg.block_size} tokens",
-            memory.train_fixes(need_at, cfg, free),
-        )
-
-    def _eval_batch(self, upto: int) -> int:
-        """Evaluation windows a batch: `upto`, or fewer where that many would not fit beside the optimizer state
-        (the figure is the same whatever the batch)."""
-        free = self._free_memory()
-        if free is None:
-            return upto
-        room = free - memory.state_need(self.model, self.optimizers).total
-        return (
-            memory.largest_batch(
-                lambda b: memory.forward_need(self.model.config, b, self.cfg.block_size, self.dtype), upto, room
-            )
-            or 1
-        )
 
     def _hold_folder(self) -> None:
         """Rank 0 writes the run folder: its lock, held to the end of the run, and what a killed process
@@ -365,7 +329,9 @@ class Trainer:
             split: self.dataset.eval_windows(split, cfg.block_size, cfg.eval_tokens, cfg.seed) for split in SPLITS
         }
         self.eval_batch = (
-            self._eval_batch(max(cfg.batch_size, CPU_EVAL_BATCH))
+            memory.fitting_eval_batch(
+                self.model, cfg, self.optimizers, device, dtype, max(cfg.batch_size, CPU_EVAL_BATCH)
+            )
             if device.type == "cpu" and self.compiled is self.model
             else cfg.batch_size
         )  # a compiled model or a CUDA graph keeps the training batch's shape
