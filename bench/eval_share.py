@@ -17,20 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from minigpt.config import CPU_EVAL_COST, EVAL_SHARE, eval_rule, make_config  # noqa: E402
-from minigpt.device import cpu_flags, cpu_name  # noqa: E402
+from cpu_bench import host as cpu_host  # noqa: E402 (the host as every CPU figure records it)
 
 # shape: (flags, the cost runs' steps and their two budgets, the real rule run's steps and interval)
 SHAPES = {
@@ -135,16 +132,7 @@ def main() -> None:
     ap.add_argument("--shapes", default="tiny,laptop,seed")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    host = {
-        "cpu": cpu_name(),
-        "cpu_flags": cpu_flags(),
-        "machine": platform.machine(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "date": time.strftime("%Y-%m-%d"),
-        "eval_share": EVAL_SHARE,
-        "cpu_eval_cost": CPU_EVAL_COST,
-    }
+    host = {**cpu_host(), "eval_share": EVAL_SHARE, "cpu_eval_cost": CPU_EVAL_COST}
     print(f"{host['cpu']} ({host['machine']}, {host['cores']} cores; flags: {' '.join(host['cpu_flags']) or 'none'})")
     with tempfile.TemporaryDirectory() as tmp:
         rows = [measure(name, args.data, Path(tmp)) for name in args.shapes.split(",")]

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,17 +70,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu (peak RSS) or cuda (torch.cuda.max_memory_allocated)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    from minigpt.device import cpu_flags, cpu_name
+    from cpu_bench import host as cpu_host  # the host as every CPU figure records it
 
-    host = {
-        "device": args.device,
-        "cpu": cpu_name(),
-        "cpu_flags": cpu_flags(),
-        "machine": platform.machine(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "date": time.strftime("%Y-%m-%d"),
-    }
+    host = {**cpu_host(), "device": args.device}
     print(f"{host['cpu']} ({host['machine']}, {host['cores']} cores; flags: {' '.join(host['cpu_flags']) or 'none'})")
     rows = []
     for name in args.shapes.split(","):
