@@ -244,7 +244,12 @@ def train(
     beta2: Optional[float] = typer.Option(None, "--beta2", help="AdamW's second-moment decay."),
     grad_clip: Optional[float] = typer.Option(None, "--grad-clip", help="Max gradient norm; 0 turns it off."),
     eval_interval: Optional[int] = typer.Option(None, "--eval-interval", help="Evaluate and checkpoint every N steps."),
-    eval_tokens: Optional[int] = typer.Option(None, "--eval-tokens", help="Validation tokens per evaluation; 0: all."),
+    eval_tokens: Optional[int] = typer.Option(
+        None,
+        "--eval-tokens",
+        show_default="on a CPU, sized to ~10% of the run's time; else 1,000,000 (tiny 16,384)",
+        help="Tokens of val (and of train) per evaluation; 0: all.",
+    ),
     log_interval: Optional[int] = typer.Option(None, "--log-interval"),
     seed: Optional[int] = typer.Option(None, "--seed"),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps."),
