@@ -31,14 +31,21 @@ def find_dataset(path: Path | None) -> tuple[Path, str | None]:
         if read_manifest(path) is None:
             version = manifest_version(path)
             if version is not None and version != VERSION:
-                raise UserError(f"--data {path} is a dataset of format version {version}; this minigpt reads version "
-                                f"{VERSION}", "rebuild it with this minigpt (minigpt-prepare ... --force), or use the "
-                                "minigpt that made it")
-            what = "does not exist" if not Path(path).exists() else f"is not a complete minigpt dataset (no valid {MANIFEST})"
+                raise UserError(
+                    f"--data {path} is a dataset of format version {version}; this minigpt reads version {VERSION}",
+                    "rebuild it with this minigpt (minigpt-prepare ... --force), or use the minigpt that made it",
+                )
+            what = (
+                "does not exist"
+                if not Path(path).exists()
+                else f"is not a complete minigpt dataset (no valid {MANIFEST})"
+            )
             raise UserError(f"--data {path} {what}", PREPARE_HINT)
         return Path(path), None
-    found = sorted((p for p in DATA_DIR.glob("*") if p.is_dir() and read_manifest(p) is not None),
-                   key=lambda p: ((p / MANIFEST).stat().st_mtime, p.name))
+    found = sorted(
+        (p for p in DATA_DIR.glob("*") if p.is_dir() and read_manifest(p) is not None),
+        key=lambda p: ((p / MANIFEST).stat().st_mtime, p.name),
+    )
     if not found:
         raise UserError(f"no dataset under {DATA_DIR.resolve()}", PREPARE_HINT)
     note = None
@@ -58,11 +65,17 @@ class TokenData:
         self.dtype = np.dtype(m["dtype"]).newbyteorder("<")  # shards are little-endian whatever the machine
         problem = damage(self.folder, m, verify)
         if problem:
-            raise UserError(problem, "the dataset is damaged: rerun minigpt-prepare with the same arguments to rebuild it")
+            raise UserError(
+                problem, "the dataset is damaged: rerun minigpt-prepare with the same arguments to rebuild it"
+            )
         # a plain ndarray view of each mapping: np.memmap's own indexing adds Python overhead to every gather
         self.shards: dict[str, list[np.ndarray]] = {
-            split: [np.asarray(np.memmap(self.folder / sh["file"], dtype=self.dtype, mode="r"))
-                    for sh in m["splits"][split]["shards"]] for split in SPLITS}
+            split: [
+                np.asarray(np.memmap(self.folder / sh["file"], dtype=self.dtype, mode="r"))
+                for sh in m["splits"][split]["shards"]
+            ]
+            for split in SPLITS
+        }
 
     def tokens(self, split: str) -> int:
         return sum(len(s) for s in self.shards[split])
@@ -75,8 +88,10 @@ class TokenData:
         for split in SPLITS:
             if self._starts(split, T).sum() == 0:
                 longest = max((len(s) for s in self.shards[split]), default=0)
-                raise UserError(f"block_size {T} does not fit the {split} split: its longest shard has {longest:,} tokens",
-                                "use a smaller --block-size, or prepare more documents (--docs / --val-docs)")
+                raise UserError(
+                    f"block_size {T} does not fit the {split} split: its longest shard has {longest:,} tokens",
+                    "use a smaller --block-size, or prepare more documents (--docs / --val-docs)",
+                )
 
     def _gather(self, split: str, shard: np.ndarray, start: np.ndarray, T: int) -> np.ndarray:
         shards, offsets = self.shards[split], np.arange(T + 1)
@@ -108,8 +123,11 @@ class TokenData:
         generator of its own, so the training batches never shift it (with max_tokens 0, as many tokens
         as the whole val split has)."""
         if split == "val":
-            per_shard = [np.stack([np.full(n, i), np.arange(n) * T], 1)
-                         for i, s in enumerate(self.shards[split]) if (n := (len(s) - 1) // T) > 0]
+            per_shard = [
+                np.stack([np.full(n, i), np.arange(n) * T], 1)
+                for i, s in enumerate(self.shards[split])
+                if (n := (len(s) - 1) // T) > 0
+            ]
             windows = np.concatenate(per_shard)
         else:
             counts = self._starts(split, T)
@@ -120,12 +138,12 @@ class TokenData:
             shard = np.searchsorted(ends, r, side="right")
             windows = np.stack([shard, r - (ends[shard] - counts[shard])], 1)
         if max_tokens:
-            windows = windows[:max(max_tokens // T, 1)]
+            windows = windows[: max(max_tokens // T, 1)]
         return windows
 
     def eval_batches(self, split: str, windows: np.ndarray, B: int, T: int):
         for i in range(0, len(windows), B):
-            w = windows[i:i + B]
+            w = windows[i : i + B]
             yield self._gather(split, w[:, 0], w[:, 1], T)
 
 

@@ -65,15 +65,21 @@ class BuildOptions:
 
     def check(self) -> None:
         if self.vocab is not None and (self.min_count is not None or self.max_vocab is not None):
-            raise UserError("--vocab and --min-count/--max-vocab both decide the vocabulary",
-                            "give --vocab to encode with a frozen one, or --min-count/--max-vocab to build one")
+            raise UserError(
+                "--vocab and --min-count/--max-vocab both decide the vocabulary",
+                "give --vocab to encode with a frozen one, or --min-count/--max-vocab to build one",
+            )
         if self.min_count is not None and self.min_count < 1:
             raise UserError(f"--min-count must be at least 1 (got {self.min_count})", "leave it out for the default")
         if self.max_vocab is not None and self.max_vocab < 3:
-            raise UserError(f"--max-vocab must be at least 3 (got {self.max_vocab})",
-                            "the vocabulary holds <eot>, <unk> and at least one character; 256 keeps uint8 shards")
+            raise UserError(
+                f"--max-vocab must be at least 3 (got {self.max_vocab})",
+                "the vocabulary holds <eot>, <unk> and at least one character; 256 keeps uint8 shards",
+            )
         if self.shard_tokens < 1:
-            raise UserError(f"--shard-tokens must be at least 1 (got {self.shard_tokens})", "leave it out for the default")
+            raise UserError(
+                f"--shard-tokens must be at least 1 (got {self.shard_tokens})", "leave it out for the default"
+            )
 
 
 @dataclass
@@ -95,8 +101,9 @@ class Result:
     seconds: float = 0.0
 
 
-def prepare(source: Source, build: BuildOptions, out: Path | None = None, force: bool = False,
-            progress: Progress | None = None) -> Result:
+def prepare(
+    source: Source, build: BuildOptions, out: Path | None = None, force: bool = False, progress: Progress | None = None
+) -> Result:
     build = build.resolved()
     progress = progress or Progress()
     out = Path(os.path.abspath(out if out is not None else DATA_DIR / source.default_name()))  # `.` gets a name
@@ -114,21 +121,29 @@ def _prepare(source: Source, build: BuildOptions, out: Path, force: bool, progre
     _clean_stale(out)
     existing = read_manifest(out)
     if existing is None and (out / MANIFEST).exists() and not force:
-        raise UserError(f"{out / MANIFEST} is not a manifest this version can read (damaged, or another format)",
-                        "add --force to rebuild the dataset there, or choose another --out")
+        raise UserError(
+            f"{out / MANIFEST} is not a manifest this version can read (damaged, or another format)",
+            "add --force to rebuild the dataset there, or choose another --out",
+        )
     rebuild = False
     if existing is not None and not force:
         if changed := Source.differences(existing["source"], source.to_json()):
-            raise UserError(f"{out} holds a dataset made with other arguments: {_diff(existing['source'], source.to_json(), changed)}",
-                            "add --force to replace it (the slice is streamed again), or choose another --out")
+            raise UserError(
+                f"{out} holds a dataset made with other arguments: {_diff(existing['source'], source.to_json(), changed)}",
+                "add --force to replace it (the slice is streamed again), or choose another --out",
+            )
         if {**asdict(BuildOptions()), **existing["build"]} == asdict(build) and _intact(out, existing):
             return Result(out, existing, "unchanged", time.perf_counter() - start)
         rebuild = _raw_intact(out, existing)
         if not rebuild:
-            raise UserError(f"{out} is damaged: its raw/ slice is missing or incomplete", "add --force to stream it again")
+            raise UserError(
+                f"{out} is damaged: its raw/ slice is missing or incomplete", "add --force to stream it again"
+            )
     elif out.is_dir() and existing is None and not (out / MANIFEST).exists() and any(out.iterdir()):
-        raise UserError(f"{out} exists and is not a minigpt dataset (it has no {MANIFEST})",
-                        "choose another --out, or remove that folder yourself")
+        raise UserError(
+            f"{out} exists and is not a minigpt dataset (it has no {MANIFEST})",
+            "choose another --out, or remove that folder yourself",
+        )
 
     # Expanded once here: a glob matching nothing fails before anything is written.
     files = existing["source_files"] if rebuild else {s: source.files(s) for s in SPLITS}
@@ -138,8 +153,12 @@ def _prepare(source: Source, build: BuildOptions, out: Path, force: bool, progre
         if rebuild:
             for name in ("train.parquet", "val.parquet"):
                 _link_or_copy(out / "raw" / name, tmp / "raw" / name)
-            stats = {s: SplitStats(**{k: existing["splits"][s].get(k, False) for k in ("docs", "chars", "bytes", "open_end")})
-                     for s in SPLITS}
+            stats = {
+                s: SplitStats(
+                    **{k: existing["splits"][s].get(k, False) for k in ("docs", "chars", "bytes", "open_end")}
+                )
+                for s in SPLITS
+            }
             counter = _count_raw(tmp / "raw" / "train.parquet")
             origin = {k: existing.get(k) for k in ORIGIN}
         else:
@@ -153,8 +172,10 @@ def _prepare(source: Source, build: BuildOptions, out: Path, force: bool, progre
         if where.startswith((str(tmp), str(out))) or e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             full = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
             need = " (a dataset takes about twice its text on disk: raw/ and the shards)" if full else ""
-            raise UserError(f"cannot write the dataset under {out.parent}: {e.strerror or e} ({where or out}){need}",
-                            "free space or fix the permissions there, or choose another --out; nothing was kept") from None
+            raise UserError(
+                f"cannot write the dataset under {out.parent}: {e.strerror or e} ({where or out}){need}",
+                "free space or fix the permissions there, or choose another --out; nothing was kept",
+            ) from None
         raise UserError(f"cannot read {where}: {e.strerror or e}", "check the path and its permissions") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -169,8 +190,9 @@ def _stream(source: Source, raw: Path, progress: Progress) -> tuple[CharCounter,
     where validation came from, and the hub commit streamed."""
     plan = Slice(source)
     counter = CharCounter()
-    stats = {"train": _write_raw(plan.train(), raw / "train.parquet", "streaming train",
-                                 source.docs, progress, counter)}
+    stats = {
+        "train": _write_raw(plan.train(), raw / "train.parquet", "streaming train", source.docs, progress, counter)
+    }
     val = plan.val()
     if val is None:  # validation is the end of the slice by characters
         stats.update(_cut(raw, plan.val_fraction, stats["train"].chars))
@@ -185,8 +207,14 @@ def _raw_writer(path: Path) -> pq.ParquetWriter:
     return pq.ParquetWriter(path, SCHEMA, compression="lz4", use_dictionary=False, write_statistics=False)
 
 
-def _write_raw(tables: Iterator[pa.Table], path: Path, what: str, total: int | None, progress: Progress,
-               counter: CharCounter | None = None) -> SplitStats:
+def _write_raw(
+    tables: Iterator[pa.Table],
+    path: Path,
+    what: str,
+    total: int | None,
+    progress: Progress,
+    counter: CharCounter | None = None,
+) -> SplitStats:
     """Documents into a raw parquet file in row groups of ~ROW_GROUP_BYTES of text; their stats."""
     st, pending, pending_bytes = SplitStats(), [], 0
     with _raw_writer(path) as writer, progress.docs(what, total) as update:
@@ -225,8 +253,10 @@ def _cut(raw: Path, fraction: float, n: int) -> dict[str, SplitStats]:
     without <eot> (open_end), as the document goes on in validation."""
     cut = int(n * (1 - fraction))
     if cut in (0, n):
-        raise UserError(f"the slice has {n:,} characters, too few to cut {fraction:g} of them off for validation",
-                        "give more text, or validation text of its own with --val-data-files")
+        raise UserError(
+            f"the slice has {n:,} characters, too few to cut {fraction:g} of them off for validation",
+            "give more text, or validation text of its own with --val-data-files",
+        )
     whole = raw / "whole.parquet"
     os.replace(raw / "train.parquet", whole)
     stats, seen = {"train": SplitStats(), "val": SplitStats()}, 0  # seen: characters before this row group
@@ -256,14 +286,26 @@ def _cut(raw: Path, fraction: float, n: int) -> dict[str, SplitStats]:
     return stats
 
 
-def _build(folder: Path, source: Source, files: dict, build: BuildOptions, counts: dict[int, int],
-           stats: dict[str, SplitStats], origin: dict, progress: Progress) -> dict:
+def _build(
+    folder: Path,
+    source: Source,
+    files: dict,
+    build: BuildOptions,
+    counts: dict[int, int],
+    stats: dict[str, SplitStats],
+    origin: dict,
+    progress: Progress,
+) -> dict:
     """vocab.json, the token shards, then manifest.json, all from raw/ in `folder`."""
     if build.vocab is not None:  # frozen: copied byte for byte, so its hash is the one it came with
         _, vocab, data = read_vocab(build.vocab)
         min_count = vocab.min_count
     else:
-        min_count = build.min_count if build.min_count is not None else auto_min_count(stats["train"].chars, web=source.dataset is not None)
+        min_count = (
+            build.min_count
+            if build.min_count is not None
+            else auto_min_count(stats["train"].chars, web=source.dataset is not None)
+        )
         vocab = Vocab.build(counts, min_count, build.max_vocab)
         data = vocab.to_json()
     write_atomic(folder / VOCAB_FILE, data)
@@ -281,10 +323,19 @@ def _build(folder: Path, source: Source, files: dict, build: BuildOptions, count
         finally:
             writer.abort()
     manifest = {
-        "format": FORMAT, "version": VERSION, "minigpt": __version__,
-        "dtype": vocab.dtype.name, "vocab_size": len(vocab), "vocab_sha256": hashlib.sha256(data).hexdigest(),
-        "eot": vocab.eot, "unk": vocab.unk, "min_count": min_count,
-        "source": source.to_json(), "source_files": files, "build": asdict(build), **origin,
+        "format": FORMAT,
+        "version": VERSION,
+        "minigpt": __version__,
+        "dtype": vocab.dtype.name,
+        "vocab_size": len(vocab),
+        "vocab_sha256": hashlib.sha256(data).hexdigest(),
+        "eot": vocab.eot,
+        "unk": vocab.unk,
+        "min_count": min_count,
+        "source": source.to_json(),
+        "source_files": files,
+        "build": asdict(build),
+        **origin,
         "raw": {s: f"raw/{s}.parquet" for s in SPLITS},
         "splits": {s: asdict(stats[s]) for s in SPLITS},
     }
@@ -334,14 +385,16 @@ def _prefetch(items: Iterator, depth: int = 16) -> Iterator:
         stop.set()
 
 
-def _encode_raw(path: Path, vocab: Vocab, open_end: bool = False,
-                workers: int = 2) -> Iterator[tuple[np.ndarray, int, int, int]]:
+def _encode_raw(
+    path: Path, vocab: Vocab, open_end: bool = False, workers: int = 2
+) -> Iterator[tuple[np.ndarray, int, int, int]]:
     """(tokens, unk count, docs, text bytes) of each row group of a raw parquet file, in order; with
     open_end, without the last document's <eot> (it goes on in the next split).
 
     Row groups are encoded on `workers` threads: the parquet reader, numpy and hashlib release the
     GIL, so two threads encode faster on 2 cores. At most workers + 1 row groups are in memory.
     """
+
     def encode(group: int) -> tuple[np.ndarray, int, int, int]:
         text = pq.ParquetFile(path).read_row_group(group, columns=["text"]).column("text")
         parts, unk = [], 0
@@ -391,8 +444,10 @@ def _intact(out: Path, manifest: dict) -> bool:
 
 def _raw_intact(out: Path, manifest: dict) -> bool:
     try:
-        return all(pq.ParquetFile(out / "raw" / f"{s}.parquet").metadata.num_rows == manifest["splits"][s]["docs"]
-                   for s in SPLITS)
+        return all(
+            pq.ParquetFile(out / "raw" / f"{s}.parquet").metadata.num_rows == manifest["splits"][s]["docs"]
+            for s in SPLITS
+        )
     except (OSError, pa.ArrowException):
         return False
 
@@ -431,8 +486,11 @@ def _clean_stale(out: Path) -> None:
     if not out.parent.is_dir():
         return
     name = glob.escape(out.name)
-    stale = [p for p in sorted(out.parent.glob(f".{name}.tmp-*")) + sorted(out.parent.glob(f".{name}.old-*"))
-             if (pid := p.name.rsplit("-", 1)[-1]).isdigit() and int(pid) != os.getpid()]
+    stale = [
+        p
+        for p in sorted(out.parent.glob(f".{name}.tmp-*")) + sorted(out.parent.glob(f".{name}.old-*"))
+        if (pid := p.name.rsplit("-", 1)[-1]).isdigit() and int(pid) != os.getpid()
+    ]
     for p in stale:  # a finished .tmp (the newer dataset) before an .old one
         if not (out / MANIFEST).exists() and read_manifest(p) is not None:
             if out.exists() and not any(out.iterdir()):
@@ -454,13 +512,17 @@ def summary(result: Result) -> str:
     text_mb = 0.0
     for split, s in m["splits"].items():
         rate = s["unk"] / s["tokens"] if s["tokens"] else 0.0
-        lines.append(f"  {split:5} {s['docs']:>10,} docs {s['chars']:>14,} chars {s['tokens']:>14,} tokens "
-                     f"{s['unk']:>10,} unk ({rate:.4%}) {len(s['shards']):>4} shard(s)")
+        lines.append(
+            f"  {split:5} {s['docs']:>10,} docs {s['chars']:>14,} chars {s['tokens']:>14,} tokens "
+            f"{s['unk']:>10,} unk ({rate:.4%}) {len(s['shards']):>4} shard(s)"
+        )
         text_mb += s["bytes"] / 1e6
     frozen = m["build"].get("vocab")
     origin = f"frozen, from {frozen}" if frozen else f"min count {m['min_count']}"
     lines.append(f"  vocabulary {m['vocab_size']} entries ({origin}), {m['dtype']} shards")
-    lines.append(f"  validation: {_val_origin(m)}" + (f"; hub commit {m['source_commit']}" if m.get("source_commit") else ""))
+    lines.append(
+        f"  validation: {_val_origin(m)}" + (f"; hub commit {m['source_commit']}" if m.get("source_commit") else "")
+    )
     if result.action != "unchanged" and result.seconds > 0:
         lines.append(f"  {text_mb:,.1f} MB of text, {text_mb / result.seconds:,.1f} MB/s")
     return "\n".join(lines)

@@ -112,8 +112,10 @@ def damage(folder: Path, manifest: dict, verify: bool = False) -> str | None:
             path = folder / sh["file"]
             size = path.stat().st_size if path.is_file() else None
             if size != sh["tokens"] * itemsize:
-                return (f"shard {path} is {'missing' if size is None else f'{size:,} bytes'}; the manifest says "
-                        f"{sh['tokens'] * itemsize:,}")
+                return (
+                    f"shard {path} is {'missing' if size is None else f'{size:,} bytes'}; the manifest says "
+                    f"{sh['tokens'] * itemsize:,}"
+                )
             if verify and sha256_file(path) != sh["sha256"]:
                 return f"shard {path} does not match its sha256 in the manifest"
     return None

@@ -25,8 +25,14 @@ DEFAULT_DATASET, DEFAULT_CONFIG = "allenai/c4", "en"  # C4, the default source
 HUB_DOCS = 3000  # --docs for a hub dataset when not given; local files default to all of them
 MAX_DEFAULT_VAL_DOCS = 10_000
 DEFAULT_VAL_FRACTION = 0.1  # nanoGPT's 90/10 cut, where nothing else names the validation text
-EXTENSIONS = {".json": "json", ".jsonl": "json", ".json.gz": "json", ".jsonl.gz": "json", ".parquet": "parquet",
-              ".txt": "text"}
+EXTENSIONS = {
+    ".json": "json",
+    ".jsonl": "json",
+    ".json.gz": "json",
+    ".jsonl.gz": "json",
+    ".parquet": "parquet",
+    ".txt": "text",
+}
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,9 @@ class Source:
 
     def files(self, split: str) -> list[str] | None:
         """The local files of a split, sorted; None where the split comes from --dataset."""
-        pattern, flag = (self.data_files, "--data-files") if split == "train" else (self.val_data_files, "--val-data-files")
+        pattern, flag = (
+            (self.data_files, "--data-files") if split == "train" else (self.val_data_files, "--val-data-files")
+        )
         return list(expand(pattern, flag)) if pattern else None
 
     def default_name(self) -> str:
@@ -106,29 +114,52 @@ def parse_count(value: str | int | None, flag: str) -> int | None | str:
         try:
             n = int(value)
         except ValueError:
-            raise UserError(f"{flag} {value!r} is not a number", f"give a count such as {flag} 3000, or {flag} all") from None
+            raise UserError(
+                f"{flag} {value!r} is not a number", f"give a count such as {flag} 3000, or {flag} all"
+            ) from None
         if n < 1:
-            raise UserError(f"{flag} must be at least 1 (got {n})",
-                            "ask for the number of documents, e.g. --docs 3000" if flag == "--docs"
-                            else "validation needs documents of its own; leave --val-docs out for N/10")
+            raise UserError(
+                f"{flag} must be at least 1 (got {n})",
+                "ask for the number of documents, e.g. --docs 3000"
+                if flag == "--docs"
+                else "validation needs documents of its own; leave --val-docs out for N/10",
+            )
         return n
     return None
 
 
-def resolve_source(dataset: str | None = None, config: str | None = None, data_files: str | None = None,
-                   val_data_files: str | None = None, docs: str | int | None = None, val_docs: str | int | None = None,
-                   text_column: str | None = None, split: str | None = None, val_split: str | None = None,
-                   revision: str | None = None, doc_split: str | None = None,
-                   val_fraction: float | None = None) -> Source:
+def resolve_source(
+    dataset: str | None = None,
+    config: str | None = None,
+    data_files: str | None = None,
+    val_data_files: str | None = None,
+    docs: str | int | None = None,
+    val_docs: str | int | None = None,
+    text_column: str | None = None,
+    split: str | None = None,
+    val_split: str | None = None,
+    revision: str | None = None,
+    doc_split: str | None = None,
+    val_fraction: float | None = None,
+) -> Source:
     """Check the command line's source arguments and turn them into a Source."""
     if dataset is not None and data_files is not None:
-        raise UserError("--dataset and --data-files both name the train documents",
-                        "give one of them: a hub id or folder in --dataset, or local files in --data-files")
+        raise UserError(
+            "--dataset and --data-files both name the train documents",
+            "give one of them: a hub id or folder in --dataset, or local files in --data-files",
+        )
     if data_files is not None:
-        for flag, value in (("--config", config), ("--split", split), ("--val-split", val_split), ("--revision", revision)):
+        for flag, value in (
+            ("--config", config),
+            ("--split", split),
+            ("--val-split", val_split),
+            ("--revision", revision),
+        ):
             if value is not None:
-                raise UserError(f"{flag} applies to --dataset, not to --data-files",
-                                f"leave {flag} out with local files (they have no configs, splits or revisions)")
+                raise UserError(
+                    f"{flag} applies to --dataset, not to --data-files",
+                    f"leave {flag} out with local files (they have no configs, splits or revisions)",
+                )
     _check_validation(val_data_files, val_docs, val_split, val_fraction)
     n, m = parse_count(docs, "--docs"), parse_count(val_docs, "--val-docs")
     if n == "default":
@@ -140,45 +171,81 @@ def resolve_source(dataset: str | None = None, config: str | None = None, data_f
     val_files = _absolute(val_data_files) if val_data_files else None
     text_column = text_column if text_column is not None else "text"
     if not text_column:
-        raise UserError("--text-column is empty", "name the column that holds the documents' text, e.g. --text-column text")
+        raise UserError(
+            "--text-column is empty", "name the column that holds the documents' text, e.g. --text-column text"
+        )
     if data_files:
-        source = Source(None, None, _absolute(data_files), val_files, n, m, text_column, "train", None, None,
-                        doc_split, val_fraction)
+        source = Source(
+            None,
+            None,
+            _absolute(data_files),
+            val_files,
+            n,
+            m,
+            text_column,
+            "train",
+            None,
+            None,
+            doc_split,
+            val_fraction,
+        )
     else:
         dataset = dataset or DEFAULT_DATASET
         local = os.path.expanduser(dataset)
         if os.path.isdir(local) or local.startswith((".", "/")) or dataset.count("/") > 1:  # a path, not owner/name
             dataset = os.path.abspath(local)
         if revision is not None and os.path.isabs(dataset):
-            raise UserError("--revision applies to a hub dataset, not to a local folder",
-                            "leave --revision out: a local folder is read as it is")
+            raise UserError(
+                "--revision applies to a hub dataset, not to a local folder",
+                "leave --revision out: a local folder is read as it is",
+            )
         if config is None and dataset == DEFAULT_DATASET:
             config = DEFAULT_CONFIG
-        source = Source(dataset, config, None, val_files, n, m, text_column, split or "train", val_split, revision,
-                        doc_split, val_fraction)
+        source = Source(
+            dataset,
+            config,
+            None,
+            val_files,
+            n,
+            m,
+            text_column,
+            split or "train",
+            val_split,
+            revision,
+            doc_split,
+            val_fraction,
+        )
     if doc_split is not None and doc_split not in DOC_SPLITS:
-        raise UserError(f"--doc-split {doc_split!r} is not one of {', '.join(DOC_SPLITS)}",
-                        "file: a file is a document; paragraph: text between blank lines; line: one line")
+        raise UserError(
+            f"--doc-split {doc_split!r} is not one of {', '.join(DOC_SPLITS)}",
+            "file: a file is a document; paragraph: text between blank lines; line: one line",
+        )
     return source
 
 
 def none_after_all(val_docs) -> UserError:
     """--val-docs where validation would be the documents after train's, and train takes them all."""
-    return UserError(f"--val-docs {val_docs} asks for the documents after the train ones, but --docs all leaves none",
-                     "give --docs N (validation is then the documents after the N), or validation of its own: "
-                     "--val-data-files FILES, or --val-fraction F")
+    return UserError(
+        f"--val-docs {val_docs} asks for the documents after the train ones, but --docs all leaves none",
+        "give --docs N (validation is then the documents after the N), or validation of its own: "
+        "--val-data-files FILES, or --val-fraction F",
+    )
 
 
 def _check_validation(val_data_files, val_docs, val_split, val_fraction) -> None:
     if val_fraction is None:
         return
     if not 0 < val_fraction <= 0.5:
-        raise UserError(f"--val-fraction must be above 0 and at most 0.5 (got {val_fraction})",
-                        "e.g. --val-fraction 0.1: the last 10% of the characters are validation")
+        raise UserError(
+            f"--val-fraction must be above 0 and at most 0.5 (got {val_fraction})",
+            "e.g. --val-fraction 0.1: the last 10% of the characters are validation",
+        )
     for flag, value in (("--val-docs", val_docs), ("--val-data-files", val_data_files), ("--val-split", val_split)):
         if value is not None:
-            raise UserError(f"--val-fraction and {flag} both say what validation is",
-                            f"give one of them: --val-fraction F cuts the last F of the characters, {flag} names documents")
+            raise UserError(
+                f"--val-fraction and {flag} both say what validation is",
+                f"give one of them: --val-fraction F cuts the last F of the characters, {flag} names documents",
+            )
 
 
 def files_kind(files: list[str], flag: str) -> str:
@@ -197,17 +264,24 @@ def expand(pattern: str, flag: str) -> tuple[str, ...]:
     """The files a pattern names, sorted: a file, a glob, or a folder (its .txt, JSON and Parquet files,
     at any depth)."""
     if os.path.isdir(pattern):
-        found = [p for p in glob.glob(os.path.join(glob.escape(pattern), "**", "*"), recursive=True)
-                 if os.path.isfile(p) and any(p.endswith(ext) for ext in EXTENSIONS)]
+        found = [
+            p
+            for p in glob.glob(os.path.join(glob.escape(pattern), "**", "*"), recursive=True)
+            if os.path.isfile(p) and any(p.endswith(ext) for ext in EXTENSIONS)
+        ]
         if not found:
-            raise UserError(f"{flag} {pattern} is a folder with no .txt, JSON lines or Parquet files in it",
-                            "check the folder, or give the files themselves")
+            raise UserError(
+                f"{flag} {pattern} is a folder with no .txt, JSON lines or Parquet files in it",
+                "check the folder, or give the files themselves",
+            )
     else:
         found = [p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
     files = sorted(set(found))
     if not files:
-        raise UserError(f"{flag} '{pattern}' matches no file",
-                        "check the path; quote the glob so the shell passes it on, e.g. 'DIR/c4-train.*.json.gz'")
+        raise UserError(
+            f"{flag} '{pattern}' matches no file",
+            "check the path; quote the glob so the shell passes it on, e.g. 'DIR/c4-train.*.json.gz'",
+        )
     return tuple(files)
 
 
@@ -215,5 +289,7 @@ def _kind(path: str, flag: str) -> str:
     for ext, kind in EXTENSIONS.items():
         if path.endswith(ext):
             return kind
-    raise UserError(f"{flag}: {path} is not a file minigpt-prepare reads",
-                    "give plain text (.txt), JSON lines (.json, .jsonl, .json.gz, .jsonl.gz) or .parquet with a text column")
+    raise UserError(
+        f"{flag}: {path} is not a file minigpt-prepare reads",
+        "give plain text (.txt), JSON lines (.json, .jsonl, .json.gz, .jsonl.gz) or .parquet with a text column",
+    )

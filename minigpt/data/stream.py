@@ -74,13 +74,18 @@ def check_hub_reachable(dataset: str) -> None:
         return  # datasets says so at once itself
     url = urlsplit(constants.ENDPOINT)
     if url.scheme not in ("http", "https") or not url.hostname:
-        raise UserError(f"HF_ENDPOINT {constants.ENDPOINT!r} is not an http(s) URL",
-                        "set it to a hub mirror such as https://hf-mirror.example, or unset it for huggingface.co")
+        raise UserError(
+            f"HF_ENDPOINT {constants.ENDPOINT!r} is not an http(s) URL",
+            "set it to a hub mirror such as https://hf-mirror.example, or unset it for huggingface.co",
+        )
     try:
         socket.getaddrinfo(url.hostname, url.port or (443 if url.scheme == "https" else 80))
     except (socket.gaierror, UnicodeError) as e:
-        raise UserError(f"cannot reach the Hugging Face Hub for {dataset}: the host name {url.hostname} does not "
-                        f"resolve ({getattr(e, 'strerror', None) or e}); is this machine offline?", HUB_HINT) from None
+        raise UserError(
+            f"cannot reach the Hugging Face Hub for {dataset}: the host name {url.hostname} does not "
+            f"resolve ({getattr(e, 'strerror', None) or e}); is this machine offline?",
+            HUB_HINT,
+        ) from None
 
 
 HUB_RETRY_SECONDS = (1, 2, 4, 8)  # waits between tries of the hub's API when the fault may pass
@@ -90,37 +95,53 @@ def hub_commit(source: Source) -> str:
     """The commit of the hub dataset at --revision (its default branch without one). Connection faults,
     429 and 5xx are retried (HUB_RETRY_SECONDS) as huggingface_hub retries its downloads."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     check_hub_reachable(source.dataset)
     for wait in (*HUB_RETRY_SECONDS, None):
         try:
             return HfApi().dataset_info(source.dataset, revision=source.revision).sha
         except OfflineModeIsEnabled:
-            raise UserError(f"cannot reach the Hugging Face Hub for {source.dataset} (HF_HUB_OFFLINE is set)",
-                            HUB_HINT) from None
+            raise UserError(
+                f"cannot reach the Hugging Face Hub for {source.dataset} (HF_HUB_OFFLINE is set)", HUB_HINT
+            ) from None
         except RevisionNotFoundError:
-            raise UserError(f"{source.dataset} has no revision {source.revision!r} on the hub",
-                            "give a branch, tag or commit of the dataset in --revision, or leave it out for the "
-                            "default branch") from None
+            raise UserError(
+                f"{source.dataset} has no revision {source.revision!r} on the hub",
+                "give a branch, tag or commit of the dataset in --revision, or leave it out for the default branch",
+            ) from None
         except GatedRepoError:
-            raise UserError(f"{source.dataset} is gated or private on the hub",
-                            "accept its terms on the hub and log in (`hf auth login`), or set HF_TOKEN") from None
+            raise UserError(
+                f"{source.dataset} is gated or private on the hub",
+                "accept its terms on the hub and log in (`hf auth login`), or set HF_TOKEN",
+            ) from None
         except RepositoryNotFoundError:
-            raise UserError(f"cannot find the dataset {source.dataset} on the hub",
-                            "check the id in --dataset (owner/name, e.g. roneneldan/TinyStories)") from None
+            raise UserError(
+                f"cannot find the dataset {source.dataset} on the hub",
+                "check the id in --dataset (owner/name, e.g. roneneldan/TinyStories)",
+            ) from None
         except Exception as e:  # the HTTP client's transport errors (httpx or its fork, by version), or HTTP ones
             kinds = {c.__name__ for c in type(e).__mro__}
-            transport = bool(kinds & {"NetworkError", "TimeoutException", "RemoteProtocolError"}) or isinstance(e, OSError)
+            transport = bool(kinds & {"NetworkError", "TimeoutException", "RemoteProtocolError"}) or isinstance(
+                e, OSError
+            )
             if not (transport or isinstance(e, HfHubHTTPError)):
                 raise
             status = getattr(getattr(e, "response", None), "status_code", None)
             if isinstance(e, HfHubHTTPError) and status is not None and status != 429 and status < 500:
                 raise UserError(f"the hub refused {source.dataset}: {str(e).splitlines()[0]}", HUB_HINT) from None
             if wait is None:
-                raise UserError(f"cannot reach the Hugging Face Hub for {source.dataset}, after retries: "
-                                f"{type(e).__name__}: {str(e).splitlines()[0]}", HUB_HINT) from None
+                raise UserError(
+                    f"cannot reach the Hugging Face Hub for {source.dataset}, after retries: "
+                    f"{type(e).__name__}: {str(e).splitlines()[0]}",
+                    HUB_HINT,
+                ) from None
             print(f"the hub: {type(e).__name__}: {str(e).splitlines()[0]}; trying again in {wait} s", file=sys.stderr)
             time.sleep(wait)
     raise AssertionError("unreachable")
@@ -147,14 +168,18 @@ class SplitStream:
         if kind == "text":
             return self._text(files)
         if source.doc_split is not None:
-            raise UserError("--doc-split applies to plain text files (.txt) only",
-                            "leave --doc-split out: JSON, Parquet and hub datasets hold one document a record")
+            raise UserError(
+                "--doc-split applies to plain text files (.txt) only",
+                "leave --doc-split out: JSON, Parquet and hub datasets hold one document a record",
+            )
         if files is not None:
             with _without_torch():
                 return self._batches(_load(kind, data_files={self.split: files}, split=self.split))
         if os.path.isabs(source.dataset) and not os.path.isdir(source.dataset):
-            raise UserError(f"--dataset {source.dataset}: no such folder",
-                            "give a hub id such as allenai/c4, or a folder laid out like a hub repo (README.md + data files)")
+            raise UserError(
+                f"--dataset {source.dataset}: no such folder",
+                "give a hub id such as allenai/c4, or a folder laid out like a hub repo (README.md + data files)",
+            )
         with _without_torch():
             return self._batches(_load(source.dataset, source.config, split=self.split, revision=self.commit))
 
@@ -184,20 +209,26 @@ class SplitStream:
                 table = self._next()
                 if table is None:
                     if self.docs == 0:
-                        raise UserError(f"{self.where} has no documents (empty files, or only blank lines?)",
-                                        "give files with text in them")
+                        raise UserError(
+                            f"{self.where} has no documents (empty files, or only blank lines?)",
+                            "give files with text in them",
+                        )
                     if n is None:
                         break
-                    raise UserError(f"{self.where} has only {self.docs} documents, but {what} needs {n - got} more",
-                                    "ask for fewer documents (--docs / --val-docs) or give more files")
+                    raise UserError(
+                        f"{self.where} has only {self.docs} documents, but {what} needs {n - got} more",
+                        "ask for fewer documents (--docs / --val-docs) or give more files",
+                    )
             if n is not None and got + len(table) > n:
                 table, self._rest = table.slice(0, n - got), table.slice(n - got)
             got += len(table)
             self.docs += len(table)
             yield table
         if got == 0:  # validation after train's documents, and train took every one
-            raise UserError(f"{self.where} has no documents after the first {self.docs:,}, which train takes",
-                            "ask for fewer --docs, or give validation text of its own (--val-data-files, --val-fraction)")
+            raise UserError(
+                f"{self.where} has no documents after the first {self.docs:,}, which train takes",
+                "ask for fewer --docs, or give validation text of its own (--val-data-files, --val-fraction)",
+            )
 
 
 class Slice:
@@ -272,9 +303,13 @@ def _readable(where: str, source: Source):
         msg = str(e)
         if "Couldn't reach" in msg:
             offline = " (HF_HUB_OFFLINE is set)" if "OfflineModeIsEnabled" in msg else ""
-            raise UserError(f"cannot reach the Hugging Face Hub for {source.dataset}{offline}: {msg}", HUB_HINT) from None
-        raise UserError(f"the connection failed while streaming {where}, after retries: {msg}",
-                        "run the same command again (it starts the slice afresh), or " + HUB_HINT) from None
+            raise UserError(
+                f"cannot reach the Hugging Face Hub for {source.dataset}{offline}: {msg}", HUB_HINT
+            ) from None
+        raise UserError(
+            f"the connection failed while streaming {where}, after retries: {msg}",
+            "run the same command again (it starts the slice afresh), or " + HUB_HINT,
+        ) from None
     except (StopIteration, RuntimeError) as e:
         # `datasets` infers the columns from the first file with next(): an empty file ends that early
         if not (isinstance(e, StopIteration) or isinstance(e.__cause__, StopIteration)):
@@ -282,15 +317,23 @@ def _readable(where: str, source: Source):
         raise UserError(f"{where} has no documents (an empty file?)", "give files with documents in them") from None
     except pa.ArrowInvalid as e:
         if "BatchSize must be greater than 0" in str(e):
-            raise UserError(f"{where} has no documents (an empty parquet file?)", "give files with documents in them") from None
-        raise UserError(f"cannot read {where}: {type(e).__name__}: {e}",
-                        "are the files complete JSON lines (or parquet) with a text field?") from None
+            raise UserError(
+                f"{where} has no documents (an empty parquet file?)", "give files with documents in them"
+            ) from None
+        raise UserError(
+            f"cannot read {where}: {type(e).__name__}: {e}",
+            "are the files complete JSON lines (or parquet) with a text field?",
+        ) from None
     except (EOFError, gzip.BadGzipFile, zlib.error, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read {where}: {type(e).__name__}: {e}",
-                        "are the files complete JSON lines (or parquet) with a text field?") from None
+        raise UserError(
+            f"cannot read {where}: {type(e).__name__}: {e}",
+            "are the files complete JSON lines (or parquet) with a text field?",
+        ) from None
     except FileNotFoundError as e:
-        raise UserError(f"cannot find the data for {where}: {e}",
-                        "a local folder laid out like a hub repo needs README.md (with configs:) and the data files it names") from None
+        raise UserError(
+            f"cannot find the data for {where}: {e}",
+            "a local folder laid out like a hub repo needs README.md (with configs:) and the data files it names",
+        ) from None
     except ValueError as e:
         raise _value_error(e, where, source) from None
     except Exception as e:
@@ -301,8 +344,10 @@ def _readable(where: str, source: Source):
             raise UserError(f"cannot find {where}: {e}", "check the hub id in --dataset (e.g. allenai/c4)") from None
         if isinstance(e, HfHubHTTPError):  # a 5xx that outlasted huggingface_hub's retries is not wrapped
             first = str(e).splitlines()[0]
-            raise UserError(f"the hub kept failing while streaming {where}, after retries: {first}",
-                            "run the same command again later (it starts the slice afresh), or " + HUB_HINT) from None
+            raise UserError(
+                f"the hub kept failing while streaming {where}, after retries: {first}",
+                "run the same command again later (it starts the slice afresh), or " + HUB_HINT,
+            ) from None
         raise
 
 
@@ -313,15 +358,20 @@ def _value_error(e: ValueError, where: str, source: Source) -> Exception:
         there = msg.split("Available splits:", 1)[-1].strip().strip("[]").replace("'", "")
         cls = NoSuchSplit if split == "validation" and source.val_split is None else UserError
         flag = "--split" if split == source.split else "--val-split"
-        return cls(f"{source.dataset or 'the files'} has no split {split!r} (splits: {there})",
-                   f"name one of those with {flag}")
+        return cls(
+            f"{source.dataset or 'the files'} has no split {split!r} (splits: {there})",
+            f"name one of those with {flag}",
+        )
     if "Config name is missing" in msg:
         there = msg.split("configs:", 1)[-1].splitlines()[0].strip().strip("[]").replace("'", "")
-        return UserError(f"{source.dataset} has several configs and none was chosen (configs: {there})",
-                         "name one with --config")
+        return UserError(
+            f"{source.dataset} has several configs and none was chosen (configs: {there})", "name one with --config"
+        )
     if "BuilderConfig" in msg or "Couldn't infer" in msg:
-        return UserError(f"cannot open {where}: {msg.splitlines()[0]}",
-                         "check --config, and that the folder has the data files its README names")
+        return UserError(
+            f"cannot open {where}: {msg.splitlines()[0]}",
+            "check --config, and that the folder has the data files its README names",
+        )
     return e
 
 
@@ -336,14 +386,19 @@ def normalize(table: pa.Table, where: str, text_column: str = "text") -> pa.Tabl
     """A batch as SCHEMA: the text column (renamed text), and url and timestamp where the source has them."""
     names = table.column_names
     if text_column not in names:
-        raise UserError(f"{where} has no {text_column!r} column (columns: {', '.join(names) or 'none'})",
-                        "name the column that holds the text with --text-column" if len(names) else
-                        "are you passing the right files? records look like {\"text\": \"...\"}")
+        raise UserError(
+            f"{where} has no {text_column!r} column (columns: {', '.join(names) or 'none'})",
+            "name the column that holds the text with --text-column"
+            if len(names)
+            else 'are you passing the right files? records look like {"text": "..."}',
+        )
     text_type = table.column(text_column).type
     if text_type not in (pa.string(), pa.large_string()):
-        raise UserError(f"{where}: {text_column!r} must be a string in every record, got {text_type}",
-                        "records look like {\"text\": \"...\", ...}; fix or leave out the records whose text is a "
-                        "number, a list or an object, or name another column with --text-column")
+        raise UserError(
+            f"{where}: {text_column!r} must be a string in every record, got {text_type}",
+            'records look like {"text": "...", ...}; fix or leave out the records whose text is a '
+            "number, a list or an object, or name another column with --text-column",
+        )
     columns = []
     for name in COLUMNS:
         column = text_column if name == "text" else name

@@ -42,8 +42,10 @@ def utf8_error(data: bytes, path: Path, offset: int) -> UserError:
     except UnicodeDecodeError as e:
         at, byte = offset + e.start, data[e.start]
     what = f"byte {at:,} (0x{byte:02x}) is not valid UTF-8" if byte is not None else "it is not valid UTF-8"
-    return UserError(f"{path} is not UTF-8 text: {what}",
-                     "convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8 FILE), or leave it out")
+    return UserError(
+        f"{path} is not UTF-8 text: {what}",
+        "convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8 FILE), or leave it out",
+    )
 
 
 def _strings(data: bytes, starts: np.ndarray, ends: np.ndarray, path: Path, offset: int) -> pa.Array:
@@ -94,8 +96,10 @@ def read_documents(path: Path, doc_split: str, block_bytes: int | None = None) -
         if doc_split == "file":
             size = path.stat().st_size
             if size > MAX_DOC_BYTES:
-                raise UserError(f"{path} is {size:,} bytes, more than one document can hold ({MAX_DOC_BYTES:,})",
-                                "split it with --doc-split paragraph or --doc-split line")
+                raise UserError(
+                    f"{path} is {size:,} bytes, more than one document can hold ({MAX_DOC_BYTES:,})",
+                    "split it with --doc-split paragraph or --doc-split line",
+                )
             data = f.read()
             if _SOLID.search(data):  # a file of nothing but blanks is no document
                 yield _strings(data, np.array([0]), np.array([len(data)]), path, 0)

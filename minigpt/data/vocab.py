@@ -39,7 +39,7 @@ def utf8_bytes(arr: pa.Array) -> np.ndarray:
     offsets, data = _offsets(arr), arr.buffers()[2]
     if data is None or offsets[-1] == offsets[0]:
         return np.zeros(0, np.uint8)
-    return np.frombuffer(data, np.uint8)[offsets[0]:offsets[-1]]
+    return np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]]
 
 
 def _multibyte(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -49,8 +49,11 @@ def _multibyte(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = 2 + (b0 >= 0xE0) + (b0 >= 0xF0)
     last = len(b) - 1
     b1, b2, b3 = (b[np.minimum(lead + k, last)].astype(np.uint32) & 0x3F for k in (1, 2, 3))
-    cp = np.where(n == 2, (b0 & 0x1F) << 6 | b1,
-                  np.where(n == 3, (b0 & 0x0F) << 12 | b1 << 6 | b2, (b0 & 0x07) << 18 | b1 << 12 | b2 << 6 | b3))
+    cp = np.where(
+        n == 2,
+        (b0 & 0x1F) << 6 | b1,
+        np.where(n == 3, (b0 & 0x0F) << 12 | b1 << 6 | b2, (b0 & 0x07) << 18 | b1 << 12 | b2 << 6 | b3),
+    )
     return lead, n, cp
 
 
@@ -69,7 +72,7 @@ class CharCounter:
 
     def update(self, b: np.ndarray) -> None:
         for i in range(0, b.size, _CHUNK):
-            self.ascii += np.bincount(b[i:i + _CHUNK], minlength=256)[:128]  # bytes < 0x80 are ASCII chars
+            self.ascii += np.bincount(b[i : i + _CHUNK], minlength=256)[:128]  # bytes < 0x80 are ASCII chars
         if b.size and b.max() >= 0x80:
             values, counts = np.unique(_multibyte(b)[2], return_counts=True)
             for v, c in zip(values.tolist(), counts.tolist()):
@@ -107,13 +110,17 @@ class Vocab:
     def build(cls, counts: dict[int, int], min_count: int, max_vocab: int | None) -> "Vocab":
         kept = [cp for cp, c in counts.items() if c >= min_count]
         if max_vocab is not None:  # the most frequent, ties broken by code point
-            kept = sorted(kept, key=lambda cp: (-counts[cp], cp))[:max_vocab - 2]
+            kept = sorted(kept, key=lambda cp: (-counts[cp], cp))[: max_vocab - 2]
         ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-        vocab = cls([EOT, UNK] + [chr(cp) for cp in sorted(kept)], {chr(cp): c for cp, c in ordered},
-                    min_count, max_vocab)
+        vocab = cls(
+            [EOT, UNK] + [chr(cp) for cp in sorted(kept)], {chr(cp): c for cp, c in ordered}, min_count, max_vocab
+        )
         if len(vocab) > MAX_UINT16_VOCAB:
-            raise UserError(f"the vocabulary would have {len(vocab):,} entries; uint16 token shards hold at most "
-                            f"{MAX_UINT16_VOCAB:,}", f"raise --min-count (now {min_count}) or set --max-vocab {MAX_UINT16_VOCAB}")
+            raise UserError(
+                f"the vocabulary would have {len(vocab):,} entries; uint16 token shards hold at most "
+                f"{MAX_UINT16_VOCAB:,}",
+                f"raise --min-count (now {min_count}) or set --max-vocab {MAX_UINT16_VOCAB}",
+            )
         return vocab
 
     def __len__(self) -> int:
@@ -124,8 +131,17 @@ class Vocab:
         return np.dtype(np.uint8 if len(self) <= 256 else np.uint16)
 
     def to_json(self) -> bytes:
-        d = {"format": VOCAB_FORMAT, "version": 1, "size": len(self), "eot": self.eot, "unk": self.unk,
-             "min_count": self.min_count, "max_vocab": self.max_vocab, "itos": self.itos, "counts": self.counts}
+        d = {
+            "format": VOCAB_FORMAT,
+            "version": 1,
+            "size": len(self),
+            "eot": self.eot,
+            "unk": self.unk,
+            "min_count": self.min_count,
+            "max_vocab": self.max_vocab,
+            "itos": self.itos,
+            "counts": self.counts,
+        }
         return (json.dumps(d, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
 
     def sha256(self) -> str:
@@ -160,7 +176,7 @@ class Vocab:
         tokens = np.empty(b.size, self.dtype)
         byte_table = self.lut[:256]
         for i in range(0, b.size, _CHUNK):
-            np.take(byte_table, b[i:i + _CHUNK], out=tokens[i:i + _CHUNK])
+            np.take(byte_table, b[i : i + _CHUNK], out=tokens[i : i + _CHUNK])
         if b.size and b.max() >= 0x80:
             lead, n, cp = _multibyte(b)
             tokens[lead] = self.lut[cp]
@@ -194,8 +210,10 @@ def read_vocab(path: str | Path) -> tuple[Path, Vocab, bytes]:
     """--vocab: a vocab.json, or a dataset or run folder that holds one; (its path, the vocabulary, the
     file's bytes), or a UserError that says what is wrong with it."""
     path = Path(path).expanduser().absolute()
-    hint = ("--vocab takes the vocab.json that minigpt-prepare wrote into a dataset folder (and minigpt-train "
-            "copied into its run folder), or either folder")
+    hint = (
+        "--vocab takes the vocab.json that minigpt-prepare wrote into a dataset folder (and minigpt-train "
+        "copied into its run folder), or either folder"
+    )
     if path.is_dir():
         path = path / VOCAB_FILE
     try:
@@ -205,9 +223,13 @@ def read_vocab(path: str | Path) -> tuple[Path, Vocab, bytes]:
     try:
         d = json.loads(data.decode("utf-8"))
         if not isinstance(d, dict) or d.get("format") != VOCAB_FORMAT or d.get("version") != 1:
-            raise ValueError(f"its format is {d.get('format') if isinstance(d, dict) else type(d).__name__!r}, "
-                             f"not {VOCAB_FORMAT!r} version 1")
-        vocab = Vocab(list(d["itos"]), d.get("counts", {}), d.get("min_count", 1), d.get("max_vocab"), d["eot"], d["unk"])
+            raise ValueError(
+                f"its format is {d.get('format') if isinstance(d, dict) else type(d).__name__!r}, "
+                f"not {VOCAB_FORMAT!r} version 1"
+            )
+        vocab = Vocab(
+            list(d["itos"]), d.get("counts", {}), d.get("min_count", 1), d.get("max_vocab"), d["eot"], d["unk"]
+        )
         vocab.check()
     except (ValueError, KeyError, TypeError) as e:
         raise UserError(f"--vocab {path} is not a minigpt vocabulary: {e}", hint) from None
