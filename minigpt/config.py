@@ -193,11 +193,13 @@ def lr_rule(cfg: TrainConfig) -> float:
     return float(f"{10 ** (-2.5 + 0.5 * halvings):.3g}")
 
 
+# Evaluation batches on the CPU, uncompiled: at least this many windows (the forward pass alone runs faster
+# per token at 64 windows than at the tiny preset's 16 or a laptop's 12: BENCHMARKS.md)
+CPU_EVAL_BATCH = 64
 EVAL_SHARE = 0.1  # the CPU rule: every evaluation of a run together, at most this share of its time
-CPU_EVAL_COST = (
-    0.25  # a token evaluated (forward only, 64 windows a batch) over a token trained, in time (BENCHMARKS.md)
-)
-MIN_EVAL_WINDOWS = 64  # one CPU evaluation batch; fewer windows make a figure of too little text
+# a token evaluated (forward only, CPU_EVAL_BATCH windows a batch) over a token trained, in time (BENCHMARKS.md)
+CPU_EVAL_COST = 0.25
+MIN_EVAL_WINDOWS = CPU_EVAL_BATCH  # one evaluation batch: fewer windows make a figure of too little text
 
 
 def eval_rule(cfg: TrainConfig) -> int:

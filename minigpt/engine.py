@@ -119,8 +119,9 @@ class Engine:
         note = memory.check(
             memory.decode_need(saved.model),
             memory.available(dev),
+            dev,
             f"sampling from {saved.path} (a window of {saved.model.block_size:,} tokens)",
-            ["sample on a device with more memory (--device cpu)"],
+            lambda: ["sample on a device with more memory (--device cpu)"],
         )
         if note:
             print(note, file=sys.stderr)

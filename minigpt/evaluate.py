@@ -35,7 +35,8 @@ from .device import resolve_device, resolve_dtype
 from .errors import UserError, brief
 from .graphs import GraphedForward
 from .model import GPT
-from .scoring import CPU_EVAL_BATCH, forward_of, summed_loss
+from .config import CPU_EVAL_BATCH
+from .scoring import forward_of, summed_loss
 from .data.textfiles import utf8_error
 
 
@@ -128,16 +129,14 @@ def _fitting_batch(saved: SavedRun, B: int, device: torch.device, dtype: torch.d
     if free is None:
         return B
 
-    def need_at(b: int) -> memory.Need:
-        return memory.forward_need(saved.model, b, saved.model.block_size, dtype)
-
-    fits = memory.largest_batch(need_at, B, free)
+    fits = memory.forward_batch(saved.model, dtype, B, free)
     if given:
         memory.check(
-            need_at(B),
+            memory.forward_need(saved.model, B, saved.model.block_size, dtype),
             free,
+            device,
             f"scoring {B} windows of {saved.model.block_size} tokens at once",
-            [f"--batch-size {fits}" if fits else "score on a device with more memory"],
+            lambda: [f"--batch-size {fits}" if fits else "score on a device with more memory"],
         )
         return B
     return fits or 1

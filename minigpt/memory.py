@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -149,24 +150,24 @@ def _cgroup_room() -> int | None:
         return None
 
 
-def check(need: Need, free: int | None, what: str, fixes: list[str]) -> str | None:
-    """A UserError where `need` cannot fit in `free` bytes, naming the fixes; a note where it takes most of
-    them; None otherwise (or where what the device has is unknown)."""
+def check(need: Need, free: int | None, device: torch.device, what: str, fixes: Callable[[], list[str]]) -> str | None:
+    """A UserError where `need` cannot fit in `free` bytes, naming fixes() (worked out only then); a note where
+    it takes most of them; None otherwise (or where what the device has is unknown)."""
     if free is None:
         return None
     if need.total > free:
-        hint = "; or ".join(fixes) if fixes else "a smaller --block-size or --batch-size"
+        place = "this machine" if device.type == "cpu" else str(device)
         raise UserError(
-            f"{what} needs about {gb(need.total)} more memory ({need.describe()}), and this machine has "
+            f"{what} needs about {gb(need.total)} more memory ({need.describe()}), and {place} has "
             f"{gb(free)} available",
-            f"{hint}",
+            "; or ".join(fixes()) or "a smaller --block-size or --batch-size",
         )
     if need.total > WARN_SHARE * free:
         return f"note: {what} takes about {gb(need.total)} of the {gb(free)} of memory available ({need.describe()})"
     return None
 
 
-def largest_batch(need_at, upto: int, free: int, divides: int | None = None) -> int | None:
+def largest_batch(need_at: Callable[[int], Need], upto: int, free: int, divides: int | None = None) -> int | None:
     """The largest batch b <= upto (a divisor of `divides`, where given) whose need_at(b) fits in free."""
     for b in range(upto, 0, -1):
         if (divides is None or divides % b == 0) and need_at(b).total <= free:
@@ -207,8 +208,9 @@ def check_training(model, cfg, optimizers: list, device: torch.device, dtype: to
     return check(
         need_at(),
         free,
+        device,
         f"a training step of {cfg.batch_size} x {cfg.block_size} tokens",
-        train_fixes(need_at, cfg, free),
+        lambda: train_fixes(need_at, cfg, free),
     )
 
 
@@ -218,5 +220,9 @@ def fitting_eval_batch(model, cfg, optimizers: list, device: torch.device, dtype
     free = free_here(device)
     if free is None:
         return upto
-    room = free - state_need(model, optimizers).total
-    return largest_batch(lambda b: forward_need(model.config, b, cfg.block_size, dtype), upto, room) or 1
+    return forward_batch(model.config, dtype, upto, free - state_need(model, optimizers).total) or 1
+
+
+def forward_batch(config, dtype: torch.dtype, upto: int, room: int) -> int | None:
+    """The most windows (of the model's block_size, at most `upto`) that one forward pass fits in `room` bytes."""
+    return largest_batch(lambda b: forward_need(config, b, config.block_size, dtype), upto, room)

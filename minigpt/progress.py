@@ -63,6 +63,12 @@ class Progress:
         print(line, file=sys.stderr)
 
 
+def pace(tokens_per_step: int, tokens_per_s: float) -> str:
+    """ "  12.3 s/step" where a step takes a second or more (a run that will take hours, said where one looks)."""
+    per_step = tokens_per_step / tokens_per_s if tokens_per_s else 0.0
+    return f"  {per_step:,.1f} s/step" if per_step >= 1 else ""
+
+
 @contextmanager
 def train_display(max_iters: int, line: Callable[[dict], str], enabled: bool | None = None, tokens_per_step: int = 0):
     """Yields (say, on_row) for the trainer: a bar (step, loss, lr, tok/s, s/step where a step takes a second
@@ -96,14 +102,13 @@ def train_display(max_iters: int, line: Callable[[dict], str], enabled: bool | N
         if task is None:
             bar.start()
             task = bar.add_task("train", total=max_iters, loss=float("nan"), lr=0.0, tok_s=0.0, pace="")
-        per_step = tokens_per_step / row["tokens_per_s"] if row["tokens_per_s"] else 0.0
         bar.update(
             task,
             completed=row["step"],
             loss=row["train_loss"],
             lr=row["lr"],
             tok_s=row["tokens_per_s"],
-            pace=f"  {per_step:,.1f} s/step" if per_step >= 1 else "",
+            pace=pace(tokens_per_step, row["tokens_per_s"]),
         )
         if "val_loss" in row:
             console.print(line(row))

@@ -11,10 +11,6 @@ import torch
 
 from .data.loader import to_device
 
-# Evaluation batches on the CPU, uncompiled: at least this many windows (the forward pass alone runs faster
-# per token at 64 windows than at the tiny preset's 16 or a laptop's 12: BENCHMARKS.md)
-CPU_EVAL_BATCH = 64
-
 
 def forward_of(
     model: torch.nn.Module,

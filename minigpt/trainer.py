@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from . import memory, signals
 from .checkpoint import RUNS_DIR, RunFolder, versions
-from .config import TrainConfig, eval_origin, eval_rule, lr_origin
+from .config import CPU_EVAL_BATCH, TrainConfig, eval_origin, eval_rule, lr_origin
 from .kernels import onednn_layout, onednn_matmul_rule
 from .data.loader import TokenData, find_dataset, to_device
 from .data.shards import SPLITS
@@ -33,8 +33,9 @@ from .files import folder_lock
 from .finetune import InitFrom, start as start_from
 from .model import GPT, GPTConfig
 from .optim import lr_at, make_optimizers
+from .progress import pace
 from .resume import check_fresh, checked_state, saved_train, with_defaults
-from .scoring import CPU_EVAL_BATCH, forward_of, summed_loss
+from .scoring import forward_of, summed_loss
 from .graphs import GraphedForward
 from .step import GraphedStep, Step
 from .tblog import open_writer, summary_writer, write_row
@@ -510,19 +511,14 @@ def _oom(cfg: TrainConfig) -> UserError:
 
 
 def _duration(seconds: float) -> str:
-    return (
-        f"{seconds / 3600:,.1f} h"
-        if seconds >= 3600
-        else f"{seconds / 60:,.0f} min"
-        if seconds >= 60
-        else f"{seconds:.0f} s"
-    )
+    if seconds >= 3600:
+        return f"{seconds / 3600:,.1f} h"
+    return f"{seconds / 60:,.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def log_line(row: dict, cfg: TrainConfig) -> str:
     s = f"step {row['step']:>6}/{cfg.max_iters}  loss {row['train_loss']:.4f}  lr {row['lr']:.2e}  {row['tokens_per_s']:,.0f} tok/s"
-    if row["tokens_per_s"] and (per_step := cfg.tokens_per_step / row["tokens_per_s"]) >= 1:
-        s += f"  {per_step:,.1f} s/step"  # a slow step, said where a user looks
+    s += pace(cfg.tokens_per_step, row["tokens_per_s"])
     if "val_loss" in row:
         s += f"  val {row['val_loss']:.4f} ({row['val_bpc']:.3f} bpc)"
     if "mfu" in row:
