@@ -213,13 +213,15 @@ def eval_rule(cfg: TrainConfig) -> int:
     return windows * cfg.block_size
 
 
-def eval_origin(cfg: TrainConfig) -> str:
-    """The evaluation budget and where it came from, in words, for the start-up line."""
-    what = (
-        "the whole val split (and as many train tokens)"
-        if cfg.eval_tokens == 0
-        else f"{cfg.eval_tokens:,} tokens of val and of train"
-    )
+def eval_origin(cfg: TrainConfig, val_tokens: int) -> str:
+    """The evaluation budget and where it came from, in words, for the start-up line; a val split smaller
+    than the budget is scored whole (data/loader.py's windows), and said so."""
+    if cfg.eval_tokens == 0:
+        what = "the whole val split (and as many train tokens)"
+    elif cfg.eval_tokens >= val_tokens:
+        what = f"the whole val split ({val_tokens:,} tokens, under the budget) and {cfg.eval_tokens:,} tokens of train"
+    else:
+        what = f"{cfg.eval_tokens:,} tokens of val and of train"
     why = {
         "flag": "--eval-tokens",
         "rule": f"the CPU rule: at most ~{EVAL_SHARE:.0%} of the run's time; --eval-tokens N to choose",

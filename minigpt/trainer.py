@@ -204,7 +204,7 @@ class Trainer:
         self._kept()
         self.say(startup_line(self.config["runtime"]))
         self.say(f"peak learning rate {cfg.lr:g}: {lr_origin(cfg)}")
-        self.say(eval_origin(cfg))
+        self.say(eval_origin(cfg, self.dataset.tokens("val")))
 
     def _eval_budget(self, resume: bool) -> TrainConfig:
         """--eval-tokens where given; on --resume, the run's own (its windows stay the same); else, on a CPU,

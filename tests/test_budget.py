@@ -77,3 +77,17 @@ def test_eval_tokens_wins_and_resume_keeps_the_run_s_budget(dataset, tmp_path, m
     assert r.exit_code == 0, r.output
     assert readme_budget(100, 40, 512, 32) > budget and config_of(run)["eval_tokens"] == budget
     assert f"{budget:,} tokens of val and of train (the CPU rule" in r.output
+
+
+def test_a_val_split_under_the_budget_is_said_to_be_scored_whole(dataset, tmp_path):
+    from minigpt.data.loader import TokenData
+
+    val = TokenData(dataset).tokens("val")
+    r = run_train(
+        "--preset", "tiny", "--max-iters", 2, "--eval-tokens", val + 32, "--data", dataset, "--out", tmp_path / "r"
+    )
+    assert r.exit_code == 0, r.output
+    assert (
+        f"the whole val split ({val:,} tokens, under the budget) and {val + 32:,} tokens of train (--eval-tokens)"
+        in r.output
+    )
