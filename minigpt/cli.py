@@ -1,4 +1,4 @@
-"""The command line: minigpt-prepare, minigpt-train, minigpt-eval, minigpt-runs, minigpt-plot, minigpt-sample.
+"""The command line: minigpt-prepare, minigpt-train, minigpt-eval, minigpt-runs, minigpt-plot, minigpt-sample, minigpt-serve.
 
 Each command turns its flags into the library's arguments and prints the result. A UserError becomes
 one clear message and a non-zero exit, with no traceback; Ctrl-C and SIGTERM exit with 130/143 after
@@ -532,3 +532,52 @@ def sample(
 
 def sample_cli() -> None:
     _run(sample_app)
+
+
+serve_app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    help="Serve run folders over HTTP: a playground page at / and OpenAI's completions API under /v1, "
+    "the requests that overlap in time decoded together.",
+)
+
+
+@serve_app.command()
+def serve(
+    runs: Optional[list[Path]] = typer.Argument(
+        None, metavar="[RUN ...]", show_default="every run under runs/", help="Run folders, or folders of runs."
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on (0: any free port, printed)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    batch: int = typer.Option(64, "--batch", help="Requests decoded together per model (its KV cache slots)."),
+    queue: int = typer.Option(256, "--queue", help="Requests that may wait for a slot before 429 Too Many Requests."),
+    max_tokens: int = typer.Option(4096, "--max-tokens", help="The most max_tokens a request may ask for."),
+    threads: int = typer.Option(1, "--threads", help="Torch threads of each model's decoding process."),
+) -> None:
+    try:
+        from .server import listen, served_runs
+    except ImportError as e:
+        raise _fail(
+            UserError(
+                f"minigpt-serve needs FastAPI and uvicorn ({e.name} is not installed)",
+                "pip install 'minigpt[serve]'",
+            )
+        ) from None
+    try:
+        if min(batch, max_tokens, threads) < 1 or queue < 0:
+            raise UserError(
+                f"--batch, --max-tokens and --threads must be at least 1, --queue at least 0 "
+                f"(got {batch}, {max_tokens}, {threads}, {queue})"
+            )
+        names = served_runs(runs)
+        sock = listen(host, port)
+    except UserError as e:
+        raise _fail(e) from None
+    from .server import run_server
+
+    run_server(sock, runs, names, device=device, slots=batch, queue=queue, max_tokens=max_tokens, threads=threads)
+
+
+def serve_cli() -> None:
+    _run(serve_app)

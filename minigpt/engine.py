@@ -33,7 +33,7 @@ from .data.vocab import Vocab
 UNK_SHOWN = "\ufffd"  # how <unk> is printed: the Unicode replacement character
 
 
-@dataclass
+@dataclass(frozen=True)
 class SamplingParams:
     temperature: float = 0.8  # 0: greedy
     top_k: int | None = None  # keep the k most likely tokens
@@ -65,6 +65,25 @@ def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
         drop = probs.cumsum(dim=-1) - probs >= params.top_p
         logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
     return logits
+
+
+def draw(probs: torch.Tensor, generators: list[torch.Generator]) -> list[int]:
+    """One token per row of probs (n, vocab), row i drawn with generators[i]: torch.multinomial's own
+    method for one sample (the argmax of p / q, with q ~ Exp(1) drawn from the generator), written out
+    so that rows with generators of their own share one division and one argmax (minigpt-serve)."""
+    q = torch.empty_like(probs)
+    for row, generator in zip(q, generators):
+        row.exponential_(generator=generator)
+    return (probs / q).argmax(dim=-1).tolist()
+
+
+def pick(logits: torch.Tensor, params: SamplingParams, generators: list[torch.Generator]) -> list[int]:
+    """The next token of each row of logits (n, vocab): the most likely at temperature 0, else a draw
+    from the filtered distribution with the row's generator (what a seed fixes). Row by row, the same
+    tokens whatever the other rows are."""
+    if params.temperature == 0:
+        return logits.argmax(dim=-1).tolist()
+    return draw(torch.softmax(filter_logits(logits.float(), params), dim=-1), generators)
 
 
 class Engine:
@@ -159,11 +178,7 @@ class Engine:
                 logits = self.model(torch.tensor([context[-T:]], device=self.device))[0][:, -1]
             elif i == 0:
                 logits = step.prefill(context[-T:])
-            if params.temperature == 0:
-                token = int(torch.argmax(logits, dim=-1))
-            else:
-                probs = torch.softmax(filter_logits(logits.float(), params), dim=-1)
-                token = int(torch.multinomial(probs, 1, generator=generator))
+            token = pick(logits, params, [generator])[0]
             context.append(token)
             yield token
             if stop_at_eot and token == self.vocab.eot:
