@@ -6,7 +6,8 @@
 
 Starts the real server (`minigpt-serve RUN --port 0`) in its own process and, from this one, opens the
 clients at once: each streams one completion (--max-tokens characters, temperature 0.8, its own seed,
-prompts of several lengths, so the rows sit at different positions). For each number of clients:
+prompts of several lengths, so the rows sit at different positions), every count in turn for
+--repeat rounds, the median round reported. For each number of clients:
 total tokens/s (every client's tokens over the time from the first request to the last token), time
 to first token and the gap per token (p50, p99), the speed-up over one client alone, and whether every
 client got its solo text: what `Engine.generate` (minigpt-sample's text) gives for its prompt and seed.
@@ -120,8 +121,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "c4-500", help="dataset for the tiny run")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--clients", default="1,4,16,64", help="comma-separated counts")
-    ap.add_argument("--max-tokens", type=int, default=200, help="characters per client")
-    ap.add_argument("--repeat", type=int, default=3, help="rounds of every count; the median round is reported")
+    ap.add_argument("--max-tokens", type=int, default=400, help="characters per client")
+    ap.add_argument("--repeat", type=int, default=5, help="rounds of every count; the median round is reported")
     ap.add_argument("--json", type=Path, help="also write the JSON here")
     args = ap.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
@@ -140,7 +141,10 @@ def main() -> None:
         proc, url = start_server(run, args.device, max(counts))
         try:
             measure(url, run.name, 2, 20, solo)  # loads the model; its figures are left out
-            rounds = {n: [measure(url, run.name, n, args.max_tokens, solo) for _ in range(args.repeat)] for n in counts}
+            rounds = {n: [] for n in counts}
+            for _ in range(args.repeat):  # every count in turn, round after round: a slow spell hits all alike
+                for n in counts:
+                    rounds[n].append(measure(url, run.name, n, args.max_tokens, solo))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -148,13 +152,21 @@ def main() -> None:
     for n in counts:
         row = sorted(rounds[n], key=lambda r: r["tokens_per_s"])[len(rounds[n]) // 2]
         row["solo_text"] = min(r["solo_text"] for r in rounds[n])  # the worst round
+        row["rounds_tokens_per_s"] = [r["tokens_per_s"] for r in rounds[n]]
         rows.append(row)
     one = next((r["tokens_per_s"] for r in rows if r["clients"] == 1), None)
+    ones = next((r["rounds_tokens_per_s"] for r in rows if r["clients"] == 1), None)
     for r in rows:
         r["speedup"] = r["tokens_per_s"] / one if one else None
+        if ones:  # round by round, against the same round's one client
+            r["rounds_speedup"] = [a / b for a, b in zip(r["rounds_tokens_per_s"], ones)]
         print(
             f"{r['clients']:>3} clients: {r['tokens_per_s']:8.0f} tok/s total"
-            + (f" ({r['speedup']:.2f}x one client)" if one else "")
+            + (
+                f" ({r['speedup']:.2f}x one client; rounds {min(r['rounds_speedup']):.2f}-{max(r['rounds_speedup']):.2f}x)"
+                if one
+                else ""
+            )
             + f", first token p50 {r['ttft_p50_ms']:.1f} ms p99 {r['ttft_p99_ms']:.1f} ms,"
             f" per token p50 {r['per_token_p50_ms']:.2f} ms p99 {r['per_token_p99_ms']:.2f} ms,"
             f" solo text {r['solo_text']}/{r['clients']} (worst of {args.repeat} rounds)"

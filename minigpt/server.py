@@ -366,9 +366,10 @@ async def stream(pending: Pending, head: dict, echo: str, prompt_tokens: int, us
     """Server-sent events: one chunk per choice for what arrived together, the finish reason in the
     chunk that ends a choice, then [DONE]. Closed early (a client gone), it cancels the request."""
 
+    start = "data: " + json.dumps(head)[:-1] + ', "choices": [{"text": '  # the fields every chunk repeats, once
+
     def chunk(index: int, text: str, reason: str | None = None) -> str:
-        choice = {"text": text, "index": index, "logprobs": None, "finish_reason": reason}
-        return f"data: {json.dumps({**head, 'choices': [choice]})}\n\n"
+        return f'{start}{json.dumps(text)}, "index": {index}, "logprobs": null, "finish_reason": {json.dumps(reason)}}}]}}\n\n'
 
     used = 0
     try:
@@ -452,6 +453,7 @@ def listen(host: str, port: int) -> socket.socket:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen(2048)  # connections wait in the backlog until uvicorn accepts them (its default backlog)
     except OSError as e:
         hint = (
             "pick another with --port (0: any free one), or stop what holds it"

@@ -291,3 +291,23 @@ def test_same_seed_same_text_on_cuda(dataset, tmp_path):
     a = engine.generate("The", max_new_tokens=100, seed=7)
     assert a == engine.generate("The", max_new_tokens=100, seed=7) and len(a) >= 100  # <eot> shows as 7 characters
     assert np.mean([c != d for c, d in zip(a, engine.generate("The", max_new_tokens=100, seed=8))]) > 0.1
+
+
+def test_batched_decoding_on_cuda_gives_each_row_the_single_streams_logits_to_rounding(no_tf32):
+    from minigpt.batched import BatchedDecode
+    from minigpt.decode import Decode
+
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=40, block_size=16, n_layer=2, n_head=4, n_embd=32, dropout=0.0)
+    model, dev = GPT(cfg).cuda().eval(), torch.device("cuda")
+    batched, solo = BatchedDecode(model, dev, 8), [Decode(model, dev) for _ in range(8)]
+    g = torch.Generator().manual_seed(1)
+    with torch.inference_mode():
+        for s in range(8):  # prompts of different lengths: the rows sit at different positions
+            tokens = torch.randint(0, 40, (s + 1,), generator=g).tolist()
+            assert torch.allclose(batched.prefill(s, tokens), solo[s].prefill(tokens), atol=1e-5)
+        for _ in range(6):
+            tokens = torch.randint(0, 40, (8,), generator=g).tolist()
+            logits = batched.step(list(range(8)), tokens)
+            for s in range(8):
+                assert torch.allclose(logits[s : s + 1], solo[s](tokens[s]), atol=1e-5), s

@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -274,6 +275,27 @@ def test_a_client_that_disconnects_frees_its_slot_and_a_full_queue_says_retry(ru
     assert full.status_code == 429 and full.headers["retry-after"] == "1"
     assert full.json()["error"]["code"] == "queue_full"
     assert after == sample(engine, "The", seed=1, max_tokens=50)[0]
+
+
+def test_a_non_streaming_client_that_disconnects_frees_its_slot(runs, engine):
+    def active(url) -> int:
+        return httpx.get(f"{url}/health").json()["loaded"].get("tiny", {}).get("active", 0)
+
+    with server(str(runs / "tiny"), "--batch", "1", "--queue", "0", "--max-tokens", "1000000") as (url, _):
+        host, port = url.removeprefix("http://").split(":")
+        body = json.dumps({"model": "tiny", "max_tokens": 1_000_000}).encode()
+        head = f"POST /v1/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        sock = socket.create_connection((host, int(port)))
+        sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        for _ in range(10_000):  # the model loads, then the request holds the one slot
+            if active(url) == 1:
+                break
+        sock.close()  # gone before its answer: the server cancels it
+        for _ in range(10_000):
+            if active(url) == 0:
+                break
+        r = httpx.post(f"{url}/v1/completions", json={"model": "tiny", "prompt": "The", "seed": 1, "max_tokens": 50})
+    assert r.status_code == 200 and r.json()["choices"][0]["text"] == sample(engine, "The", seed=1, max_tokens=50)[0]
 
 
 def test_ctrl_c_stops_the_server_with_130_and_bad_starts_are_one_message(runs, tmp_path):
