@@ -149,12 +149,10 @@ class Engine:
 
     def encode_prompt(self, prompt: str, allow_unk: bool = False) -> tuple[list[int], list[str]]:
         """<eot> (a document start) and the prompt's tokens; and the prompt characters outside the vocabulary."""
-        known = set(self.vocab.itos[2:])
-        unknown = sorted({c for c in prompt if c not in known})
+        unknown = self.vocab.outside(prompt)
         if unknown and not allow_unk:
-            shown = ", ".join(repr(c) for c in unknown[:20]) + (" ..." if len(unknown) > 20 else "")
             raise UserError(
-                f"the prompt has {len(unknown)} character(s) outside the vocabulary: {shown}",
+                f"the prompt has {len(unknown)} character(s) outside the vocabulary: {self.vocab.listed(unknown)}",
                 "remove them, or add --allow-unk to map them to <unk>",
             )
         return [self.vocab.eot] + self.vocab.encode(prompt), unknown

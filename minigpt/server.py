@@ -172,13 +172,12 @@ def check_request(req: CompletionRequest, max_tokens: int) -> None:
 def encode(vocab: Vocab, prompt: str, allow_unk: bool) -> list[int]:
     """<eot> (a document start) and the prompt's tokens, as Engine.encode_prompt gives them; characters
     outside the run's vocabulary are named (400)."""
-    known = set(vocab.itos[2:])
-    unknown = sorted({c for c in prompt if c not in known})
+    unknown = vocab.outside(prompt)
     if unknown and not allow_unk:
-        shown = ", ".join(repr(c) for c in unknown[:20]) + (" ..." if len(unknown) > 20 else "")
         raise APIError(
             400,
-            f"the prompt has {len(unknown)} character(s) outside the vocabulary of this run: {shown}; remove them, "
+            f"the prompt has {len(unknown)} character(s) outside the vocabulary of this run: {vocab.listed(unknown)}; "
+            "remove them, "
             'or send "allow_unk": true to map them to <unk>',
             "prompt",
             "unknown_characters",
@@ -284,7 +283,7 @@ def create_app(
     @app.get("/v1/models")
     def list_models() -> dict:
         data = [
-            {"id": name, "object": "model", "created": int(p.stat().st_mtime), "owned_by": "minigpt"}
+            {"id": name, "object": "model", "created": int(read_run(p).modified), "owned_by": "minigpt"}
             for name, p in sorted(models.table().items())
         ]
         return {"object": "list", "data": data}

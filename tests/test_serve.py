@@ -259,7 +259,8 @@ def test_a_client_that_disconnects_frees_its_slot_and_a_full_queue_says_retry(ru
         async with httpx.AsyncClient(timeout=60) as http:
             body = {"model": "tiny", "prompt": "The", "max_tokens": 1_000_000, "stream": True}
             async with http.stream("POST", f"{url}/v1/completions", json=body) as r:
-                async for line in r.aiter_lines():
+                lines = r.aiter_lines()  # held: a dropped iterator could close the stream as it is collected
+                async for line in lines:
                     if line.startswith("data: {"):
                         break  # decoding: the slot is taken
                 full = await http.post(f"{url}/v1/completions", json={"model": "tiny", "max_tokens": 5})

@@ -202,6 +202,16 @@ class Vocab:
         lut = self.lut
         return [int(lut[ord(c)]) for c in text]
 
+    def outside(self, text: str) -> list[str]:
+        """The characters of text that are not in the vocabulary (they would become <unk>), sorted."""
+        known = set(self.itos[2:])
+        return sorted({c for c in text if c not in known})
+
+    @staticmethod
+    def listed(chars: list[str], most: int = 20) -> str:
+        """Characters as an error message names them: quoted, the first `most`."""
+        return ", ".join(repr(c) for c in chars[:most]) + (" ..." if len(chars) > most else "")
+
     def decode(self, ids) -> str:
         return "".join(self.itos[int(i)] for i in ids)
 
