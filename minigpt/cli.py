@@ -1,4 +1,5 @@
-"""The command line: minigpt-prepare, minigpt-train, minigpt-eval, minigpt-runs, minigpt-plot, minigpt-sample, minigpt-serve.
+"""The command line: minigpt-prepare, minigpt-train, minigpt-eval, minigpt-runs, minigpt-plot, minigpt-sample, minigpt-serve,
+minigpt-export.
 
 Each command turns its flags into the library's arguments and prints the result. A UserError becomes
 one clear message and a non-zero exit, with no traceback; Ctrl-C and SIGTERM exit with 130/143 after
@@ -581,3 +582,36 @@ def serve(
 
 def serve_cli() -> None:
     _run(serve_app)
+
+
+export_app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    help="Write a run as a Hugging Face transformers folder (model, tokenizer, model card) that loads with no minigpt.",
+)
+
+
+@export_app.command()
+def export(
+    run: Optional[Path] = typer.Option(None, "--run", show_default="the newest run under runs/", help="Run folder."),
+    out: Path = typer.Option(..., "--out", help="The folder to write (it must not exist, unless --force)."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+) -> None:
+    try:
+        from .checkpoint import find_run
+        from .export import export as write
+
+        try:
+            import tokenizers  # noqa: F401
+        except ImportError:
+            raise UserError("minigpt-export needs the tokenizers library", "pip install 'minigpt[export]'") from None
+        path = find_run(run)
+        kind = write(path, out, force)
+    except UserError as e:
+        raise _fail(e) from None
+    remote = ", trust_remote_code=True" if "remote" in kind else ""
+    print(f"wrote {out}: {kind}; load it with AutoModelForCausalLM.from_pretrained({str(out)!r}{remote})")
+
+
+def export_cli() -> None:
+    _run(export_app)
