@@ -34,7 +34,8 @@ from .data.vocab import VOCAB_FILE, Vocab
 RUNS_DIR = Path("runs")
 CONFIG, WEIGHTS, STATE, METRICS = "config.json", "model.safetensors", "train_state.pt", "metrics.jsonl"
 VOCAB = VOCAB_FILE  # the dataset's vocab.json, copied
-TIMING_FIELDS = ("tokens_per_s", "mfu", "elapsed_s")  # the only fields that differ between identical runs
+# the only fields that differ between identical runs (clock_from: the step where elapsed_s's clock started)
+TIMING_FIELDS = ("tokens_per_s", "mfu", "elapsed_s", "clock_from")
 
 
 def read_config(folder: Path) -> dict:

@@ -96,13 +96,15 @@ def read_run(path: Path) -> RunRow:
 
 
 def _seconds(rows: list[dict]) -> float:
-    """Training time over every stretch of a run: elapsed_s starts again from 0 at each --resume."""
-    total, prev = 0.0, 0.0
+    """Training time over every stretch of a run: elapsed_s starts again from 0 at each --resume, and a
+    row's clock_from says at which step its stretch began (rows written before that field: a clock that
+    went back marks a new stretch; one slower to its first row than the last stretch was would not)."""
+    total, prev, clock = 0.0, 0.0, None
     for r in rows:
         e = r.get("elapsed_s", prev)
-        if e < prev:
+        if ("clock_from" in r and r["clock_from"] != clock) or ("clock_from" not in r and e < prev):
             total += prev
-        prev = e
+        clock, prev = r.get("clock_from", clock), e
     return round(total + prev, 3)
 
 

@@ -33,5 +33,5 @@ def open_writer(run: Path, resumed_at: int | None):
 def write_row(writer, row: dict) -> None:
     """A metrics row's numbers as scalars at its step."""
     for key, value in row.items():
-        if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if key not in ("step", "clock_from") and isinstance(value, (int, float)) and not isinstance(value, bool):
             writer.add_scalar(key, value, row["step"])

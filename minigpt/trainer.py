@@ -408,7 +408,8 @@ class Trainer:
             val = self.evaluate("val")
             row.update(train_eval_loss=self.evaluate("train"), val_loss=val, val_bpc=val / math.log(2))
             self.best_val = min(self.best_val, val)
-        row.update(tokens_per_s=round(tok_s, 1), elapsed_s=round(elapsed, 3))
+        # elapsed_s: this process's clock, which started at step clock_from (0, or where --resume took over)
+        row.update(tokens_per_s=round(tok_s, 1), elapsed_s=round(elapsed, 3), clock_from=self.clock_from)
         if self.flops_peak:
             row["mfu"] = round(self.model.flops_per_token() * tok_s / (self.flops_peak * self.d.world_size), 6)
         if self.d.main:
@@ -436,6 +437,7 @@ class Trainer:
         start_time = time.perf_counter()
         window_time, window_tokens = start_time, 0
         stopped_by, first = None, self.step
+        self.clock_from = first
         self.compiled.train()
         with StopSignal() as stop:
             while self.step < cfg.max_iters:

@@ -167,6 +167,16 @@ def test_a_resumed_run_s_time_is_the_sum_of_its_stretches(more_runs):
     assert row["tokens_per_s"] == pytest.approx(40 * 16 * 32 / want, rel=1e-3)
 
 
+def test_a_resumed_stretch_slower_to_its_first_row_still_adds_up():
+    from minigpt.runs import _seconds
+
+    first = [{"step": 5, "elapsed_s": 0.5, "clock_from": 0}, {"step": 10, "elapsed_s": 0.8, "clock_from": 0}]
+    second = [{"step": 20, "elapsed_s": 0.9, "clock_from": 17}, {"step": 25, "elapsed_s": 1.2, "clock_from": 17}]
+    assert _seconds(first + second) == 2.0  # its clock did not go back, but it started again at step 17
+    old = [{k: v for k, v in r.items() if k != "clock_from"} for r in first + second[1:]]
+    assert _seconds(old[:2] + [{"step": 20, "elapsed_s": 0.3}]) == 1.1  # rows from before clock_from
+
+
 def test_runs_that_never_checkpointed_or_cannot_be_read_say_so(more_runs):
     root, _ = more_runs
     rows = {r["name"]: r for r in map(json.loads, cli("runs_app", root, "--json").stdout.splitlines())}
