@@ -358,6 +358,13 @@ def evaluate(
         help="Windows per forward pass.",
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    stride: Optional[int] = typer.Option(
+        None,
+        "--stride",
+        metavar="S",
+        show_default="the trainer's windows",
+        help="Sliding windows S tokens apart: every character predicted with at least block_size - S before it.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of the two lines."),
 ) -> None:
     import json
@@ -367,7 +374,7 @@ def evaluate(
 
     try:
         path = find_run(run)
-        score = run_eval(path, data, split, text, eval_tokens, batch_size, device)
+        score = run_eval(path, data, split, text, eval_tokens, batch_size, device, stride)
     except UserError as e:
         raise _fail(e) from None
     if json_out:

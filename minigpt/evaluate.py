@@ -9,6 +9,10 @@ vocabulary as minigpt-prepare encodes a file (one document, <eot> after it; char
 vocabulary are <unk>) and scored over consecutive windows, all of them by default: the same figure as
 a dataset prepared from the same text with --vocab RUN.
 
+--stride S slides windows S tokens apart instead (sliding_windows): each target is scored once, with
+at least block_size - S tokens of context past a stream's first window, as char-level results are
+published.
+
 Every target token is scored, <eot> and <unk> included (as the trainer scores them). Bits per byte
 divide the total bits by the UTF-8 bytes of the targets: a character's own length, and one byte for an
 <eot> (a document boundary) or an <unk> (a character the vocabulary lacks).
@@ -36,7 +40,7 @@ from .errors import UserError, brief
 from .graphs import GraphedForward
 from .model import GPT
 from .config import CPU_EVAL_BATCH
-from .scoring import forward_of, summed_loss
+from .scoring import forward_of, scored_targets, summed_loss
 from .data.textfiles import utf8_error
 
 
@@ -52,6 +56,7 @@ class Score:
     eot: int
     loss: float  # mean nats per token
     batch_size: int = 0  # windows a forward pass (what fits in memory; the figure is the same whatever it is)
+    stride: int | None = None  # sliding windows that many tokens apart (None: the trainer's windows)
 
     @property
     def bits_per_char(self) -> float:
@@ -66,7 +71,9 @@ class Score:
 
     def lines(self, run: Path) -> str:
         return (
-            f"run {run} on {self.source}: {self.windows:,} windows of {self.block_size}, {self.tokens:,} tokens scored "
+            f"run {run} on {self.source}: {self.windows:,} windows of {self.block_size}"
+            + (f" sliding by {self.stride}" if self.stride else "")
+            + f", {self.tokens:,} tokens scored "
             f"({self.chars:,} characters, {self.bytes:,} UTF-8 bytes, {self.unk:,} <unk>, {self.eot:,} <eot>)\n"
             f"loss {self.loss:.4f} nats/char, {self.bits_per_char:.4f} bits/char, {self.bits_per_byte:.4f} bits/byte"
         )
@@ -80,6 +87,7 @@ def evaluate(
     eval_tokens: int | None = None,
     batch_size: int | None = None,
     device: str = "auto",
+    stride: int | None = None,
 ) -> Score:
     saved = open_run(run)
     if split not in SPLITS:
@@ -97,6 +105,8 @@ def evaluate(
     dtype, _ = resolve_dtype(saved.train.get("dtype", "auto"), dev, saved.model.n_embd)
     model = _model(saved, dev)
     B = _fitting_batch(saved, B, dev, dtype, given=batch_size is not None)
+    if stride is not None:
+        return _score_strided(saved, model, data, split, texts, eval_tokens, B, dev, dtype, stride)
     if texts:
         stream = encode_texts(texts, saved)
         windows = np.arange(max((len(stream) - 1) // T, 0)) * T
@@ -120,6 +130,54 @@ def evaluate(
     autocast = torch.autocast(dev.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
     graphed = _graphed(model, autocast, (B, T + 1), dev) if dev.type == "cuda" else None
     return _score(model, batches, len(windows), dev, autocast, saved, source, graphed, B)
+
+
+def sliding_windows(lengths: list[int], T: int, S: int, budget: int) -> np.ndarray:
+    """(stream, start, first) rows: windows of T + 1 tokens S apart over each stream; the first of a stream
+    scores its T targets, each later one its last S (offsets T - S on), so every target up to the last
+    window's end is scored once, with at least T - S tokens before it past a stream's first window.
+    budget > 0: the windows whose targets reach it (at least one)."""
+    rows = [
+        np.stack([np.full(len(starts), i), starts, np.where(starts == 0, 0, T - S)], 1)
+        for i, n in enumerate(lengths)
+        if len(starts := np.arange(0, n - T, S)) > 0  # a start s needs s + T + 1 <= n
+    ]
+    windows = np.concatenate(rows) if rows else np.zeros((0, 3), dtype=np.int64)
+    if budget and len(windows):
+        scored = np.cumsum(T - windows[:, 2])
+        windows = windows[: max(int(np.searchsorted(scored, budget, side="right")), 1)]
+    return windows
+
+
+def _score_strided(saved, model, data, split, texts, eval_tokens, B, dev, dtype, S) -> Score:
+    """minigpt-eval --stride S: the val split's shards, or the texts, scored by sliding windows."""
+    T = saved.model.block_size
+    if not 1 <= S <= T:
+        raise UserError(f"--stride {S}: from 1 to the run's block_size {T}", f"e.g. --stride {max(T // 2, 1)}")
+    if texts:
+        streams, source = [encode_texts(texts, saved)], ", ".join(str(t) for t in texts)
+        budget = eval_tokens or 0
+    else:
+        if split != "val":
+            raise UserError("--stride slides over consecutive text: the val split or --text", "leave out --split train")
+        dataset = open_dataset(data, saved)
+        streams, source = dataset.shards["val"], f"{dataset.folder} (val)"
+        budget = saved.train.get("eval_tokens", 0) if eval_tokens is None else eval_tokens
+    windows = sliding_windows([len(s) for s in streams], T, S, budget)
+    if len(windows) == 0:
+        raise UserError(
+            f"fewer than {T + 1} tokens to score", "score a longer text (windows are block_size + 1 tokens)"
+        )
+    vocab, counts = saved.vocab, np.zeros(len(saved.vocab), dtype=np.int64)
+    autocast = torch.autocast(dev.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
+    forward, total = scored_targets(model, autocast, dev), torch.zeros((), device=dev)
+    for i in range(0, len(windows), B):
+        w = windows[i : i + B]
+        batch = np.stack([streams[k][s : s + T + 1] for k, s, _ in w]).astype(np.int64)
+        total += forward(batch, w[:, 2])
+        targets = batch[:, 1:][np.arange(T)[None, :] >= w[:, 2:3]]
+        counts += np.bincount(targets, minlength=len(vocab))
+    return _figures(saved, source, len(windows), counts, total.item() / int(counts.sum()), B, S)
 
 
 def _fitting_batch(saved: SavedRun, B: int, device: torch.device, dtype: torch.dtype, given: bool) -> int:
@@ -173,16 +231,24 @@ def _score(
     B: int = 0,
 ) -> Score:
     vocab = saved.vocab
-    nbytes = np.array(
-        [len(s.encode("utf-8")) if i not in (vocab.eot, vocab.unk) else 1 for i, s in enumerate(vocab.itos)],
-        dtype=np.int64,
-    )
     counts = np.zeros(len(vocab), dtype=np.int64)
 
     def count(batch: np.ndarray) -> None:
         counts[:] += np.bincount(batch[:, 1:].ravel(), minlength=len(vocab))
 
     total = summed_loss(forward_of(model, autocast, device, B, graphed=graphed), batches, device, count)
+    return _figures(saved, source, n_windows, counts, total.item() / n_windows, B)  # windows of T targets each
+
+
+def _figures(
+    saved: SavedRun, source: str, n_windows: int, counts: np.ndarray, loss: float, B: int, stride=None
+) -> Score:
+    """The Score of the targets counted by token in `counts`, whose mean loss is `loss`."""
+    vocab = saved.vocab
+    nbytes = np.array(
+        [len(s.encode("utf-8")) if i not in (vocab.eot, vocab.unk) else 1 for i, s in enumerate(vocab.itos)],
+        dtype=np.int64,
+    )
     tokens = int(counts.sum())
     return Score(
         source,
@@ -193,8 +259,9 @@ def _score(
         int(counts @ nbytes),
         int(counts[vocab.unk]),
         int(counts[vocab.eot]),
-        total.item() / n_windows,
+        loss,
         B,
+        stride,
     )
 
 

@@ -8,6 +8,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from .data.loader import to_device
 
@@ -49,3 +50,20 @@ def summed_loss(
             if each is not None:
                 each(batch)
     return total
+
+
+def scored_targets(
+    model: torch.nn.Module, autocast, device: torch.device
+) -> Callable[[np.ndarray, np.ndarray], torch.Tensor]:
+    """(batch (B, T + 1), first (B,)) -> the summed loss of each window's targets from offset first[i] on
+    (minigpt-eval --stride: a sliding window scores only the targets its predecessor did not)."""
+
+    def forward(batch: np.ndarray, first: np.ndarray) -> torch.Tensor:
+        x, y = to_device(batch, device)
+        with torch.no_grad(), autocast:
+            logits, _ = model(x)  # (B, T, vocab)
+        losses = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+        keep = torch.arange(y.size(1), device=device) >= torch.as_tensor(first, device=device)[:, None]
+        return (losses * keep).sum()
+
+    return forward

@@ -147,3 +147,70 @@ def test_micro_batches_that_cannot_be_shared_evenly_are_refused(accum, world):
         return
     with pytest.raises(UserError, match=f"--grad-accum {accum} cannot be shared among {world} processes"):
         micro_batches(accum, Dist(rank=0, world_size=world))
+
+
+@given(
+    lengths=st.lists(st.integers(0, 120), min_size=1, max_size=4),
+    T=st.integers(1, 24),
+    data=st.data(),
+    budget=st.integers(0, 300),
+)
+def test_sliding_windows_score_every_target_once_with_their_context(lengths, T, data, budget):
+    from minigpt.evaluate import sliding_windows
+
+    S = data.draw(st.integers(1, T))
+    windows = sliding_windows(lengths, T, S, budget)
+    scored = {}  # (stream, target index) -> tokens of context before it, in its window
+    for k, start, first in windows.tolist():
+        assert start + T + 1 <= lengths[k] and first == (0 if start == 0 else T - S)
+        for offset in range(first, T):
+            assert (k, start + offset + 1) not in scored  # once
+            scored[(k, start + offset + 1)] = offset + 1
+    # a plain reference: every target of every stream up to the end of its last window of S steps
+    expected = []
+    for k, n in enumerate(lengths):
+        if n >= T + 1:
+            last = (n - T - 1) // S * S
+            expected += [(k, j) for j in range(1, last + T + 1)]
+    if budget:
+        cut = next((i + 1 for i in range(len(windows)) if sum(T - w[2] for w in windows[: i + 1]) > budget), None)
+        assert cut is None or len(windows) == max(cut - 1, 1)
+        expected = expected[: len(scored)]
+    assert sorted(scored) == sorted(expected)
+    assert all(c >= T - S or j <= T for (k, j), c in scored.items())  # past a stream's first window
+
+
+def test_eval_stride_is_a_plain_sliding_window_loop(tmp_path):
+    import torch
+    from torch.nn import functional as F
+
+    from conftest import invoke
+    from c4mirror import make_docs, write_c4_mirror
+    from minigpt.checkpoint import load_model, open_run
+    from minigpt.cli import train_app
+    from minigpt.evaluate import encode_texts, evaluate
+
+    mirror = write_c4_mirror(tmp_path / "mirror", [make_docs(60, seed=51)], [make_docs(10, seed=52)])
+    assert run_inprocess("--dataset", mirror, "--docs", 60, "--val-docs", 10, "--out", tmp_path / "ds").code == 0
+    r = invoke(train_app, "--preset", "tiny", "--max-iters", 20, "--data", tmp_path / "ds", "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    text = tmp_path / "t.txt"
+    text.write_text(" ".join(d["text"] for d in make_docs(3, seed=53)), encoding="utf-8")
+    saved = open_run(tmp_path / "run")
+    model, T = load_model(saved, torch.device("cpu")).eval(), saved.model.block_size
+    stream = torch.from_numpy(encode_texts([text], saved).astype(np.int64))
+    assert evaluate(tmp_path / "run", texts=[text], stride=T, device="cpu").loss == pytest.approx(
+        evaluate(tmp_path / "run", texts=[text], device="cpu").loss, rel=1e-6
+    )  # windows T apart are the trainer's
+    for S in (1, 5, T // 2):
+        nats, n, start = 0.0, 0, 0
+        with torch.no_grad():
+            while start + T + 1 <= len(stream):  # each window scores the targets no earlier window did
+                window = stream[start : start + T + 1]
+                logits = model(window[None, :-1])[0][0]
+                first = 0 if start == 0 else T - S
+                nats += F.cross_entropy(logits[first:], window[1 + first :], reduction="sum").item()
+                n += T - first
+                start += S
+        score = evaluate(tmp_path / "run", texts=[text], stride=S, batch_size=7, device="cpu")
+        assert score.tokens == n and score.loss == pytest.approx(nats / n, rel=1e-5) and score.stride == S
