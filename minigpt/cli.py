@@ -210,6 +210,12 @@ def train(
         help="Also write every metrics row as TensorBoard scalars "
         "into the run folder's tb/ (pip install 'minigpt[tensorboard]').",
     ),
+    wandb: bool = typer.Option(
+        False,
+        "--wandb",
+        help="Also log every metrics row and the config to Weights & Biases (pip install 'minigpt[wandb]').",
+    ),
+    wandb_project: str = typer.Option("minigpt", "--wandb-project", help="The wandb project (with --wandb)."),
     n_layer: Optional[int] = typer.Option(None, "--n-layer"),
     n_head: Optional[int] = typer.Option(None, "--n-head"),
     n_embd: Optional[int] = typer.Option(None, "--n-embd"),
@@ -310,6 +316,7 @@ def train(
                 dist_timeout=dist_timeout,
                 init_from=init,
                 tensorboard=tensorboard,
+                wandb_project=wandb_project if wandb else None,
             )
     except UserError as e:
         raise _fail(e) from None

@@ -39,6 +39,8 @@ from .scoring import forward_of, summed_loss
 from .graphs import GraphedForward
 from .step import GraphedStep, Step
 from .tblog import open_writer, summary_writer, write_row
+from .wandblog import log_row, wandb_module
+from .wandblog import open_run as wandb_run
 
 EXIT_NAN = 3
 SLOW_STEP_S = 5.0  # a first step slower than this says what the whole run will take
@@ -92,6 +94,7 @@ def train(
     dist_timeout: float = 300.0,
     init_from: InitFrom | None = None,
     tensorboard: bool = False,
+    wandb_project: str | None = None,
 ) -> Result:
     """Train (or with resume, continue) a run; `say` gets notes and log lines, `on_row` every metrics row.
     init_from: start from that run's weights (finetune.py; cfg already has its shape). Under torchrun,
@@ -102,7 +105,7 @@ def train(
     try:
         with ExitStack() as held:
             trainer = Trainer(cfg, d, device, say, on_row, init_from, held)
-            trainer.open(data, out, resume, force, verify_data, tensorboard)
+            trainer.open(data, out, resume, force, verify_data, tensorboard, wandb_project)
             trainer.prepare_step()
             result = trainer.loop()
     except BaseException:
@@ -142,11 +145,14 @@ class Trainer:
         force: bool,
         verify_data: bool,
         tensorboard: bool = False,
+        wandb_project: str | None = None,
     ) -> None:
         """The dataset, the run folder, the model and its optimizers: from scratch, or from the checkpoint."""
         cfg, d = self.cfg, self.d
         if tensorboard:
             summary_writer()  # before anything is written: the extra is installed, or one message
+        if wandb_project:
+            wandb_module()
         folder, note = d.agree(lambda: find_dataset(data))
         if note:
             self.say(note)
@@ -201,6 +207,10 @@ class Trainer:
         if tensorboard and d.main:
             self.tb = open_writer(self.run.path, self.step if resume else None)
             self.held.callback(self.tb.close)
+        self.wandb = None
+        if wandb_project and d.main:
+            self.wandb = wandb_run(self.run.path, wandb_project, self.config)
+            self.held.callback(self.wandb.finish)
         self._kept()
         self.say(startup_line(self.config["runtime"]))
         self.say(f"peak learning rate {cfg.lr:g}: {lr_origin(cfg)}")
@@ -418,6 +428,8 @@ class Trainer:
             write_row(self.tb, row)
             if evaluating:
                 self.tb.flush()
+        if self.wandb is not None:
+            log_row(self.wandb, row)
         self.on_row(row)
         if evaluating:
             self.checkpoint()

@@ -2,6 +2,7 @@
 metrics.jsonl, TensorBoard scalars equal to the metrics rows across a resume."""
 
 import json
+from pathlib import Path
 import sys
 
 import pytest
@@ -128,6 +129,74 @@ def test_tensorboard_missing_is_one_message(dataset, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as without the package
     r = run_train(*TINY, "--data", dataset, "--out", tmp_path / "run", "--tensorboard")
     assert r.exit_code == 2 and "pip install 'minigpt[tensorboard]'" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "run").exists()
+
+
+def wandb_records(path: Path) -> list:
+    """The records of an offline wandb run file (run-ID.wandb): LevelDB's log format, a 7-byte header
+    (":W&B", magic, version), then 32 KiB blocks of records (crc32, length, type; FULL or FIRST..LAST)."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, pos, out, parts = path.read_bytes(), 7, [], b""
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # the block's tail is padding
+            pos += 32768 - pos % 32768
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        parts += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST: a whole record
+            record = pb.Record()
+            record.ParseFromString(parts)
+            out.append(record)
+            parts = b""
+    return out
+
+
+def test_wandb_logs_every_row_and_a_resume_continues_the_same_run(dataset, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = tmp_path / "run"
+    args = (*TINY, "--data", dataset, "--out", run, "--wandb", "--wandb-project", "tests")
+    with pytest.MonkeyPatch.context() as mp:
+        stop_at(mp, 17)
+        assert run_train(*args).exit_code == 143
+    assert run_train(*args, "--resume").exit_code == 0
+    run_id = json.loads((run / "wandb.json").read_text())["id"]
+    logged, ids, configs = {}, set(), []
+    for path in sorted((run / "wandb").glob("offline-run-*/run-*.wandb")):
+        for record in wandb_records(path):
+            kind = record.WhichOneof("record_type")
+            if kind == "run":
+                ids.add(record.run.run_id)
+                configs += [
+                    json.loads(item.value_json)
+                    for item in record.run.config.update
+                    if (item.key or "/".join(item.nested_key)) == "model"
+                ]
+            elif kind == "history":
+                items = {
+                    item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item
+                }
+                logged.setdefault(items["_step"], items)
+    assert ids == {run_id} and len(list((run / "wandb").glob("offline-run-*"))) == 2  # one wandb run, two sessions
+    assert configs and configs[0]["n_embd"] == 64
+    rows = metrics(run)
+    assert sorted(logged) == [r["step"] for r in rows]
+    for r in rows:
+        for tag in ("train_loss", "val_loss", "lr", "tokens_seen"):
+            if tag in r:
+                assert logged[r["step"]][tag] == pytest.approx(r[tag], rel=1e-6), (r["step"], tag)
+
+
+def test_wandb_missing_is_one_message(dataset, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    r = run_train(*TINY, "--data", dataset, "--out", tmp_path / "run", "--wandb")
+    assert r.exit_code == 2 and "pip install 'minigpt[wandb]'" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "run").exists()
 
 
