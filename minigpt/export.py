@@ -6,9 +6,11 @@
 A run whose model is GPT-2's (`--pos learned --no-qk-norm`: learned positions, LayerNorm blocks,
 plain attention, GELU or ReLU², tied or untied head) becomes transformers' own `GPT2LMHeadModel`, so
 every tool of the ecosystem takes it: its Conv1D layers hold the transposed weights, and where
-minigpt has no biases they are zeros. Other shapes (the default recipe's RoPE and QK-norm) have no
-native class that computes them: the folder then carries its modeling code (hf_modeling.py, as
-modeling_minigpt.py), loaded with trust_remote_code=True.
+minigpt has no biases they are zeros. A run with RoPE but no QK-norm (`--no-qk-norm`) becomes
+`NemotronForCausalLM` (LayerNorm blocks whose weight it stores less one, whole-head rotary positions in
+minigpt's convention, a plain ReLU² or GELU MLP). The default recipe's per-head RMS-normalised queries
+and keys have no native class beside LayerNorm blocks: the folder then carries its modeling code
+(hf_modeling.py, as modeling_minigpt.py), loaded with trust_remote_code=True.
 
 The tokenizer (`tokenizer.json`, built with the `tokenizers` library) is one token per character in
 minigpt's ids, with `<eot>` and `<unk>` as special tokens at minigpt's ids; it puts `<eot>` (a
@@ -36,7 +38,68 @@ ACTIVATIONS = {"gelu": "gelu", "relu2": "relu2"}  # minigpt's --mlp: transformer
 def native_class(run: SavedRun) -> str | None:
     """The transformers class that computes the run's model exactly, or None (the remote code's, then)."""
     m = run.model
-    return "GPT2LMHeadModel" if m.pos == "learned" and not m.qk_norm else None
+    if m.qk_norm:
+        return None
+    return "GPT2LMHeadModel" if m.pos == "learned" else "NemotronForCausalLM"
+
+
+def nemotron_config(run: SavedRun) -> dict:
+    """Nemotron: pre-LN blocks of LayerNorm (its weight stored less 1), rotary positions over whole heads
+    in minigpt's convention (halves, base 10000), a plain MLP with ReLU² or GELU, separate q, k, v."""
+    m = run.model
+    return {
+        "architectures": ["NemotronForCausalLM"],
+        "model_type": "nemotron",
+        "vocab_size": m.vocab_size,
+        "hidden_size": m.n_embd,
+        "intermediate_size": 4 * m.n_embd,
+        "num_hidden_layers": m.n_layer,
+        "num_attention_heads": m.n_head,
+        "num_key_value_heads": m.n_head,
+        "head_dim": m.n_embd // m.n_head,
+        "hidden_act": ACTIVATIONS[m.mlp],
+        "max_position_embeddings": m.block_size,
+        "norm_eps": 1e-5,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 1.0},
+        "attention_bias": m.bias,
+        "mlp_bias": m.bias,
+        "tie_word_embeddings": m.tie_weights,
+        "bos_token_id": run.vocab.eot,
+        "eos_token_id": run.vocab.eot,
+        "use_cache": True,
+        "torch_dtype": "float32",
+    }
+
+
+def nemotron_weights(model: GPT) -> dict[str, torch.Tensor]:
+    """The state dict of NemotronForCausalLM: LayerNorm1P computes with weight + 1, so weight - 1 is stored;
+    zero LayerNorm biases where minigpt has none; the fused qkv projection cut in three."""
+    sd = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
+    C = model.config.n_embd
+
+    def norm(src: str, dst: str) -> None:
+        out[dst + ".weight"] = sd[src + ".weight"] - 1.0
+        out[dst + ".bias"] = sd.get(src + ".bias", torch.zeros(C))
+
+    def linear(src: str, dst: str, rows: slice = slice(None)) -> None:
+        out[dst + ".weight"] = sd[src + ".weight"][rows].contiguous()
+        if src + ".bias" in sd:
+            out[dst + ".bias"] = sd[src + ".bias"][rows].contiguous()
+
+    out = {"model.embed_tokens.weight": sd["wte.weight"]}
+    for i in range(model.config.n_layer):
+        src, dst = f"blocks.{i}.", f"model.layers.{i}."
+        norm(src + "ln_1", dst + "input_layernorm")
+        for j, name in enumerate(("q_proj", "k_proj", "v_proj")):
+            linear(src + "attn.c_attn", dst + f"self_attn.{name}", slice(j * C, (j + 1) * C))
+        linear(src + "attn.c_proj", dst + "self_attn.o_proj")
+        norm(src + "ln_2", dst + "post_attention_layernorm")
+        linear(src + "mlp.c_fc", dst + "mlp.up_proj")
+        linear(src + "mlp.c_proj", dst + "mlp.down_proj")
+    norm("ln_f", "model.norm")
+    if not model.config.tie_weights:
+        out["lm_head.weight"] = sd["lm_head.weight"]
+    return out
 
 
 def remote_config(run: SavedRun) -> dict:
@@ -162,13 +225,13 @@ def model_card(run: SavedRun, kind: str) -> str:
         if row.best_val_loss
         else "not evaluated"
     )
-    remote = ", trust_remote_code=True" if kind != "GPT2LMHeadModel" else ""
+    remote = ", trust_remote_code=True" if "remote" in kind else ""
     command = f"minigpt-train --preset {train.get('preset')} --data {dataset}" + (
         "" if m.pos == "rope" else " --pos learned --no-qk-norm"
     )
     return f"""---
 library_name: transformers
-tags: [minigpt, character-level, {"gpt2" if kind == "GPT2LMHeadModel" else "custom_code"}]
+tags: [minigpt, character-level, {"custom_code" if "remote" in kind else kind.removesuffix("LMHeadModel").removesuffix("ForCausalLM").lower()}]
 ---
 
 # {run.path.name}
@@ -213,6 +276,8 @@ def export(run_path: Path, out: Path, force: bool = False) -> str:
     try:
         if kind == "GPT2LMHeadModel":
             weights, config = gpt2_weights(model), gpt2_config(run)
+        elif kind == "NemotronForCausalLM":
+            weights, config = nemotron_weights(model), nemotron_config(run)
         else:
             kind, weights, config = "MiniGPTForCausalLM (remote code)", remote_weights(model), remote_config(run)
             shutil.copyfile(Path(__file__).with_name("hf_modeling.py"), tmp / "modeling_minigpt.py")

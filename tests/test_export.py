@@ -1,6 +1,7 @@
 """minigpt-export: the folder loads in transformers with no minigpt, its tokenizer gives minigpt's ids,
-its logits are minigpt's, its greedy text is minigpt-sample's; for the default recipe (remote code)
-and for GPT-2-shaped runs (GPT2LMHeadModel); errors and the atomic write."""
+its logits are minigpt's, its greedy text is minigpt-sample's; for the default recipe (remote code),
+GPT-2-shaped runs (GPT2LMHeadModel) and RoPE without QK-norm (NemotronForCausalLM); errors and the
+atomic write."""
 
 import json
 import shutil
@@ -20,6 +21,8 @@ SHAPES = {
     "default": (),  # RoPE, QK-norm, ReLU², tied: the remote code
     "gpt2-gelu": ("--pos", "learned", "--no-qk-norm", "--mlp", "gelu", "--bias", "--no-tie-weights"),
     "gpt2-relu2": ("--pos", "learned", "--no-qk-norm"),
+    "nemotron": ("--no-qk-norm",),  # RoPE without QK-norm
+    "nemotron-gelu": ("--no-qk-norm", "--mlp", "gelu", "--bias", "--no-tie-weights"),
 }
 
 
@@ -55,8 +58,9 @@ def load(folder: Path):
 def test_the_folder_is_minigpts_model_in_transformers(runs, name, tmp_path):
     folder = exported(runs, name, tmp_path)
     tok, model = load(folder)
-    native = name.startswith("gpt2")
-    assert type(model).__name__ == ("GPT2LMHeadModel" if native else "MiniGPTForCausalLM")
+    native = name != "default"
+    kind = {"gpt2": "GPT2LMHeadModel", "nemotron": "NemotronForCausalLM"}.get(name.split("-")[0], "MiniGPTForCausalLM")
+    assert type(model).__name__ == kind
     assert (folder / "modeling_minigpt.py").is_file() != native
     engine = Engine.load(runs / name, cpu_layout=False)
     T = engine.model.config.block_size
