@@ -303,23 +303,27 @@ def create_app(
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest, request: Request):
         check_request(req, max_tokens)
-        served = await models.get(req.model)
-        prompt = req.prompt[0] if isinstance(req.prompt, list) else req.prompt
-        ids = encode(served.vocab, prompt, req.allow_unk)
-        pending = submit(served, outbox, req, ids)
-        head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time())}
-        head |= {"model": req.model, "seed": pending.seed}
-        echo = prompt if req.echo else ""
-        if req.stream:
-            usage = req.stream_options is not None and req.stream_options.include_usage
-            return StreamingResponse(
-                stream(pending, head, echo, len(ids), usage),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache"},
-            )
-        return await whole(pending, head, echo, len(ids), request)
+        return await complete(await models.get(req.model), outbox, req, request)
 
     return app
+
+
+async def complete(served: Served, outbox: Outbox, req: CompletionRequest, request: Request):
+    """POST /v1/completions, once checked and its model loaded: the answer, whole or as a stream."""
+    prompt = req.prompt[0] if isinstance(req.prompt, list) else req.prompt
+    ids = encode(served.vocab, prompt, req.allow_unk)
+    pending = submit(served, outbox, req, ids)
+    head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time())}
+    head |= {"model": req.model, "seed": pending.seed}
+    echo = prompt if req.echo else ""
+    if req.stream:
+        usage = req.stream_options is not None and req.stream_options.include_usage
+        return StreamingResponse(
+            stream(pending, head, echo, len(ids), usage),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
+        )
+    return await whole(pending, head, echo, len(ids), request)
 
 
 def usage_of(prompt_tokens: int, completion_tokens: int) -> dict:
