@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks and benchmarks in one go, for a lent GPU machine (figures go into BENCHMARKS.md).
 #
-#   bash bench/gpu_checks.sh [STEP ...]     # steps: env tests muon trainbench nsprecision seedrun quality ddp samplebench lrsweep memory
+#   bash bench/gpu_checks.sh [STEP ...]     # steps: env tests muon trainbench nsprecision seedrun quality ddp samplebench lrsweep memory servebench
 #   bash bench/gpu_checks.sh env trainbench seedrun bg:tests bg:quality bg:ddp
 #
 # A step written bg:NAME runs in the background, beside the next ones, with a log of its own that is
@@ -93,6 +93,7 @@ for s in ${@:-env tests trainbench seedrun samplebench}; do
                --parallel 1 --lo 1e-3 --hi 1e-2 --json "$OUT/lr_seed.json") ;;
     samplebench) cmd=(360 bash -c sample_bench) ;;
     memory) cmd=(300 $PY bench/memory_bench.py --device cuda --data "$DATA" --json "$OUT/memory.json") ;;
+    servebench) cmd=(300 $PY bench/serve_bench.py --data "$DATA" --device cuda --repeat 3 --json "$OUT/serve.json") ;;
     *) echo "unknown step $s"; continue ;;
   esac
   if [ $run = bg_step ]; then

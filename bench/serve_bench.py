@@ -4,7 +4,7 @@
     python bench/serve_bench.py --run runs/tiny --device cuda    # where a GPU is lent
     python bench/serve_bench.py --data data/c4-500               # trains a tiny run first (seconds)
 
-Starts the real server (`minigpt-serve RUN --port 0`) in its own process and, from this one, opens the
+Starts the real server (`serve.py RUN --port 0`, minigpt-serve) in its own process and, from this one, opens the
 clients at once: each streams one completion (--max-tokens characters, temperature 0.8, its own seed,
 prompts of several lengths, so the rows sit at different positions), every count in turn for
 --repeat rounds, the median round reported. For each number of clients:
@@ -40,7 +40,7 @@ PROMPTS = ["", "The ", "In the morning, ", "Prices of the new homes in the city 
 
 
 def start_server(run: Path, device: str, batch: int) -> tuple[subprocess.Popen, str]:
-    cmd = ["minigpt-serve", str(run), "--port", "0", "--device", device, "--batch", str(batch)]
+    cmd = [sys.executable, str(ROOT / "serve.py"), str(run), "--port", "0", "--device", device, "--batch", str(batch)]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     line = proc.stderr.readline()
     found = re.search(r"at (http://\S+?)/ ", line)
@@ -130,7 +130,16 @@ def main() -> None:
         run = args.run
         if run is None:
             run = Path(tmp) / "tiny"
-            cmd = ["minigpt-train", "--preset", "tiny", "--data", str(args.data), "--out", str(run)]
+            cmd = [
+                sys.executable,
+                str(ROOT / "train.py"),
+                "--preset",
+                "tiny",
+                "--data",
+                str(args.data),
+                "--out",
+                str(run),
+            ]
             subprocess.run(cmd, check=True, capture_output=True)
         engine = Engine.load(run, args.device)
         solo = {
