@@ -35,6 +35,18 @@ from .model import GPT
 ACTIVATIONS = {"gelu": "gelu", "relu2": "relu2"}  # minigpt's --mlp: transformers' ACT2FN name (exact GELU, ReLU²)
 
 
+def shared_config(run: SavedRun) -> dict:
+    """The config.json keys every exported class has alike."""
+    eot = run.vocab.eot
+    return {
+        "vocab_size": run.model.vocab_size,
+        "tie_word_embeddings": run.model.tie_weights,
+        "bos_token_id": eot,
+        "eos_token_id": eot,
+        "torch_dtype": "float32",
+    }
+
+
 def native_class(run: SavedRun) -> str | None:
     """The transformers class that computes the run's model exactly, or None (the remote code's, then)."""
     m = run.model
@@ -50,7 +62,6 @@ def nemotron_config(run: SavedRun) -> dict:
     return {
         "architectures": ["NemotronForCausalLM"],
         "model_type": "nemotron",
-        "vocab_size": m.vocab_size,
         "hidden_size": m.n_embd,
         "intermediate_size": 4 * m.n_embd,
         "num_hidden_layers": m.n_layer,
@@ -63,11 +74,8 @@ def nemotron_config(run: SavedRun) -> dict:
         "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 1.0},
         "attention_bias": m.bias,
         "mlp_bias": m.bias,
-        "tie_word_embeddings": m.tie_weights,
-        "bos_token_id": run.vocab.eot,
-        "eos_token_id": run.vocab.eot,
         "use_cache": True,
-        "torch_dtype": "float32",
+        **shared_config(run),
     }
 
 
@@ -112,15 +120,9 @@ def remote_config(run: SavedRun) -> dict:
             "AutoConfig": "modeling_minigpt.MiniGPTConfig",
             "AutoModelForCausalLM": "modeling_minigpt.MiniGPTForCausalLM",
         },
-        **{
-            k: getattr(m, k)
-            for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "bias", "mlp", "pos", "qk_norm")
-        },
-        "tie_word_embeddings": m.tie_weights,
-        "bos_token_id": run.vocab.eot,
-        "eos_token_id": run.vocab.eot,
+        **{k: getattr(m, k) for k in ("block_size", "n_layer", "n_head", "n_embd", "bias", "mlp", "pos", "qk_norm")},
         "use_cache": False,  # the remote code recomputes the window
-        "torch_dtype": "float32",
+        **shared_config(run),
     }
 
 
@@ -137,7 +139,6 @@ def gpt2_config(run: SavedRun) -> dict:
     return {
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",
-        "vocab_size": m.vocab_size,
         "n_positions": m.block_size,
         "n_embd": m.n_embd,
         "n_layer": m.n_layer,
@@ -149,11 +150,8 @@ def gpt2_config(run: SavedRun) -> dict:
         "attn_pdrop": 0.0,
         "layer_norm_epsilon": 1e-5,
         "scale_attn_weights": True,
-        "tie_word_embeddings": m.tie_weights,
-        "bos_token_id": run.vocab.eot,
-        "eos_token_id": run.vocab.eot,
         "use_cache": True,
-        "torch_dtype": "float32",
+        **shared_config(run),
     }
 
 
