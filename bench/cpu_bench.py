@@ -3,6 +3,7 @@
     python bench/cpu_bench.py --data data/c4-500                 # shapes tiny and laptop, 60 turns
     python bench/cpu_bench.py --data DIR --shapes laptop,laptop32 --json bench/results/cpu.json
     python bench/cpu_bench.py --data DIR --shapes laptop --sides minigpt,minigpt-mkl,minigpt-torch-dropout,baseline
+    python bench/cpu_bench.py --data DIR --shapes laptop@0,laptop@0.2  # both sides at dropout 0, then 0.2
     python bench/cpu_bench.py --data DIR --cli 3                 # also `train.py --preset tiny` 3 times, whole
     python bench/cpu_bench.py --ns                               # Muon's iteration alone, bf16 against fp32
     python bench/cpu_bench.py --kernels                          # each replaced piece against what it replaced
@@ -119,7 +120,12 @@ def bf16_somewhere(cfg: TrainConfig) -> bool:
 
 
 def shape_config(shape: str, **overrides) -> TrainConfig:
-    spec = dict(SHAPES[shape])
+    """A shape's configuration; NAME@P: the shape at dropout P for every side (laptop@0: nanoGPT's CPU
+    recipe has no dropout, and there torch's CPU dropout no longer slows the baseline's step)."""
+    name, _, dropout = shape.partition("@")
+    if name not in SHAPES:
+        raise SystemExit(f"--shapes {shape}: choose of {', '.join(SHAPES)} (NAME@P for dropout P)")
+    spec = dict(SHAPES[name]) | ({"dropout": float(dropout)} if dropout else {})
     return make_config(spec.pop("preset"), device="cpu", **spec, **overrides)
 
 
