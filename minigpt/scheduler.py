@@ -90,7 +90,6 @@ class Scheduler:
         self.free = list(range(slots - 1, -1, -1))
         self.waiting: deque[Job] = deque()
         self.rows: list[Row] = []
-        self.steps = 0  # batched steps run
 
     @property
     def idle(self) -> bool:
@@ -143,7 +142,6 @@ class Scheduler:
                 row.logits = self.decode.prefill(row.slot, row.context[-half_window(T) :])
         if stepping:
             logits = self.decode.step([r.slot for r, _ in stepping], [t for _, t in stepping])
-            self.steps += 1
             for i, (row, _) in enumerate(stepping):
                 row.logits = logits[i : i + 1]
 
