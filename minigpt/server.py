@@ -86,6 +86,16 @@ class CompletionRequest(BaseModel):
     frequency_penalty: float = 0.0
     logit_bias: Optional[dict] = None
 
+    @property
+    def text(self) -> str:
+        """The prompt: a string, or the one string of a list."""
+        return self.prompt[0] if isinstance(self.prompt, list) else self.prompt
+
+    @property
+    def stops(self) -> tuple[str, ...]:
+        """`stop` as a tuple of strings (a string alone, a list, or none)."""
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+
 
 @dataclass
 class Served:
@@ -153,8 +163,7 @@ def check_request(req: CompletionRequest, max_tokens: int) -> None:
         )
     if isinstance(req.prompt, list) and len(req.prompt) != 1:
         raise APIError(400, f"prompt: one prompt per request (got a list of {len(req.prompt)})", "prompt")
-    stops = [req.stop] if isinstance(req.stop, str) else req.stop or []
-    if len(stops) > MAX_STOPS or not all(stops):
+    if len(req.stops) > MAX_STOPS or not all(req.stops):
         raise APIError(400, f"stop: at most {MAX_STOPS} strings, none empty", "stop")
     unsupported = {
         "logprobs": req.logprobs is not None,
@@ -194,6 +203,10 @@ class Outbox:
         self.lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
 
+    def bind(self) -> None:
+        """At start-up, in the event loop: the loop the queues belong to."""
+        self.loop = asyncio.get_running_loop()
+
     def post(self, events: list[tuple[asyncio.Queue, tuple]]) -> None:
         with self.lock:
             waiting = bool(self.items)  # a wake-up is already on its way
@@ -223,11 +236,9 @@ class Pending:
 
 def submit(served: Served, outbox: Outbox, req: CompletionRequest, ids: list[int]) -> Pending:
     """The request sent to its model's decoding process."""
-    outbox.loop = asyncio.get_running_loop()
     events = asyncio.Queue()
     seed = req.seed if req.seed is not None else secrets.randbits(63)
-    stops = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
-    spec = (ids, req.max_tokens, (req.temperature, req.top_k, req.top_p), seed, req.n, req.stop_at_eot, stops)
+    spec = (ids, req.max_tokens, (req.temperature, req.top_k, req.top_p), seed, req.n, req.stop_at_eot, req.stops)
     try:
         i = served.decoder.submit(spec, events)
     except QueueFull as e:
@@ -260,6 +271,7 @@ def create_app(
     models = Models(paths, outbox, device, slots, queue, threads)
     app = FastAPI(title="minigpt-serve", docs_url="/docs", redoc_url=None)
     app.state.models = models
+    app.router.add_event_handler("startup", outbox.bind)
     app.router.add_event_handler("shutdown", models.close)
     install_errors(app)
 
@@ -310,7 +322,7 @@ def create_app(
 
 async def complete(served: Served, outbox: Outbox, req: CompletionRequest, request: Request):
     """POST /v1/completions, once checked and its model loaded: the answer, whole or as a stream."""
-    prompt = req.prompt[0] if isinstance(req.prompt, list) else req.prompt
+    prompt = req.text
     ids = encode(served.vocab, prompt, req.allow_unk)
     pending = submit(served, outbox, req, ids)
     head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time())}
