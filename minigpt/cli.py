@@ -613,6 +613,7 @@ def export(
 ) -> None:
     try:
         from .checkpoint import find_run
+        from .export import REMOTE
         from .export import export as write
 
         try:
@@ -623,7 +624,7 @@ def export(
         kind = write(path, out, force)
     except UserError as e:
         raise _fail(e) from None
-    remote = ", trust_remote_code=True" if "remote" in kind else ""
+    remote = ", trust_remote_code=True" if kind == REMOTE else ""
     print(f"wrote {out}: {kind}; load it with AutoModelForCausalLM.from_pretrained({str(out)!r}{remote})")
 
 

@@ -20,14 +20,16 @@ is written beside its destination and renamed into place, so it is whole or abse
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from .checkpoint import SavedRun, load_model, open_run
+from .config import make_config
+from .data.shards import read_manifest
 from .errors import UserError
 from .files import write_json_atomic
 from .model import GPT
@@ -47,12 +49,35 @@ def shared_config(run: SavedRun) -> dict:
     }
 
 
-def native_class(run: SavedRun) -> str | None:
-    """The transformers class that computes the run's model exactly, or None (the remote code's, then)."""
+REMOTE = "MiniGPTForCausalLM (remote code)"  # what a run with no native class becomes
+
+
+def native_class(run: SavedRun) -> str:
+    """The transformers class that computes the run's model exactly, or REMOTE (modeling_minigpt.py's)."""
     m = run.model
     if m.qk_norm:
-        return None
+        return REMOTE
     return "GPT2LMHeadModel" if m.pos == "learned" else "NemotronForCausalLM"
+
+
+def train_command(run: SavedRun) -> str:
+    """The minigpt-train command that makes this run's configuration: its preset and each setting that
+    differs from the preset's (the learning rate and the evaluation budget as they were resolved)."""
+    train = run.train
+    base = asdict(make_config(train.get("preset", "seed")))
+    words = ["minigpt-train", "--preset", str(train.get("preset", "seed"))]
+    if run.config.get("dataset", {}).get("folder"):
+        words += ["--data", run.config["dataset"]["folder"]]
+    for key, value in train.items():
+        if key in ("preset", "lr_from", "eval_tokens_from") or key not in base or value == base[key] or value is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        words += (
+            [flag if value else f"--no-{flag[2:]}"]
+            if isinstance(value, bool)
+            else [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        )
+    return " ".join(words)
 
 
 def nemotron_config(run: SavedRun) -> dict:
@@ -211,25 +236,20 @@ def model_card(run: SavedRun, kind: str) -> str:
     """README.md: what the model is, what it was trained on, how well it did, how to load it."""
     from .runs import read_run
 
-    row, train = read_run(run.path), run.train
+    row = read_run(run.path)
     dataset = run.config.get("dataset", {}).get("folder")
-    manifest = {}
-    if dataset and (Path(dataset) / "manifest.json").is_file():
-        manifest = json.loads((Path(dataset) / "manifest.json").read_text(encoding="utf-8")).get("source", {})
-    source = manifest.get("dataset") or manifest.get("data_files") or "unknown"
+    manifest = (read_manifest(Path(dataset)) if dataset else None) or {}
+    source = manifest.get("source", {}).get("dataset") or manifest.get("source", {}).get("data_files") or "unknown"
     m = run.model
     loss = (
         f"{row.best_val_loss:.4f} nats per character ({row.best_val_bpc:.4f} bits per character)"
         if row.best_val_loss
         else "not evaluated"
     )
-    remote = ", trust_remote_code=True" if "remote" in kind else ""
-    command = f"minigpt-train --preset {train.get('preset')} --data {dataset}" + (
-        "" if m.pos == "rope" else " --pos learned --no-qk-norm"
-    )
+    remote = ", trust_remote_code=True" if kind == REMOTE else ""
     return f"""---
 library_name: transformers
-tags: [minigpt, character-level, {"custom_code" if "remote" in kind else kind.removesuffix("LMHeadModel").removesuffix("ForCausalLM").lower()}]
+tags: [minigpt, character-level, {"custom_code" if kind == REMOTE else kind.removesuffix("LMHeadModel").removesuffix("ForCausalLM").lower()}]
 ---
 
 # {run.path.name}
@@ -241,7 +261,7 @@ as transformers' `{kind}`.
   {row.params or 0:,} parameters; {m.pos} positions, {m.mlp} MLP, {"tied" if m.tie_weights else "untied"} head.
 - **Data:** {source} (minigpt dataset folder `{Path(dataset).name if dataset else "?"}`, manifest
   sha256 `{run.config.get("dataset", {}).get("manifest_sha256", "?")}`), {len(run.vocab)} characters in the vocabulary.
-- **Training:** {row.step or 0:,} of {row.max_iters or 0:,} steps; `{command}`.
+- **Training:** {row.step or 0:,} of {row.max_iters or 0:,} steps; `{train_command(run)}`.
 - **Best validation loss:** {loss}.
 
 ```python
@@ -277,7 +297,7 @@ def export(run_path: Path, out: Path, force: bool = False) -> str:
         elif kind == "NemotronForCausalLM":
             weights, config = nemotron_weights(model), nemotron_config(run)
         else:
-            kind, weights, config = "MiniGPTForCausalLM (remote code)", remote_weights(model), remote_config(run)
+            weights, config = remote_weights(model), remote_config(run)
             shutil.copyfile(Path(__file__).with_name("hf_modeling.py"), tmp / "modeling_minigpt.py")
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         write_json_atomic(tmp / "config.json", config)

@@ -97,6 +97,9 @@ def test_the_model_card_and_the_special_tokens(runs, tmp_path):
         if "val_loss" in r
     )
     assert f"{best:.4f} nats per character" in card and row["step"] == 60
+    assert (
+        f"`minigpt-train --preset tiny --data {runs.parent / 'ds'} --max-iters 60" in card
+    )  # what it was trained with
     special = json.loads((folder / "special_tokens_map.json").read_text())
     assert special == {"bos_token": "<eot>", "eos_token": "<eot>", "unk_token": "<unk>"}
     tok, _ = load(folder)
