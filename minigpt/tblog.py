@@ -30,8 +30,16 @@ def open_writer(run: Path, resumed_at: int | None):
     return summary_writer()(log_dir=str(Path(run) / TB_DIR), purge_step=None if resumed_at is None else resumed_at + 1)
 
 
+def scalars(row: dict) -> dict:
+    """A metrics row's numbers to chart: every number but the step (the axis) and clock_from (bookkeeping)."""
+    return {
+        k: v
+        for k, v in row.items()
+        if k not in ("step", "clock_from") and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+
+
 def write_row(writer, row: dict) -> None:
     """A metrics row's numbers as scalars at its step."""
-    for key, value in row.items():
-        if key not in ("step", "clock_from") and isinstance(value, (int, float)) and not isinstance(value, bool):
-            writer.add_scalar(key, value, row["step"])
+    for key, value in scalars(row).items():
+        writer.add_scalar(key, value, row["step"])

@@ -209,7 +209,7 @@ class Trainer:
             self.held.callback(self.tb.close)
         self.wandb = None
         if wandb_project and d.main:
-            self.wandb = wandb_run(self.run.path, wandb_project, self.config)
+            self.wandb = wandb_run(self.run.path, wandb_project, self.config, resume)
             self.held.callback(self.wandb.finish)
         self._kept()
         self.say(startup_line(self.config["runtime"]))

@@ -2,7 +2,7 @@
 config with it. wandb is an optional extra; without it, one clear message before training starts.
 
 The wandb run's id is kept in the run folder (wandb.json), so --resume continues the same wandb run
-(resume="allow"). Steps that the interrupted session logged after its checkpoint are logged again with
+(resume="allow"); a fresh start over an old run (--force) gets a new id. Steps that the interrupted session logged after its checkpoint are logged again with
 the same values (resume is exact); wandb keeps one value per step. WANDB_MODE=offline writes the run
 under the run folder's wandb/ for `wandb sync` later, with no network.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 
 from .errors import UserError
 from .files import write_json_atomic
+from .tblog import scalars
 
 ID_FILE = "wandb.json"
-SKIPPED = ("step", "clock_from")  # the step is wandb's own axis; clock_from is bookkeeping
 
 
 def wandb_module():
@@ -32,11 +32,12 @@ def wandb_module():
     return wandb
 
 
-def open_run(folder: Path, project: str, config: dict):
-    """The wandb run of this run folder: a new one, or on --resume the same one again."""
+def open_run(folder: Path, project: str, config: dict, resume: bool):
+    """The wandb run of this run folder: on --resume the same one again; else a new one (a fresh start
+    over an old run, --force, is another run)."""
     wandb = wandb_module()
     path = Path(folder) / ID_FILE
-    if path.is_file():
+    if resume and path.is_file():
         run_id = json.loads(path.read_text(encoding="utf-8"))["id"]
     else:
         run_id = secrets.token_hex(4)  # wandb's id alphabet: letters, digits, - and _
@@ -48,7 +49,4 @@ def open_run(folder: Path, project: str, config: dict):
 
 def log_row(run, row: dict) -> None:
     """A metrics row's numbers at its step."""
-    numbers = {
-        k: v for k, v in row.items() if k not in SKIPPED and isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
-    run.log(numbers, step=row["step"])
+    run.log(scalars(row), step=row["step"])

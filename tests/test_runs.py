@@ -191,6 +191,8 @@ def test_wandb_logs_every_row_and_a_resume_continues_the_same_run(dataset, tmp_p
         for tag in ("train_loss", "val_loss", "lr", "tokens_seen"):
             if tag in r:
                 assert logged[r["step"]][tag] == pytest.approx(r[tag], rel=1e-6), (r["step"], tag)
+    assert run_train(*args, "--max-iters", 5, "--force").exit_code == 0  # starting over: another wandb run
+    assert json.loads((run / "wandb.json").read_text())["id"] != run_id
 
 
 def test_wandb_missing_is_one_message(dataset, tmp_path, monkeypatch):
