@@ -9,26 +9,22 @@
 # the seed preset's shape (8 layers x 384, 8 heads) with a 256-character window, 5,000 steps.
 set -euo pipefail
 DATASET=${DATASET:-afmck/text8}
-OUT=${OUT:-text8}                 # data/$OUT, data/$OUT-test, runs/$OUT
+OUT=${OUT:-text8}                 # data/$OUT, runs/$OUT
 PRESET=${PRESET:-seed}
 BLOCK=${BLOCK:-256}
 ITERS=${ITERS:-5000}
 STRIDE=${STRIDE:-$((BLOCK / 2))}  # every character scored with at least BLOCK / 2 before it
 EXTRA=${EXTRA:-}                  # more minigpt-train flags, e.g. "--batch-size 32 --device cuda"
 
-# 1. the train and validation splits, frozen once (each split is one row of text)
-minigpt-prepare --dataset "$DATASET" --split train --val-split validation --docs all --val-docs all \
-    --out "data/$OUT" --force
+# 1. the three splits, frozen once (each is one row of text); test is kept apart, never used to choose settings
+minigpt-prepare --dataset "$DATASET" --split train --val-split validation --test-split test \
+    --docs all --val-docs all --test-docs all --out "data/$OUT" --force
 # 2. the model
 minigpt-train --data "data/$OUT" --preset "$PRESET" --block-size "$BLOCK" --max-iters "$ITERS" \
     --out "runs/$OUT" --force $EXTRA
-# 3. the test split, kept apart: its own dataset folder in the run's vocabulary, never used to choose settings
-minigpt-prepare --dataset "$DATASET" --split test --val-split test --docs all --val-docs all \
-    --vocab "runs/$OUT" --out "data/$OUT-test" --force
-# 4. bits per character, sliding windows over all of each split
+# 3. bits per character, sliding windows over all of each held-out split
 minigpt-eval --run "runs/$OUT" --stride "$STRIDE" --eval-tokens 0 --json > "runs/$OUT/eval-val.json"
-minigpt-eval --run "runs/$OUT" --data "data/$OUT-test" --stride "$STRIDE" --eval-tokens 0 --json \
-    > "runs/$OUT/eval-test.json"
+minigpt-eval --run "runs/$OUT" --split test --stride "$STRIDE" --json > "runs/$OUT/eval-test.json"
 python - "runs/$OUT" <<'PY'
 import json, sys
 for split in ("val", "test"):

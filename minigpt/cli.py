@@ -110,6 +110,31 @@ def prepare(
     val_data_files: Optional[str] = typer.Option(
         None, "--val-data-files", metavar="FILES", help="Local files for the validation documents."
     ),
+    test_split: Optional[str] = typer.Option(
+        None,
+        "--test-split",
+        metavar="NAME",
+        show_default="no test split",
+        help="A test split kept apart from validation, from the dataset's split NAME (minigpt-eval --split test).",
+    ),
+    test_data_files: Optional[str] = typer.Option(
+        None, "--test-data-files", metavar="FILES", help="Local files for a test split's documents."
+    ),
+    test_docs: Optional[str] = typer.Option(
+        None,
+        "--test-docs",
+        metavar="K|all",
+        show_default="N/10, 1 to 10,000, with --test-split or --test-data-files",
+        help="Test documents: the first K of --test-split or --test-data-files; alone, the K after "
+        "the train (and validation) ones.",
+    ),
+    test_fraction: Optional[float] = typer.Option(
+        None,
+        "--test-fraction",
+        metavar="F",
+        help="The test split is the last F of the slice's characters (after validation's, where it is a "
+        "fraction too; the two at most 0.5).",
+    ),
     doc_split: Optional[str] = typer.Option(
         None,
         "--doc-split",
@@ -164,6 +189,10 @@ def prepare(
             revision,
             doc_split,
             val_fraction,
+            test_data_files,
+            test_docs,
+            test_split,
+            test_fraction,
         )
         result = run_prepare(source, BuildOptions(min_count, max_vocab, shard_tokens, vocab), out, force)
     except UserError as e:
@@ -346,7 +375,12 @@ def evaluate(
         show_default="the run's own dataset",
         help="A dataset encoded with the run's vocabulary (minigpt-prepare --vocab RUN).",
     ),
-    split: str = typer.Option("val", "--split", help="val or train: the trainer's evaluation windows of that split."),
+    split: str = typer.Option(
+        "val",
+        "--split",
+        help="val or train: the trainer's evaluation windows of that split; test: all of a test split "
+        "(minigpt-prepare --test-split / --test-data-files / --test-fraction / --test-docs).",
+    ),
     text: Optional[list[Path]] = typer.Option(
         None, "--text", metavar="FILE", help="Score UTF-8 text files instead (repeatable; each one document)."
     ),

@@ -4,7 +4,8 @@ bits per UTF-8 byte.
 The windows are minigpt-train's evaluation windows (data.TokenData.eval_windows): for val, consecutive
 non-overlapping windows of block_size + 1 tokens from the start of the split, as many as --eval-tokens
 allows (the run's own budget by default), so on the run's own dataset minigpt-eval prints the run's
-last val_loss; for train, the run's seeded random windows. Text files are encoded with the run's
+last val_loss; for train, the run's seeded random windows; for test (a split minigpt-prepare keeps
+apart where asked to, which training never reads), the same windows as val's over all of it by default. Text files are encoded with the run's
 vocabulary as minigpt-prepare encodes a file (one document, <eot> after it; characters outside the
 vocabulary are <unk>) and scored over consecutive windows, all of them by default: the same figure as
 a dataset prepared from the same text with --vocab RUN.
@@ -34,7 +35,7 @@ from . import memory
 from .checkpoint import SavedRun, load_model, open_run
 from .kernels import onednn_layout, onednn_matmul_rule
 from .data.loader import TokenData, find_dataset
-from .data.shards import MANIFEST, SPLITS
+from .data.shards import MANIFEST, SPLITS, TEST
 from .device import resolve_device, resolve_dtype
 from .errors import UserError, brief
 from .graphs import GraphedForward
@@ -90,9 +91,10 @@ def evaluate(
     stride: int | None = None,
 ) -> Score:
     saved = open_run(run)
-    if split not in SPLITS:
+    if split not in (*SPLITS, TEST):
         raise UserError(
-            f"--split {split}: a dataset has the splits {' and '.join(SPLITS)}", "choose --split val or train"
+            f"--split {split}: a dataset has the splits train, val and (where prepared with one) test",
+            "choose --split val, test or train",
         )
     if texts and data is not None:
         raise UserError("--text and --data both name what to score", "give one of them")
@@ -122,9 +124,13 @@ def evaluate(
         )
         source = ", ".join(str(t) for t in texts)
     else:
-        dataset = open_dataset(data, saved)
-        budget = saved.train.get("eval_tokens", 0) if eval_tokens is None else eval_tokens
-        windows = dataset.eval_windows(split, T, budget, saved.train.get("seed", 0))
+        dataset = open_dataset(data, saved, split)
+        windows = dataset.eval_windows(split, T, _budget(saved, split, eval_tokens), saved.train.get("seed", 0))
+        if len(windows) == 0:
+            raise UserError(
+                f"{dataset.folder}'s {split} split has no window of {T + 1} tokens",
+                "prepare a longer split, or score it with a run of a smaller block_size",
+            )
         batches = dataset.eval_batches(split, windows, B, T)
         source = f"{dataset.folder} ({split})"
     autocast = torch.autocast(dev.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
@@ -158,11 +164,13 @@ def _score_strided(saved, model, data, split, texts, eval_tokens, B, dev, dtype,
         streams, source = [encode_texts(texts, saved)], ", ".join(str(t) for t in texts)
         budget = eval_tokens or 0
     else:
-        if split != "val":
-            raise UserError("--stride slides over consecutive text: the val split or --text", "leave out --split train")
-        dataset = open_dataset(data, saved)
-        streams, source = dataset.shards["val"], f"{dataset.folder} (val)"
-        budget = saved.train.get("eval_tokens", 0) if eval_tokens is None else eval_tokens
+        if split == "train":
+            raise UserError(
+                "--stride slides over consecutive text: the val or test split, or --text", "leave out --split train"
+            )
+        dataset = open_dataset(data, saved, split)
+        streams, source = dataset.shards[split], f"{dataset.folder} ({split})"
+        budget = _budget(saved, split, eval_tokens)
     windows = sliding_windows([len(s) for s in streams], T, S, budget)
     if len(windows) == 0:
         raise UserError(
@@ -265,8 +273,16 @@ def _figures(
     )
 
 
-def open_dataset(data: Path | None, saved: SavedRun) -> TokenData:
-    """--data, or the dataset the run was trained on; it must share the run's vocabulary."""
+def _budget(saved: SavedRun, split: str, eval_tokens: int | None) -> int:
+    """Tokens to score (0: all): --eval-tokens; else the run's budget, but all of a test split (its
+    figure is the final one, not the trainer's cheap estimate)."""
+    if eval_tokens is not None:
+        return eval_tokens
+    return 0 if split == TEST else saved.train.get("eval_tokens", 0)
+
+
+def open_dataset(data: Path | None, saved: SavedRun, split: str = "val") -> TokenData:
+    """--data, or the dataset the run was trained on; it must share the run's vocabulary, and hold `split`."""
     if data is None:
         data = Path(saved.config.get("dataset", {}).get("folder", ""))
         if not (data / MANIFEST).is_file():
@@ -280,6 +296,12 @@ def open_dataset(data: Path | None, saved: SavedRun) -> TokenData:
         raise UserError(
             f"{folder} was encoded with another vocabulary than {saved.path}'s",
             f"prepare it with the run's vocabulary: minigpt-prepare ... --vocab {saved.path}",
+        )
+    if split not in dataset.shards:
+        raise UserError(
+            f"{folder} has no {split} split (it was prepared without one)",
+            "prepare the dataset with a test split kept apart (minigpt-prepare ... --test-split NAME, "
+            "--test-data-files FILES, --test-fraction F or --test-docs M), or pass --data DIR of one that has it",
         )
     return dataset
 

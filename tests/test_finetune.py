@@ -156,6 +156,37 @@ def test_eval_of_a_text_equals_eval_of_a_dataset_prepared_from_it(base, tmp_path
     assert on_text["loss"] == pytest.approx(on_data["loss"], rel=1e-6)
 
 
+def test_eval_of_a_test_split_is_all_of_it_and_never_what_the_trainer_scored(base, tmp_path):
+    """--split test scores all of a test split by default (the run's budget caps val, not test): the
+    figure of --text on the same file; sliding windows too; and training never reads the test split."""
+    text = tmp_path / "t.txt"
+    text.write_text(TEXT_B[:6000])
+    r = run_inprocess(
+        "--data-files",
+        base["root"] / "a.txt",
+        "--test-data-files",
+        text,
+        "--vocab",
+        base["run"],
+        "--out",
+        tmp_path / "t",
+    )
+    assert r.code == 0, r.output
+    for extra in ((), ("--stride", 8)):
+        on_text = json.loads(cli("eval_app", "--run", base["run"], "--text", text, *extra, "--json").stdout)
+        on_test = json.loads(
+            cli("eval_app", "--run", base["run"], "--data", tmp_path / "t", "--split", "test", *extra, "--json").stdout
+        )
+        for key in ("windows", "tokens", "chars", "bytes", "unk", "eot"):
+            assert on_text[key] == on_test[key], (key, extra)
+        assert on_text["loss"] == pytest.approx(on_test["loss"], rel=1e-6) and on_test["tokens"] > 4096
+    capped = json.loads(cli("eval_app", "--run", base["run"], "--data", tmp_path / "t", "--json").stdout)
+    assert capped["tokens"] == 4096  # val: the run's --eval-tokens 4096
+    r = cli("train_app", "--preset", "tiny", "--max-iters", 10, "--data", tmp_path / "t", "--out", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    assert TokenData(tmp_path / "t").tokens("test") > 0 and "test" not in json.dumps(metrics(tmp_path / "r"))
+
+
 def test_bits_per_byte_count_the_utf8_length(base, tmp_path):
     text = "Caf\u00e9 \u2014 na\u00efve \u65e5\u672c. " * 40 + "The end."  # 1, 2 and 3-byte characters
     (tmp_path / "u.txt").write_text(text)
@@ -192,7 +223,8 @@ def test_fine_tuning_and_eval_errors(base, tmp_path):
         cli("train_app", *tiny, "--data", b, "--init-from", tmp_path / "nope"), "--init-from", "no such folder"
     )
     assert_error(cli("eval_app", "--run", run, "--data", tmp_path / "other"), "another vocabulary", "--vocab")
-    assert_error(cli("eval_app", "--run", run, "--split", "test"), "--split test", "val or train")
+    assert_error(cli("eval_app", "--run", run, "--split", "tests"), "--split tests", "val, test or train")
+    assert_error(cli("eval_app", "--run", run, "--split", "test"), "has no test split", "--test-split NAME")
     assert_error(cli("eval_app", "--run", run, "--text", tmp_path / "missing.txt"), "cannot read it")
     (tmp_path / "latin.txt").write_bytes("caf\u00e9\n".encode("latin-1"))
     assert_error(cli("eval_app", "--run", run, "--text", tmp_path / "latin.txt"), "not UTF-8", "byte 3")

@@ -152,19 +152,27 @@ def cut_by_characters(docs: list[str], fraction: float) -> tuple[list[str], list
 def expect_dataset(
     out: Path, train: list[str], val: list[str], open_end: bool, min_count: int, shard_size: int
 ) -> None:
-    """The dataset in `out` is exactly this slice: shards, raw/, manifest counts and vocabulary."""
+    """The dataset in `out` is exactly this slice (and has no test split)."""
+    expect_splits(out, {"train": (train, open_end), "val": (val, False)}, min_count, shard_size)
+
+
+def expect_splits(out: Path, splits: dict[str, tuple[list[str], bool]], min_count: int, shard_size: int) -> None:
+    """The dataset in `out` is exactly these splits (documents, and whether the last goes on in the next
+    split): shards, raw/, manifest counts and vocabulary, and no other split."""
     vocab = json.loads((out / "vocab.json").read_text(encoding="utf-8"))
-    counts = Counter("".join(train))
+    counts = Counter("".join(splits["train"][0]))
     assert vocab["counts"] == dict(counts)
     assert vocab["itos"] == [EOT, UNK] + sorted(c for c, k in counts.items() if k >= min_count)
     ids = {c: i for i, c in enumerate(vocab["itos"]) if i > 1}
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["min_count"] == min_count and manifest["splits"]["train"].get("open_end", False) == open_end
-    for split, docs in (("train", train), ("val", val)):
+    assert manifest["min_count"] == min_count and list(manifest["splits"]) == list(splits)
+    assert sorted(p.name for p in (out / "raw").iterdir()) == sorted(f"{s}.parquet" for s in splits)
+    for split, (docs, open_end) in splits.items():
+        assert manifest["splits"][split].get("open_end", False) == open_end, split
         tokens = []
         for i, d in enumerate(docs):
             tokens += [ids.get(c, 1) for c in d]
-            if not (split == "train" and open_end and i == len(docs) - 1):
+            if not (open_end and i == len(docs) - 1):
                 tokens.append(0)
         assert shard_tokens(out, split).tolist() == tokens, split
         assert pq.read_table(out / "raw" / f"{split}.parquet").column("text").to_pylist() == docs, split
@@ -352,6 +360,98 @@ def test_hub_like_folder_slice_equals_the_plain_slice(data):
             expected, error = val_files_slice(docs, by_split["validation"], n, m)
         min_count = max(10, math.ceil(sum(map(len, expected[0])) / 1_000_000)) if expected else 10
         prepare_and_check(args, sizes, expected, min_count, shard_size, error)
+
+
+def cut_parts(docs: list[str], fractions: list[float]) -> list[tuple[list[str], bool]] | None:
+    """nanoGPT's cut, into len(fractions) + 1 parts: the last parts are the given fractions of the n
+    characters, the first part starts at 0 and each later one at int(n * (1 - the fractions from it
+    on)); a document across a cut is cut there, and its part goes on in the next (open end). An empty
+    document belongs to the first part that ends at or after it. None where a part would be empty."""
+    n = sum(map(len, docs))
+    bounds = [0] + [int(n * (1 - sum(fractions[i:]))) for i in range(len(fractions))] + [n]
+    if any(a >= b for a, b in zip(bounds, bounds[1:])):
+        return None
+    parts, pos = [([], False) for _ in fractions] + [([], False)], 0
+    for d in docs:
+        start, end, pos = pos, pos + len(d), pos + len(d)
+        for i, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+            if not d:
+                if end <= hi:
+                    parts[i][0].append(d)
+                    break
+                continue
+            a, b = max(start, lo), min(end, hi)
+            if a < b:
+                parts[i][0].append(d[a - start : b - start])
+                parts[i] = (parts[i][0], end > hi)
+    return parts
+
+
+def draw_cut_fractions(draw, docs: list[str], k: int) -> list[float]:
+    """k fractions for the cuts (--val-fraction, --test-fraction; together at most 0.5), each cut drawn
+    anywhere in the second half of the characters or exactly where a document ends."""
+    total = sum(map(len, docs))
+    lo = total // 2 + 1
+    if total - lo < k:  # too few characters for k cuts: fractions as they come (the command must refuse them)
+        return [draw(st.floats(0.01, 0.5 / k)) for _ in range(k)]
+    ends = [e for e in np.cumsum([len(d) for d in docs]).tolist() if lo <= e < total]
+    point = st.one_of(st.integers(lo, total - 1), *([st.sampled_from(ends)] if ends else []))
+    points = sorted(draw(st.sets(point, min_size=k, max_size=k)))
+    from_end = [1 - (p + 0.5) / total for p in points]  # the fraction of the characters from each cut on
+    return [a - b for a, b in zip(from_end, from_end[1:])] + [from_end[-1]]
+
+
+@given(data=st.data())
+def test_a_test_split_slice_equals_the_plain_slice(data):
+    """A third split under each rule (the documents after train's or validation's, a --test-fraction cut,
+    --test-data-files) beside each validation rule: every split equals the plain slice, none overlaps."""
+    draw = data.draw
+    docs = draw(st.lists(DOC, min_size=3, max_size=40)) + draw(st.lists(LONG_DOC, max_size=2))
+    docs = draw(st.permutations(docs))
+    val_rule = draw(st.sampled_from(["after_docs", "fraction", "val_data_files"]), label="val")
+    test_rule = draw(st.sampled_from(["after_docs", "fraction", "test_data_files"]), label="test")
+    sizes, shard_size = draw(SIZES), draw(st.integers(1, 400))
+    form = draw(st.sampled_from(["jsonl", "parquet"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        docs = read_records(write_records(Path(tmp) / "train", form, split_into_files(draw, docs), draw))
+        after = [val_rule, test_rule].count("after_docs")  # rules that take documents after the N
+        n = draw(st.integers(1, len(docs) - after) if after else st.one_of(st.integers(1, len(docs)), st.just("all")))
+        sliced, rest = (docs, []) if n == "all" else (docs[:n], docs[n:])
+        args, splits, fractions = ["--data-files", Path(tmp) / "train", "--docs", n], {}, []
+        for split, rule in (("val", val_rule), ("test", test_rule)):
+            flag = f"--{split}-docs"
+            if rule == "after_docs":
+                k = draw(st.integers(1, len(rest) - (split == "val" and test_rule == "after_docs")))
+                splits[split], rest, args = (rest[:k], False), rest[k:], args + [flag, k]
+            elif rule.endswith("data_files"):
+                own = draw(st.lists(DOC, min_size=1, max_size=12))
+                folder = write_records(Path(tmp) / split, form, split_into_files(draw, own), draw)
+                own, k = read_records(folder), draw(st.one_of(st.none(), st.just("all"), st.integers(1, 12)))
+                want = len(own) if k == "all" or (k is None and n == "all") else (k or default_val_docs(n))
+                args += [f"--{split}-data-files", folder] + ([flag, k] if k is not None else [])
+                splits[split] = (own[:want], False) if want <= len(own) else None
+            else:
+                fractions.append(split)
+        if fractions:
+            values = draw_cut_fractions(draw, sliced, len(fractions))
+            args += [a for s, f in zip(fractions, values) for a in (f"--{s}-fraction", f)]
+            parts = cut_parts(sliced, values)
+            train = parts[0] if parts else None
+            splits.update(zip(fractions, parts[1:]) if parts else ((s, None) for s in fractions))
+        else:
+            train = (sliced, False)
+        expected = {"train": train, "val": splits["val"], "test": splits["test"]}
+        short = [s for s, v in expected.items() if v is None]
+        error = ("has only",) if any(s not in fractions for s in short if s != "train") else ("too few to cut",)
+        mc = own_files_min_count(train[0]) if train else 1
+        with tempfile.TemporaryDirectory() as tmp2, small_reads(**sizes):
+            out = Path(tmp2) / "ds"
+            r = run_inprocess(*args, "--shard-tokens", shard_size, "--out", out)
+            if short:
+                assert_clean_error(r, *error, out=out)
+            else:
+                assert r.code == 0, r.output
+                expect_splits(out, expected, mc, shard_size)
 
 
 # ---- at the library's own batch sizes: the reported failures, and the hub through the fake hub ----

@@ -320,6 +320,73 @@ def test_hub_dataset_without_validation_split(tmp_path):
     assert "streaming train" not in missing.stderr  # found out before streaming anything
 
 
+TESTS = [f"Test story {i}, kept apart." for i in range(6)]
+
+
+def test_a_hub_test_split_is_kept_apart_and_rebuilt_offline(tmp_path):
+    """--test-split through the fake hub (the real datasets path): the test split's first documents
+    (N/10 by default), a split of its own in the manifest; a split that is not there, or that is train's
+    or validation's, is one message before anything is streamed; a rebuild from raw/ keeps it."""
+    repo = parquet_repo(tmp_path / "repo", {"train": STORIES, "validation": HELD_OUT, "test": TESTS})
+    args = ("--dataset", "acme/stories", "--text-column", "story", "--docs", 30, "--val-docs", 5)
+    with FakeHub(repo, "acme/stories", data_substring=".parquet") as hub:
+        env = hub_env(hub.url)
+        r = run_subprocess(*args, "--test-split", "test", "--out", tmp_path / "ds", env=env)
+        every = run_subprocess(*args, "--test-split", "test", "--test-docs", "all", "--out", tmp_path / "all", env=env)
+        missing = run_subprocess(*args, "--test-split", "tset", "--out", tmp_path / "x", env=env)
+        rebuilt = run_subprocess(*args, "--test-split", "test", "--min-count", 1, "--out", tmp_path / "ds", env=env)
+    assert r.code == 0, r.output
+    out = tmp_path / "ds"
+    assert decode(out, "test") == encoded(TESTS[:3], out) and decode(out, "val") == encoded(HELD_OUT[:5], out)
+    m = manifest(out)
+    assert (
+        m["test_from"] == "test_split" and m["splits"]["test"]["docs"] == 3 and m["raw"]["test"] == "raw/test.parquet"
+    )
+    assert "test: the test split, kept apart" in r.stdout
+    assert every.code == 0 and decode(tmp_path / "all", "test") == encoded(TESTS, tmp_path / "all")
+    assert_clean_error(missing, "no split 'tset'", "train, validation, test", "--test-split", out=tmp_path / "x")
+    assert "streaming train" not in missing.stderr
+    assert rebuilt.code == 0 and "rebuilt from raw/" in rebuilt.stdout, rebuilt.output
+    assert decode(out, "test") == encoded(TESTS[:3], out) and manifest(out)["min_count"] == 1
+    for split, needle in (("validation", "validation comes from"), ("train", "train comes from")):
+        bad = run_inprocess("--dataset", repo, "--text-column", "story", "--test-split", split, "--out", tmp_path / "x")
+        assert_clean_error(bad, f"--test-split {split} is the split that {needle}", "kept apart", out=tmp_path / "x")
+    changed = run_inprocess(*args[:1], repo, *args[2:], "--test-split", "test", "--test-docs", 2, "--out", out)
+    assert_clean_error(changed, "made with other arguments", "test_docs was 3, now 2")
+
+
+def test_test_docs_after_validation_and_test_files_of_their_own(tmp_path):
+    docs = [f"doc {i}" for i in range(50)]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    r = run_inprocess("--data-files", path, "--docs", 30, "--val-docs", 5, "--test-docs", 10, "--out", tmp_path / "a")
+    assert r.code == 0, r.output
+    a = tmp_path / "a"
+    assert decode(a, "val") == encoded(docs[30:35], a) and decode(a, "test") == encoded(docs[35:45], a)
+    assert "test: the documents after the validation ones" in r.stdout
+    short = run_inprocess(
+        "--data-files", path, "--docs", 30, "--val-docs", 5, "--test-docs", 16, "--out", tmp_path / "x"
+    )
+    assert_clean_error(short, "has only 50 documents, but --test-docs 16 needs 1 more", out=tmp_path / "x")
+    none_left = run_inprocess(
+        "--data-files", path, "--docs", 45, "--val-docs", "all", "--test-docs", 1, "--out", tmp_path / "x"
+    )
+    assert_clean_error(none_left, "has only 50 documents, but --test-docs 1 needs 1 more", out=tmp_path / "x")
+    held = tmp_path / "held.jsonl"
+    held.write_text("".join(json.dumps({"text": f"held {i}"}) + "\n" for i in range(4)))
+    r = run_inprocess(
+        "--data-files", path, "--val-data-files", path, "--test-data-files", held, "--out", tmp_path / "b"
+    )
+    assert r.code == 0, r.output
+    assert decode(tmp_path / "b", "test") == encoded([f"held {i}" for i in range(4)], tmp_path / "b")
+    r = run_inprocess("--data-files", path, "--test-data-files", path, "--out", tmp_path / "x")
+    assert_clean_error(r, "--test-data-files and --data-files name the same files", out=tmp_path / "x")
+    r = run_inprocess(
+        "--data-files", tmp_path / "docs.jsonl", "--test-data-files", tmp_path / "*.jsonl", "--out", tmp_path / "x"
+    )
+    assert_clean_error(r, "--test-data-files and --data-files share 1 file(s)", "files of its own", out=tmp_path / "x")
+
+
 def test_a_dataset_with_several_configs_needs_one_named(tmp_path):
     repo = tmp_path / "repo"
     for config in ("small", "large"):
@@ -380,6 +447,18 @@ def test_bad_text_and_split_options(tmp_path):
         (("--data-files", good, "--vocab", tmp_path), ["cannot read it"]),
         (("--data-files", good, "--vocab", tmp_path, "--min-count", 2), ["--vocab and --min-count/--max-vocab"]),
         (("--data-files", tmp_path / "short.txt"), ["matches no file"]),
+        (("--data-files", good, "--test-split", "test"), ["--test-split applies to --dataset"]),
+        (("--data-files", good, "--test-fraction", 0.6), ["--test-fraction must be above 0"]),
+        (
+            ("--data-files", good, "--val-fraction", 0.3, "--test-fraction", 0.3),
+            ["--test-fraction must be above 0, and with --val-fraction at most 0.5 (got 0.3 and 0.3)"],
+        ),
+        (("--data-files", good, "--test-fraction", 0.1, "--test-docs", 3), ["--test-fraction and --test-docs"]),
+        (("--data-files", good, "--test-fraction", 0.1, "--test-data-files", js), ["--test-fraction and --test-data"]),
+        (("--dataset", tmp_path, "--test-split", "t", "--test-data-files", js), ["--test-data-files and --test-split"]),
+        (("--data-files", good, "--docs", 3, "--test-docs", "all"), ["--test-docs all names no documents"]),
+        (("--data-files", good, "--test-docs", 2), ["--test-docs 2 asks for the documents after the train ones"]),
+        (("--data-files", good, "--test-docs", 0), ["--test-docs must be at least 1"]),
     ]
     (tmp_path / "v.json").write_text(
         json.dumps({"format": "minigpt-vocab", "version": 1, "itos": ["<eot>", "a"], "eot": 0, "unk": 1})
@@ -390,4 +469,8 @@ def test_bad_text_and_split_options(tmp_path):
     tiny = tmp_path / "tiny.txt"
     tiny.write_text("a")  # int(1 * 0.9) = 0 characters of train
     assert_clean_error(run_inprocess("--data-files", tiny, "--out", out), "too few to cut", out=out)
+    four = tmp_path / "four.txt"
+    four.write_text("abcd")  # validation's cut at int(4 * 0.8) = 3 and test's at int(4 * 0.9) = 3: test is empty
+    r = run_inprocess("--data-files", four, "--val-fraction", 0.1, "--test-fraction", 0.1, "--out", out)
+    assert_clean_error(r, "4 characters, too few to cut 0.1 for validation and 0.1 for test off it", out=out)
     assert not out.exists()

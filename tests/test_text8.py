@@ -37,9 +37,10 @@ def test_the_text8_recipe_runs_as_written(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     val = json.loads((tmp_path / "runs" / "text8" / "eval-val.json").read_text())
     test = json.loads((tmp_path / "runs" / "text8" / "eval-test.json").read_text())
-    assert val["stride"] == test["stride"] == 16 and val["source"] != test["source"]
+    assert val["stride"] == test["stride"] == 16 and test["source"].endswith("text8 (test)")
     assert val["tokens"] > 3_900 and test["tokens"] > 3_900  # all of each split, but the tail past the last window
     manifest = json.loads((tmp_path / "data" / "text8" / "manifest.json").read_text())
+    assert manifest["splits"]["test"]["chars"] == 4_000 and manifest["test_from"] == "test_split"
     assert manifest["vocab_size"] == 2 + len(
         set("".join("anarchism originated as a term of abuse first used against the early"))
     )

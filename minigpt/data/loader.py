@@ -20,7 +20,7 @@ import torch
 
 from .. import keys
 from ..errors import UserError
-from .shards import DATA_DIR, MANIFEST, SPLITS, VERSION, damage, manifest_version, read_manifest
+from .shards import DATA_DIR, MANIFEST, SPLITS, VERSION, damage, manifest_version, read_manifest, splits_of
 
 PREPARE_HINT = "run `minigpt-prepare` first (e.g. minigpt-prepare --docs 3000), or pass --data DIR"
 
@@ -55,7 +55,8 @@ def find_dataset(path: Path | None) -> tuple[Path, str | None]:
 
 
 class TokenData:
-    """The train and val shards of one dataset folder, opened read-only with np.memmap."""
+    """The train and val shards of one dataset folder (and test's, where it has them), opened read-only
+    with np.memmap."""
 
     def __init__(self, folder: Path, verify: bool = False):
         self.folder = Path(folder)
@@ -74,7 +75,7 @@ class TokenData:
                 np.asarray(np.memmap(self.folder / sh["file"], dtype=self.dtype, mode="r"))
                 for sh in m["splits"][split]["shards"]
             ]
-            for split in SPLITS
+            for split in splits_of(m)
         }
 
     def tokens(self, split: str) -> int:
@@ -118,17 +119,17 @@ class TokenData:
         return self._gather("train", shard, r - (ends[shard] - counts[shard]), T)
 
     def eval_windows(self, split: str, T: int, max_tokens: int, seed: int) -> np.ndarray:
-        """A fixed set of (shard, start) windows: for val, consecutive non-overlapping windows from the
-        start of the split (all of it when max_tokens is 0); for train, that many spread at random by a
+        """A fixed set of (shard, start) windows: for val (and test), consecutive non-overlapping windows
+        from the start of the split (all of it when max_tokens is 0); for train, that many spread at random by a
         generator of its own, so the training batches never shift it (with max_tokens 0, as many tokens
         as the whole val split has)."""
-        if split == "val":
+        if split != "train":
             per_shard = [
                 np.stack([np.full(n, i), np.arange(n) * T], 1)
                 for i, s in enumerate(self.shards[split])
                 if (n := (len(s) - 1) // T) > 0
             ]
-            windows = np.concatenate(per_shard)
+            windows = np.concatenate(per_shard) if per_shard else np.zeros((0, 2), dtype=np.int64)
         else:
             counts = self._starts(split, T)
             ends = np.cumsum(counts)

@@ -3,8 +3,9 @@ files), freeze it with its vocabulary, write token shards.
 
 A dataset folder holds:
   raw/train.parquet, raw/val.parquet   the slice, verbatim (text, url, timestamp), in row groups
+  raw/test.parquet                     where a test split was asked for
   vocab.json                           the frozen character vocabulary (built from train, or --vocab's)
-  train_00000.bin ..., val_00000.bin   token shards: flat uint8/uint16 arrays, no header
+  train_00000.bin ..., val_00000.bin   token shards: flat uint8/uint16 arrays, no header (test_00000.bin ...)
   manifest.json                        written last; without it a folder is not a dataset
 Everything is built in a hidden temporary folder beside the target and renamed into place when
 complete. A rerun that only changes --min-count, --max-vocab or --shard-tokens rebuilds from raw/
@@ -22,6 +23,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 import hashlib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -36,7 +38,7 @@ from .. import __version__, signals
 from ..errors import UserError
 from ..files import folder_lock, fsync_path, write_atomic, write_json_atomic
 from ..progress import Progress
-from .shards import DATA_DIR, FORMAT, MANIFEST, SPLITS, VERSION, ShardWriter, damage, read_manifest
+from .shards import DATA_DIR, FORMAT, MANIFEST, VERSION, ShardWriter, damage, read_manifest, splits_of
 from .source import Source
 from .stream import BATCH_DOCS, SCHEMA, Slice
 from .vocab import VOCAB_FILE, CharCounter, Vocab, auto_min_count, char_lengths, read_vocab, utf8_bytes
@@ -90,7 +92,7 @@ class SplitStats:
     tokens: int = 0
     unk: int = 0
     shards: list = field(default_factory=list)
-    open_end: bool = False  # train's last document goes on in val (a --val-fraction cut fell inside it): no <eot>
+    open_end: bool = False  # the last document goes on in the next split (a fraction's cut fell inside it): no <eot>
 
 
 @dataclass
@@ -146,18 +148,18 @@ def _prepare(source: Source, build: BuildOptions, out: Path, force: bool, progre
         )
 
     # Expanded once here: a glob matching nothing fails before anything is written.
-    files = existing["source_files"] if rebuild else {s: source.files(s) for s in SPLITS}
+    files = existing["source_files"] if rebuild else _source_files(source)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
         (tmp / "raw").mkdir(parents=True)
         if rebuild:
-            for name in ("train.parquet", "val.parquet"):
-                _link_or_copy(out / "raw" / name, tmp / "raw" / name)
+            for s in splits_of(existing):
+                _link_or_copy(out / "raw" / f"{s}.parquet", tmp / "raw" / f"{s}.parquet")
             stats = {
                 s: SplitStats(
                     **{k: existing["splits"][s].get(k, False) for k in ("docs", "chars", "bytes", "open_end")}
                 )
-                for s in SPLITS
+                for s in splits_of(existing)
             }
             counter = _count_raw(tmp / "raw" / "train.parquet")
             origin = {k: existing.get(k) for k in ORIGIN}
@@ -182,24 +184,49 @@ def _prepare(source: Source, build: BuildOptions, out: Path, force: bool, progre
     return Result(out, manifest, "rebuilt" if rebuild else "built", time.perf_counter() - start)
 
 
-ORIGIN = ("val_from", "val_fraction", "source_commit")  # how the slice was made, beside its arguments
+ORIGIN = ("val_from", "val_fraction", "test_from", "test_fraction", "source_commit")  # how the slice was made
+
+
+def _source_files(source: Source) -> dict[str, list[str] | None]:
+    """The local files of each split, expanded; a test split must share none with train or validation."""
+    files = {s: source.files(s) for s in source.splits()}
+    for split in ("train", "val"):
+        if shared := sorted(set(files.get("test") or ()) & set(files[split] or ())):
+            raise UserError(
+                f"--test-data-files and --{'' if split == 'train' else 'val-'}data-files share {len(shared)} "
+                f"file(s), e.g. {shared[0]}",
+                "a test split is kept apart: give it files of its own",
+            )
+    return files
 
 
 def _stream(source: Source, raw: Path, progress: Progress) -> tuple[CharCounter, dict[str, SplitStats], dict]:
     """The one pass over the source: raw/*.parquet written, train characters counted on the way; and
-    where validation came from, and the hub commit streamed."""
+    where validation and test came from, and the hub commit streamed."""
     plan = Slice(source)
     counter = CharCounter()
     stats = {
         "train": _write_raw(plan.train(), raw / "train.parquet", "streaming train", source.docs, progress, counter)
     }
-    val = plan.val()
-    if val is None:  # validation is the end of the slice by characters
-        stats.update(_cut(raw, plan.val_fraction, stats["train"].chars))
+    for split, tables, total in (("val", plan.val(), source.val_docs), ("test", plan.test(), source.test_docs)):
+        if tables is not None:  # consumed in turn: test's documents may follow validation's in one pass
+            stats[split] = _write_raw(tables, raw / f"{split}.parquet", f"streaming {split}", total, progress)
+    cuts = [
+        (s, f)
+        for s, how, f in (("val", plan.val_from, plan.val_fraction), ("test", plan.test_from, source.test_fraction))
+        if how == "fraction"
+    ]
+    if cuts:  # validation and/or test are the end of the slice by characters
+        stats.update(_cut(raw, cuts, stats["train"].chars))
         counter = _count_raw(raw / "train.parquet")
-    else:
-        stats["val"] = _write_raw(val, raw / "val.parquet", "streaming val", source.val_docs, progress)
-    origin = {"val_from": plan.val_from, "val_fraction": plan.val_fraction, "source_commit": plan.commit}
+    stats = {s: stats[s] for s in ("train", "val", "test") if s in stats}
+    origin = {
+        "val_from": plan.val_from,
+        "val_fraction": plan.val_fraction,
+        "test_from": plan.test_from,
+        "test_fraction": source.test_fraction,
+        "source_commit": plan.commit,
+    }
     return counter, stats, origin
 
 
@@ -246,44 +273,66 @@ def _add(st: SplitStats, table: pa.Table, counter: CharCounter | None = None) ->
     return nbytes
 
 
-def _cut(raw: Path, fraction: float, n: int) -> dict[str, SplitStats]:
-    """Validation as the last `fraction` of the slice's n characters, nanoGPT's cut: train keeps the
-    first int(n * (1 - fraction)). raw/train.parquet (the whole slice) is split in two there, a row
-    group at a time; a document that straddles the cut is cut in two, and its first part ends train
-    without <eot> (open_end), as the document goes on in validation."""
-    cut = int(n * (1 - fraction))
-    if cut in (0, n):
+def _cut(raw: Path, cuts: list[tuple[str, float]], n: int) -> dict[str, SplitStats]:
+    """Validation and/or test as the last fractions of the slice's n characters, nanoGPT's cut: with
+    --val-fraction F alone train keeps the first int(n * (1 - F)); test, where cut too, is the very end.
+    raw/train.parquet (the whole slice) is split there a row group at a time; a document that straddles
+    a cut is cut in two, and its first part ends its split without <eot> (open_end): it goes on in the next."""
+    names = ["train"] + [s for s, _ in cuts]
+    bounds = [0] + [int(n * (1 - sum(f for _, f in cuts[i:]))) for i in range(len(cuts))] + [n]
+    if any(a >= b for a, b in zip(bounds, bounds[1:])):
+        what = " and ".join(f"{f:g} for {'validation' if s == 'val' else 'test'}" for s, f in cuts)
         raise UserError(
-            f"the slice has {n:,} characters, too few to cut {fraction:g} of them off for validation",
-            "give more text, or validation text of its own with --val-data-files",
+            f"the slice has {n:,} characters, too few to cut {what} off it",
+            "give more text, or held-out text of its own with --val-data-files / --test-data-files",
         )
     whole = raw / "whole.parquet"
     os.replace(raw / "train.parquet", whole)
-    stats, seen = {"train": SplitStats(), "val": SplitStats()}, 0  # seen: characters before this row group
-    with _raw_writer(raw / "train.parquet") as train, _raw_writer(raw / "val.parquet") as val:
+    stats, seen = {s: SplitStats() for s in names}, 0  # seen: characters before this row group
+    with ExitStack() as stack:
+        writers = {s: stack.enter_context(_raw_writer(raw / f"{s}.parquet")) for s in names}
         pf = pq.ParquetFile(whole)
         for group in range(pf.num_row_groups):
             table = pf.read_row_group(group)
-            ends = seen + np.cumsum(pc.utf8_length(table.column("text")).to_numpy(zero_copy_only=False))
-            k = int(np.searchsorted(ends, cut, side="right"))  # rows [0, k) end at or before the cut
-            start = int(ends[k - 1]) if k else seen
-            before, after = table.slice(0, k), table.slice(k)
-            if len(after) and start < cut:  # row k straddles the cut
-                row = after.slice(0, 1).to_pylist()[0]
-                text, at = row["text"], cut - start
-                before = pa.concat_tables([before, pa.Table.from_pylist([{**row, "text": text[:at]}], SCHEMA)])
-                after = pa.concat_tables([pa.Table.from_pylist([{**row, "text": text[at:]}], SCHEMA), after.slice(1)])
-                stats["train"].open_end = True
-            for writer, split, part in ((train, "train", before), (val, "val", after)):
+            lengths = pc.utf8_length(table.column("text")).to_numpy(zero_copy_only=False).astype(np.int64)
+            ends = seen + np.cumsum(lengths)
+            for i, (split, lo, hi) in enumerate(zip(names, bounds, bounds[1:])):
+                part, open_end = _part(table, ends - lengths, ends, lo, hi, first=i == 0, last=i == len(names) - 1)
                 if len(part):
-                    writer.write_table(part, row_group_size=1 << 30)
+                    writers[split].write_table(part, row_group_size=1 << 30)
                     _add(stats[split], part)
+                    stats[split].open_end |= open_end
             seen = int(ends[-1]) if len(ends) else seen
             pa.default_memory_pool().release_unused()
     whole.unlink()
-    for name in ("train.parquet", "val.parquet"):
-        fsync_path(raw / name)
+    for name in names:
+        fsync_path(raw / f"{name}.parquet")
     return stats
+
+
+def _part(table: pa.Table, starts, ends, lo: int, hi: int, first: bool, last: bool) -> tuple[pa.Table, bool]:
+    """The rows of table (characters [starts, ends) of the slice each) that fall in [lo, hi), the rows
+    across lo or hi cut there; and whether the last one goes on past hi. An empty document belongs to
+    the split whose range ends at or after it: the one before a cut it lies on."""
+    a = 0 if first else int(np.searchsorted(ends, lo, side="right"))  # rows before a end at or before lo
+    k = int(np.searchsorted(ends, hi, side="right"))  # rows before k end at or before hi
+    b = len(ends) if last else k + int(k < len(ends) and starts[k] < hi)  # and row k, where it crosses hi
+    if a >= b:
+        return table.slice(0, 0), False
+    part, open_end = table.slice(a, b - a), bool(ends[b - 1] > hi)
+    head, tail = int(max(lo - starts[a], 0)), int(ends[b - 1] - hi) if open_end else 0
+    if head or tail:  # a row across a cut: its part of the text only
+        rows = part.slice(0, 1).to_pylist() + (part.slice(len(part) - 1, 1).to_pylist() if len(part) > 1 else [])
+        if len(rows) == 1:
+            rows[0]["text"] = rows[0]["text"][head : len(rows[0]["text"]) - tail]
+        else:
+            rows[0]["text"], rows[1]["text"] = rows[0]["text"][head:], rows[1]["text"][: len(rows[1]["text"]) - tail]
+        middle = part.slice(1, max(len(part) - 2, 0))
+        pieces = [pa.Table.from_pylist(rows[:1], SCHEMA), middle] + (
+            [pa.Table.from_pylist(rows[1:], SCHEMA)] if len(rows) > 1 else []
+        )
+        part = pa.concat_tables(pieces)
+    return part, open_end
 
 
 def _build(
@@ -309,8 +358,7 @@ def _build(
         vocab = Vocab.build(counts, min_count, build.max_vocab)
         data = vocab.to_json()
     write_atomic(folder / VOCAB_FILE, data)
-    for split in SPLITS:
-        st = stats[split]
+    for split, st in stats.items():
         writer = ShardWriter(folder, split, vocab.dtype, build.shard_tokens)
         try:
             with progress.docs(f"encoding {split}", st.docs) as update:
@@ -336,8 +384,8 @@ def _build(
         "source_files": files,
         "build": asdict(build),
         **origin,
-        "raw": {s: f"raw/{s}.parquet" for s in SPLITS},
-        "splits": {s: asdict(stats[s]) for s in SPLITS},
+        "raw": {s: f"raw/{s}.parquet" for s in stats},
+        "splits": {s: asdict(st) for s, st in stats.items()},
     }
     write_json_atomic(folder / MANIFEST, manifest)
     return manifest
@@ -446,7 +494,7 @@ def _raw_intact(out: Path, manifest: dict) -> bool:
     try:
         return all(
             pq.ParquetFile(out / "raw" / f"{s}.parquet").metadata.num_rows == manifest["splits"][s]["docs"]
-            for s in SPLITS
+            for s in splits_of(manifest)
         )
     except (OSError, pa.ArrowException):
         return False
@@ -523,16 +571,29 @@ def summary(result: Result) -> str:
     lines.append(
         f"  validation: {_val_origin(m)}" + (f"; hub commit {m['source_commit']}" if m.get("source_commit") else "")
     )
+    if "test" in m["splits"]:
+        lines.append(f"  test: {_test_origin(m)}, kept apart (minigpt-eval --split test)")
     if result.action != "unchanged" and result.seconds > 0:
         lines.append(f"  {text_mb:,.1f} MB of text, {text_mb / result.seconds:,.1f} MB/s")
     return "\n".join(lines)
+
+
+def _test_origin(m: dict) -> str:
+    how = m.get("test_from")
+    if how == "fraction":
+        return f"the last {m['test_fraction']:g} of the slice's characters"
+    if how == "after_docs":
+        return "the documents after the " + ("validation" if m.get("val_from") == "after_docs" else "train") + " ones"
+    return "--test-data-files" if how == "test_data_files" else f"the {m['source'].get('test_split')} split"
 
 
 def _val_origin(m: dict) -> str:
     src, how = m["source"], m.get("val_from")
     if how == "fraction":
         cut = ", a document cut in two there" if m["splits"]["train"].get("open_end") else ""
-        return f"the last {m['val_fraction']:g} of the slice's characters{cut}"
+        where = " before the test split's" if m.get("test_from") == "fraction" else ""
+        last = "" if where else "last "
+        return f"the {last}{m['val_fraction']:g} of the slice's characters{where}{cut}"
     if how == "after_docs":
         return "the documents after the train ones"
     if how == "val_data_files":

@@ -20,7 +20,8 @@ from .vocab import VOCAB_FILE
 
 DATA_DIR = Path("data")  # where minigpt-prepare writes datasets and minigpt-train looks for them
 MANIFEST = "manifest.json"
-SPLITS = ("train", "val")
+SPLITS = ("train", "val")  # every dataset has them
+TEST = "test"  # a third split, kept apart from both, where minigpt-prepare was asked for one
 FORMAT = "minigpt-dataset"
 REQUIRED = {"dtype", "vocab_size", "vocab_sha256", "eot", "unk", "source", "source_files", "build", "splits"}
 SPLIT_KEYS = {"docs", "chars", "bytes", "tokens", "unk", "shards"}
@@ -71,6 +72,11 @@ class ShardWriter:
             self._file.close()
 
 
+def splits_of(manifest: dict) -> tuple[str, ...]:
+    """The splits a dataset holds: train, val, and test where it has one."""
+    return SPLITS + ((TEST,) if TEST in manifest["splits"] else ())
+
+
 def read_manifest(folder: Path) -> dict | None:
     """The manifest of a complete dataset folder, or None when there is none."""
     path = Path(folder) / MANIFEST
@@ -85,7 +91,7 @@ def read_manifest(folder: Path) -> dict | None:
     if manifest.get("version") != VERSION:  # another format version: read by the minigpt that wrote it
         return None
     try:
-        if all(SPLIT_KEYS <= manifest["splits"][s].keys() for s in SPLITS):
+        if all(SPLIT_KEYS <= manifest["splits"][s].keys() for s in splits_of(manifest)):
             return manifest
     except (KeyError, TypeError, AttributeError):
         pass
@@ -107,7 +113,7 @@ def damage(folder: Path, manifest: dict, verify: bool = False) -> str | None:
     vocab = folder / VOCAB_FILE
     if not vocab.is_file() or sha256_file(vocab) != manifest["vocab_sha256"]:
         return f"{vocab} is missing or does not match the manifest's vocab_sha256"
-    for split in SPLITS:
+    for split in splits_of(manifest):
         for sh in manifest["splits"][split]["shards"]:
             path = folder / sh["file"]
             size = path.stat().st_size if path.is_file() else None

@@ -8,6 +8,9 @@ Train is the first N documents (`--docs`, or every one with `--docs all`); valid
 this order: --val-data-files; a --val-fraction cut by characters at the end of the slice; the dataset's
 validation split (--val-split, default `validation` where there is one); the M documents after the N;
 and with `--docs all` and nothing else, the last 10% of the slice's characters.
+A test split, kept apart from both, only where asked for: --test-data-files; a --test-fraction cut by
+characters at the very end of the slice; the dataset's --test-split; or the --test-docs M documents
+after the ones train (and validation, where it is the documents after train's) took.
 """
 
 from __future__ import annotations
@@ -53,6 +56,10 @@ class Source:
     revision: str | None = None  # a hub branch, tag or commit; the manifest also records the commit streamed
     doc_split: str | None = None  # plain text files: file, paragraph or line
     val_fraction: float | None = None  # validation is the last F of the slice's characters
+    test_data_files: str | None = None  # absolute glob, file or folder
+    test_split: str | None = None
+    test_docs: int | None = None  # None: all of them (where there is a test split at all: test_rule)
+    test_fraction: float | None = None  # test is the last F of the slice's characters, after validation
 
     @property
     def hub(self) -> bool:
@@ -72,6 +79,21 @@ class Source:
             return "after_docs" if self.docs is not None else "fraction"
         return "auto"
 
+    def test_rule(self) -> str | None:
+        """Where the test split comes from: test_data_files, fraction, test_split, after_docs, or None
+        (no test split: it is made only where asked for)."""
+        if self.test_data_files:
+            return "test_data_files"
+        if self.test_fraction is not None:
+            return "fraction"
+        if self.test_split is not None:
+            return "test_split"
+        return "after_docs" if self.test_docs is not None else None
+
+    def splits(self) -> tuple[str, ...]:
+        """The splits this source makes: train, val, and test where asked for."""
+        return ("train", "val", "test") if self.test_rule() else ("train", "val")
+
     def to_json(self) -> dict:
         return asdict(self)
 
@@ -84,9 +106,11 @@ class Source:
 
     def files(self, split: str) -> list[str] | None:
         """The local files of a split, sorted; None where the split comes from --dataset."""
-        pattern, flag = (
-            (self.data_files, "--data-files") if split == "train" else (self.val_data_files, "--val-data-files")
-        )
+        pattern, flag = {
+            "train": (self.data_files, "--data-files"),
+            "val": (self.val_data_files, "--val-data-files"),
+            "test": (self.test_data_files, "--test-data-files"),
+        }[split]
         return list(expand(pattern, flag)) if pattern else None
 
     def default_name(self) -> str:
@@ -120,9 +144,10 @@ def parse_count(value: str | int | None, flag: str) -> int | None | str:
         if n < 1:
             raise UserError(
                 f"{flag} must be at least 1 (got {n})",
-                "ask for the number of documents, e.g. --docs 3000"
-                if flag == "--docs"
-                else "validation needs documents of its own; leave --val-docs out for N/10",
+                {
+                    "--docs": "ask for the number of documents, e.g. --docs 3000",
+                    "--val-docs": "validation needs documents of its own; leave --val-docs out for N/10",
+                }.get(flag, f"a test split needs documents of its own, e.g. {flag} 500"),
             )
         return n
     return None
@@ -141,6 +166,10 @@ def resolve_source(
     revision: str | None = None,
     doc_split: str | None = None,
     val_fraction: float | None = None,
+    test_data_files: str | None = None,
+    test_docs: str | int | None = None,
+    test_split: str | None = None,
+    test_fraction: float | None = None,
 ) -> Source:
     """Check the command line's source arguments and turn them into a Source."""
     if dataset is not None and data_files is not None:
@@ -153,6 +182,7 @@ def resolve_source(
             ("--config", config),
             ("--split", split),
             ("--val-split", val_split),
+            ("--test-split", test_split),
             ("--revision", revision),
         ):
             if value is not None:
@@ -167,28 +197,29 @@ def resolve_source(
     if data_files and not val_data_files and n is None and m != "default":
         raise none_after_all(val_docs)
     if m == "default":
-        m = None if n is None else min(max(n // 10, 1), MAX_DEFAULT_VAL_DOCS)
-    val_files = _absolute(val_data_files) if val_data_files else None
+        m = _default_held_out(n)
     text_column = text_column if text_column is not None else "text"
     if not text_column:
         raise UserError(
             "--text-column is empty", "name the column that holds the documents' text, e.g. --text-column text"
         )
-    if data_files:
-        source = Source(
-            None,
-            None,
-            _absolute(data_files),
-            val_files,
-            n,
-            m,
-            text_column,
-            "train",
-            None,
-            None,
-            doc_split,
-            val_fraction,
+    if doc_split is not None and doc_split not in DOC_SPLITS:
+        raise UserError(
+            f"--doc-split {doc_split!r} is not one of {', '.join(DOC_SPLITS)}",
+            "file: a file is a document; paragraph: text between blank lines; line: one line",
         )
+    common = dict(
+        data_files=None,
+        val_data_files=_absolute(val_data_files) if val_data_files else None,
+        docs=n,
+        val_docs=m,
+        text_column=text_column,
+        doc_split=doc_split,
+        val_fraction=val_fraction,
+        **_resolve_test(n, test_data_files, test_docs, test_split, test_fraction, val_fraction),
+    )
+    if data_files:
+        source = Source(None, None, **{**common, "data_files": _absolute(data_files)})
     else:
         dataset = dataset or DEFAULT_DATASET
         local = os.path.expanduser(dataset)
@@ -201,26 +232,82 @@ def resolve_source(
             )
         if config is None and dataset == DEFAULT_DATASET:
             config = DEFAULT_CONFIG
-        source = Source(
-            dataset,
-            config,
-            None,
-            val_files,
-            n,
-            m,
-            text_column,
-            split or "train",
-            val_split,
-            revision,
-            doc_split,
-            val_fraction,
-        )
-    if doc_split is not None and doc_split not in DOC_SPLITS:
-        raise UserError(
-            f"--doc-split {doc_split!r} is not one of {', '.join(DOC_SPLITS)}",
-            "file: a file is a document; paragraph: text between blank lines; line: one line",
-        )
+        source = Source(dataset, config, split=split or "train", val_split=val_split, revision=revision, **common)
+    _check_apart(source)
     return source
+
+
+def _default_held_out(n: int | None) -> int | None:
+    """--val-docs (and --test-docs with files or a split of their own) when left out: N/10, 1 to 10,000."""
+    return None if n is None else min(max(n // 10, 1), MAX_DEFAULT_VAL_DOCS)
+
+
+def _resolve_test(n, test_data_files, test_docs, test_split, test_fraction, val_fraction) -> dict:
+    """The Source fields of the test split, checked: none of them set where no test split is asked for."""
+    given = [
+        (flag, v)
+        for flag, v in (
+            ("--test-data-files", test_data_files),
+            ("--test-split", test_split),
+            ("--test-docs", test_docs),
+        )
+        if v is not None
+    ]
+    if test_fraction is not None:
+        if not 0 < test_fraction <= 0.5 or test_fraction + (val_fraction or 0) > 0.5 + 1e-12:
+            raise UserError(
+                f"--test-fraction must be above 0, and with --val-fraction at most 0.5 (got {test_fraction}"
+                + (f" and {val_fraction})" if val_fraction else ")"),
+                "e.g. --test-fraction 0.05: the last 5% of the characters are the test split",
+            )
+        if given:
+            raise UserError(
+                f"--test-fraction and {given[0][0]} both say what the test split is",
+                f"give one of them: --test-fraction F cuts the last F of the characters, {given[0][0]} names documents",
+            )
+    if test_data_files is not None and test_split is not None:
+        raise UserError("--test-data-files and --test-split both name the test documents", "give one of them")
+    k = parse_count(test_docs, "--test-docs")
+    if k == "default":
+        k = _default_held_out(n) if (test_data_files or test_split) else None
+    elif k is None and not (test_data_files or test_split):
+        raise UserError(
+            "--test-docs all names no documents of its own",
+            "give --test-docs M (the M documents after the train and validation ones), or say where the test "
+            "split comes from: --test-split NAME, --test-data-files FILES or --test-fraction F",
+        )
+    elif not (test_data_files or test_split) and n is None:
+        raise UserError(
+            f"--test-docs {k} asks for the documents after the train ones, but --docs all leaves none",
+            "give --docs N, or a test split of its own: --test-data-files FILES, --test-split NAME, --test-fraction F",
+        )
+    return dict(
+        test_data_files=_absolute(test_data_files) if test_data_files else None,
+        test_split=test_split,
+        test_docs=k,
+        test_fraction=test_fraction,
+    )
+
+
+def _check_apart(source: Source) -> None:
+    """The test split must not be train's or validation's documents."""
+    if source.test_split is not None:
+        val = source.val_split or ("validation" if source.val_rule() == "auto" else None)
+        for flag, name in (("--split", source.split), ("--val-split", val)):
+            if source.test_split == name:
+                raise UserError(
+                    f"--test-split {name} is the split that {'train' if flag == '--split' else 'validation'} "
+                    "comes from",
+                    "a test split is kept apart: name another split, or another one for "
+                    + ("train with --split" if flag == "--split" else "validation with --val-split"),
+                )
+    if source.test_data_files is not None:
+        for flag, pattern in (("--data-files", source.data_files), ("--val-data-files", source.val_data_files)):
+            if source.test_data_files == pattern:
+                raise UserError(
+                    f"--test-data-files and {flag} name the same files",
+                    "a test split is kept apart: give it files of its own",
+                )
 
 
 def none_after_all(val_docs) -> UserError:

@@ -149,13 +149,14 @@ def hub_commit(source: Source) -> str:
 
 class SplitStream:
     """One split of the source, opened (so a split that does not exist fails here), then read once and
-    handed out in consecutive slices of exact sizes. role: train, or val (from --val-data-files where
-    given, else the dataset's split `split`)."""
+    handed out in consecutive slices of exact sizes. role: train, val or test (from --val-data-files or
+    --test-data-files where given, else the dataset's split `split`)."""
 
     def __init__(self, source: Source, split: str, role: str = "train", commit: str | None = None):
         self.source, self.split, self.commit = source, split, commit
-        self.files = source.files("val" if role == "val" and source.val_data_files else "train")
-        self.flag = "--val-data-files" if role == "val" and source.val_data_files else "--data-files"
+        own = {"val": source.val_data_files, "test": source.test_data_files}.get(role)
+        self.flag = f"--{role}-data-files" if own else "--data-files"
+        self.files = source.files(role if own else "train")
         self.where = _describe(source, split, self.flag if self.files is not None else None)
         self.docs = 0  # documents handed out so far
         self._rest: pa.Table | None = None
@@ -217,7 +218,7 @@ class SplitStream:
                         break
                     raise UserError(
                         f"{self.where} has only {self.docs} documents, but {what} needs {n - got} more",
-                        "ask for fewer documents (--docs / --val-docs) or give more files",
+                        "ask for fewer documents (--docs / --val-docs / --test-docs) or give more files",
                     )
             if n is not None and got + len(table) > n:
                 table, self._rest = table.slice(0, n - got), table.slice(n - got)
@@ -232,9 +233,10 @@ class SplitStream:
 
 
 class Slice:
-    """The one pass over a source: train's documents, then validation's. Both splits are opened first,
-    so a split that does not exist fails before anything is streamed. Where validation is the end of
-    the slice by characters (val_from "fraction"), val() is None and prepare.py cuts it off train's."""
+    """The one pass over a source: train's documents, then validation's, then test's where there is a
+    test split. Every split is opened first, so one that does not exist fails before anything is
+    streamed. Where validation or test is the end of the slice by characters ("fraction"), val() or
+    test() is None and prepare.py cuts it off train's."""
 
     def __init__(self, source: Source):
         self.source = source
@@ -252,6 +254,9 @@ class Slice:
                 self.val_from = "after_docs" if source.docs is not None else "fraction"
         if self.val_from == "fraction":
             self.val_fraction = self.val_fraction or DEFAULT_VAL_FRACTION
+        self.test_from, self.test_stream = source.test_rule(), None
+        if self.test_from in ("test_split", "test_data_files"):
+            self.test_stream = SplitStream(source, source.test_split or "test", "test", self.commit)
 
     def train(self) -> Iterator[pa.Table]:
         n = self.source.docs
@@ -263,6 +268,14 @@ class Slice:
             return None
         stream = self.train_stream if self.val_from == "after_docs" else self.val_stream
         return stream.take(m, f"--val-docs {m}")
+
+    def test(self) -> Iterator[pa.Table] | None:
+        """After val(): the documents after validation's come from the same pass."""
+        k = self.source.test_docs
+        if self.test_from in (None, "fraction"):
+            return None
+        stream = self.train_stream if self.test_from == "after_docs" else self.test_stream
+        return stream.take(k, f"--test-docs {k}")
 
 
 class NoSuchSplit(UserError):
@@ -357,7 +370,7 @@ def _value_error(e: ValueError, where: str, source: Source) -> Exception:
         split = msg.split(":", 1)[1].split(".", 1)[0].strip()
         there = msg.split("Available splits:", 1)[-1].strip().strip("[]").replace("'", "")
         cls = NoSuchSplit if split == "validation" and source.val_split is None else UserError
-        flag = "--split" if split == source.split else "--val-split"
+        flag = {source.split: "--split", source.test_split: "--test-split"}.get(split, "--val-split")
         return cls(
             f"{source.dataset or 'the files'} has no split {split!r} (splits: {there})",
             f"name one of those with {flag}",
@@ -377,7 +390,8 @@ def _value_error(e: ValueError, where: str, source: Source) -> Exception:
 
 def _describe(source: Source, split: str, flag: str | None) -> str:
     if flag is not None:
-        return f"{flag} '{source.data_files if flag == '--data-files' else source.val_data_files}'"
+        files = {"--data-files": source.data_files, "--val-data-files": source.val_data_files}
+        return f"{flag} '{files.get(flag, source.test_data_files)}'"
     config = f"config {source.config}, " if source.config else ""
     return f"{source.dataset} ({config}split {split})"
 
