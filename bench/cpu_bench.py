@@ -8,6 +8,7 @@
     python bench/cpu_bench.py --ns                               # Muon's iteration alone, bf16 against fp32
     python bench/cpu_bench.py --kernels                          # each replaced piece against what it replaced
     python bench/cpu_bench.py --data DIR --shapes tiny --learn 200  # validation loss against time, trained side by side
+    python bench/cpu_bench.py --data DIR --shapes tiny@0 --learn 1000 --sides minigpt-pe3  # a variant beside them
 
 Sides:
 - minigpt: minigpt-train's own step, default recipe, built by the trainer itself (Trainer.open and
@@ -17,10 +18,15 @@ Sides:
   on request minigpt-fp32 (--dtype float32), minigpt-ns-fp32 (--muon-dtype float32), minigpt-bf16,
   minigpt-adamw, minigpt-compile, and minigpt-mkl / minigpt-torch-dropout (the CPU path without
   oneDNN's Linear, or with torch's own dropout);
-- baseline: a GPT written the textbook way (nanoGPT's model.py): eager, fp32, learned positions, GELU,
-  biases, one fused qkv projection, causal scaled_dot_product_attention, the embedding tied to the
-  head, AdamW (betas 0.9/0.95, decay 0.1 on matrices), clipping at 1.0; the same dropout, the same
-  batches.
+- baseline: nanoGPT's CPU recipe (../shared/notes/nanogpt-cpu-recipe.md): its model.py as train.py
+  configures it (eager, fp32, learned positions, exact GELU, no biases, one fused qkv projection,
+  causal scaled_dot_product_attention, the embedding tied to the head, its init), AdamW as it builds
+  it on a CPU (not fused; betas 0.9/0.99 of config/train_shakespeare_char.py, decay 0.1 on tensors of
+  2 dims and more), clipping at 1.0, its batch draw (get_batch: the train shard's memmap opened again
+  at every call, torch.randint offsets, stacked, cast to int64) and, with --learn, its schedule
+  (linear warmup a twentieth of the steps, its 100 of 2,000; cosine to lr/10); the same dropout.
+Each side's timed step includes its own batch draw (minigpt's: TokenData.batch, as its loop draws;
+the baseline's: get_batch), as each program's iteration does.
 Shapes: tiny (the preset: 2 layers x 64, block 32, batch 16), laptop (4 layers, 4 heads, 128 wide,
 block 64, batch 12; the rest the seed preset's, as `minigpt-train` with those flags gives), laptop32
 (the same, batch 32).
@@ -34,8 +40,8 @@ minigpt over the baseline as a ratio of medians, with the spread of the turn-by-
 host's CPU model and flags and torch's threads head the output; one JSON line at the end (and --json).
 
 --learn STEPS trains instead of timing alone: per shape, in one process, minigpt's default recipe (and
-its fp32 twin where a rule picks bf16) and the baseline at each of --base-lrs, each on its own cosine
-schedule over STEPS steps, the same batches, a step each in turn; the validation loss on minigpt-train's
+its fp32 twin where a rule picks bf16) and the baseline at each of --base-lrs, each on its own
+schedule over STEPS steps (minigpt-train's; nanoGPT's) and its own batch draw, a step each in turn; the validation loss on minigpt-train's
 fixed windows every STEPS/20 steps. Per minigpt side: its loss at equal steps, and how much sooner than
 the baseline (at its best rate) it reaches the baseline's final loss: its steps to that loss (linear
 between evaluations; its schedule still runs to STEPS, so this is conservative) times its ms/step,
@@ -46,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -91,18 +98,61 @@ SIDES = {
     "minigpt-bf16": {"dtype": "bfloat16"},
     "minigpt-mkl": {},
     "minigpt-torch-dropout": {},
+    "minigpt-pe5": {},
+    "minigpt-pe4": {},
+    "minigpt-pe3": {},
+    "minigpt-ns4": {},
+    "minigpt-ns3": {},
 }
+# Polar Express (Amsel et al. 2025, arXiv 2505.16932): a coefficient triple per iteration, computed for 5
+# iterations (safety factor 2e-2, cushion 2), as modded-nanogpt and nanochat use them; greedy, so its first
+# k are its k-iteration method. Sides minigpt-peK iterate K of them, minigpt-nsK torch's quintic K times.
+POLAR_EXPRESS = [
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+]
+
+
+def polar_express(G: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:
+    """k Polar Express iterations on a stack (N, m, n), in newton_schulz's operations and precision."""
+    X = G.to(dtype)
+    tall = G.size(-2) > G.size(-1)
+    if tall:
+        X = X.mT
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) * 1.02 + 1e-6)  # their cushion on the spectral norm's bound
+    for a, b, c in POLAR_EXPRESS[:k]:
+        A = X @ X.mT
+        B = torch.baddbmm(A, A, A, beta=b, alpha=c)
+        X = torch.baddbmm(X, B, X, beta=a)
+    return X.mT if tall else X
+
+
 # ... and sides that undo one of the CPU path's choices, which no flag turns off (see without())
 
 
 @contextmanager
 def without(side: str):
     """While the side's step is built and run: the CPU path without oneDNN's Linear (minigpt-mkl), or
-    with torch's own dropout (minigpt-torch-dropout)."""
+    with torch's own dropout (minigpt-torch-dropout), or Muon's iteration replaced (minigpt-peK, -nsK)."""
     import minigpt.layers
+    import minigpt.optim
     import minigpt.trainer
 
     saved = minigpt.trainer.onednn_matmul_rule, minigpt.layers.DropoutMasks.usable
+    saved_ns = minigpt.optim.newton_schulz
+    if m := re.fullmatch(r"minigpt-(pe|ns)(\d)", side):
+        k = int(m.group(2))
+        if m.group(1) == "pe":
+            minigpt.optim.newton_schulz = lambda G, coefficients, steps, eps, dtype=torch.bfloat16: polar_express(
+                G, k, dtype
+            )
+        else:
+            minigpt.optim.newton_schulz = lambda G, coefficients, steps, eps, dtype=torch.bfloat16: saved_ns(
+                G, coefficients, k, eps, dtype
+            )
     if side == "minigpt-mkl":
         minigpt.trainer.onednn_matmul_rule = lambda: (False, "bench: without oneDNN")
     if side == "minigpt-torch-dropout":
@@ -111,6 +161,7 @@ def without(side: str):
         yield
     finally:
         minigpt.trainer.onednn_matmul_rule, minigpt.layers.DropoutMasks.usable = saved
+        minigpt.optim.newton_schulz = saved_ns
 
 
 def bf16_somewhere(cfg: TrainConfig) -> bool:
@@ -132,13 +183,16 @@ def shape_config(shape: str, **overrides) -> TrainConfig:
 # ---- the baseline: nanoGPT's model.py, as written ----
 
 
+NANOGPT = dict(betas=(0.9, 0.99), weight_decay=0.1, grad_clip=1.0)  # config/train_shakespeare_char.py, train.py
+
+
 class Block(nn.Module):
     def __init__(self, C: int, n_head: int, dropout: float):
         super().__init__()
         self.n_head, self.dropout = n_head, dropout
-        self.ln_1, self.ln_2 = nn.LayerNorm(C), nn.LayerNorm(C)
-        self.c_attn, self.attn_proj = nn.Linear(C, 3 * C), nn.Linear(C, C)
-        self.c_fc, self.mlp_proj = nn.Linear(C, 4 * C), nn.Linear(4 * C, C)
+        self.ln_1, self.ln_2 = nn.LayerNorm(C, bias=False), nn.LayerNorm(C, bias=False)  # train.py: bias = False
+        self.c_attn, self.attn_proj = nn.Linear(C, 3 * C, bias=False), nn.Linear(C, C, bias=False)
+        self.c_fc, self.mlp_proj = nn.Linear(C, 4 * C, bias=False), nn.Linear(4 * C, C, bias=False)
         self.drop = nn.Dropout(dropout)
 
     def attn(self, x: torch.Tensor) -> torch.Tensor:
@@ -159,15 +213,13 @@ class BaselineGPT(nn.Module):
         self.wte, self.wpe = nn.Embedding(vocab_size, n_embd), nn.Embedding(block_size, n_embd)
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(Block(n_embd, n_head, dropout) for _ in range(n_layer))
-        self.ln_f = nn.LayerNorm(n_embd)
+        self.ln_f = nn.LayerNorm(n_embd, bias=False)
         self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
         self.wte.weight = self.lm_head.weight
         for name, p in self.named_parameters():
             if p.dim() == 2:
                 std = 0.02 / (2 * n_layer) ** 0.5 if name.endswith("proj.weight") else 0.02
                 nn.init.normal_(p, 0.0, std)
-            elif name.endswith("bias"):
-                nn.init.zeros_(p)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor):
         B, T = idx.shape
@@ -178,28 +230,51 @@ class BaselineGPT(nn.Module):
         return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
 
 
+def get_batch(data_path: Path, dtype, B: int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """nanoGPT's train.py get_batch on a CPU: the memmap opened again at every call (its guard against a
+    memory leak), B uniform offsets from torch's global generator, rows stacked and cast to int64."""
+    import numpy as np
+
+    data = np.memmap(data_path, dtype=dtype, mode="r")
+    ix = torch.randint(len(data) - T, (B,))
+    x = torch.stack([torch.from_numpy(data[i : i + T].astype(np.int64)) for i in ix])
+    y = torch.stack([torch.from_numpy(data[i + 1 : i + 1 + T].astype(np.int64)) for i in ix])
+    return x, y
+
+
+def nanogpt_lr(it: int, lr: float, n: int) -> float:
+    """nanoGPT's get_lr for a run of n steps: linear warmup over n/20 (its 100 of 2,000), cosine to lr/10."""
+    warmup, min_lr = max(round(n / 20), 1), lr / 10
+    if it < warmup:
+        return lr * (it + 1) / (warmup + 1)
+    ratio = (it - warmup) / max(n - warmup, 1)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * min(ratio, 1.0))) * (lr - min_lr)
+
+
 def baseline_step(cfg: TrainConfig, dataset: TokenData):
-    """The baseline's step (its lr set per call, as minigpt-train's loop sets it) and its optimizers, and
-    the mean loss over the validation windows minigpt-train evaluates at this config."""
+    """The baseline's step (its lr set per call, as both loops set it; its batches drawn by get_batch
+    inside the step) and its optimizers, and the mean loss over the validation windows minigpt-train
+    evaluates at this config."""
     vocab_size = dataset.manifest["vocab_size"]
     torch.manual_seed(cfg.seed)
     model = BaselineGPT(vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.dropout)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+    opt = torch.optim.AdamW(  # not fused: train.py asks for fused only on CUDA
+        [{"params": decay, "weight_decay": NANOGPT["weight_decay"]}, {"params": rest, "weight_decay": 0.0}],
         lr=cfg.lr,
-        betas=(0.9, 0.95),
+        betas=NANOGPT["betas"],
     )
+    shard = dataset.folder / dataset.manifest["splits"]["train"]["shards"][0]["file"]
 
-    def step(batches: list, lr: float, step: int) -> torch.Tensor:
+    def step(lr: float, step: int) -> torch.Tensor:
         for group in opt.param_groups:
             group["lr"] = lr
-        for b in batches:
-            t = torch.from_numpy(b)
-            _, loss = model(t[:, :-1], t[:, 1:])
-            (loss / len(batches)).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        for _ in range(cfg.grad_accum):
+            x, y = get_batch(shard, dataset.dtype, cfg.batch_size, cfg.block_size)
+            _, loss = model(x, y)
+            (loss / cfg.grad_accum).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), NANOGPT["grad_clip"])
         opt.step()
         opt.zero_grad(set_to_none=True)
         return loss.detach()
@@ -228,7 +303,8 @@ def minigpt_step(cfg: TrainConfig, data: Path, out: Path):
     trainer.open(data, out, resume=False, force=True, verify_data=False)
     trainer.prepare_step()
 
-    def step(batches: list, lr: float, step: int) -> torch.Tensor:  # as Trainer.loop calls it
+    def step(lr: float, step: int) -> torch.Tensor:  # as Trainer.loop draws and calls it
+        batches = [trainer.dataset.batch(cfg.seed, step, m, cfg.batch_size, cfg.block_size) for m in trainer.micros]
         return trainer.train_step(batches, lr, [(cfg.seed, step, m) for m in trainer.micros])
 
     return step, trainer.optimizers, lambda: trainer.evaluate("val")
@@ -275,12 +351,9 @@ class Side:
     def _turn(self, n: int) -> None:
         cfg, f0 = self.cfg, resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         for _ in range(n):
-            batches = [
-                self.dataset.batch(cfg.seed, self.s, m, cfg.batch_size, cfg.block_size) for m in range(cfg.grad_accum)
-            ]
             self.spent[0] = 0.0
             t = time.perf_counter()
-            self.loss = self.step(batches, cfg.lr, self.s)
+            self.loss = self.step(cfg.lr, self.s)
             self.ms.append((time.perf_counter() - t) * 1e3)
             self.opt_ms.append(self.spent[0] * 1e3)
             self.s += 1
@@ -324,7 +397,8 @@ LEARN_EVALS = 20  # --learn: validation losses per run
 
 
 class Learner:
-    """--learn: one side trained for cfg.max_iters steps on its own schedule (minigpt-train's lr_at), each
+    """--learn: one side trained for cfg.max_iters steps on its own schedule (minigpt-train's lr_at, or
+    the baseline's nanogpt_lr), each
     step timed, the validation loss (minigpt-train's fixed windows) every `every` steps, untimed."""
 
     def __init__(self, name: str, cfg: TrainConfig, folder: Path, dataset: TokenData, tmp: Path):
@@ -332,19 +406,17 @@ class Learner:
         if name.startswith("baseline"):
             self.step, _, self.evaluate = baseline_step(cfg, dataset)
         else:
-            self.step, _, self.evaluate = minigpt_step(cfg, folder, tmp / name)
+            with without(name):
+                self.step, _, self.evaluate = minigpt_step(cfg, folder, tmp / name)
 
     def advance(self, every: int) -> None:
         cfg = self.cfg
-        batches = [
-            self.dataset.batch(cfg.seed, self.s, m, cfg.batch_size, cfg.block_size) for m in range(cfg.grad_accum)
-        ]
-        with torch.random.fork_rng(
-            devices=[]
-        ):  # torch's dropout (the baseline's) draws the same whatever runs beside it
+        base = self.name.startswith("baseline")
+        lr = nanogpt_lr(self.s, cfg.lr, cfg.max_iters) if base else lr_at(self.s, cfg)
+        with without(self.name), torch.random.fork_rng(devices=[]):  # the baseline's draws: whatever runs beside it
             torch.manual_seed(cfg.seed + 1_000_003 * (self.s + 1))
             t = time.perf_counter()
-            self.step(batches, lr_at(self.s, cfg), self.s)
+            self.step(lr, self.s)
             self.ms.append((time.perf_counter() - t) * 1e3)
         self.s += 1
         if self.s % every == 0 or self.s == cfg.max_iters:
@@ -353,8 +425,7 @@ class Learner:
 
 def learn_child(args) -> None:
     """--learn in one process: minigpt's default recipe (and its fp32 twin where a rule picks bf16) and
-    the baseline at each of --base-lrs (warmup a tenth of the steps, as generous as nanoGPT's; the same
-    cosine to a tenth), the same batches; they take a step each in turn, the order reversed every round,
+    the baseline at each of --base-lrs on nanoGPT's schedule and batch draw; they take a step each in turn, the order reversed every round,
     so their ms/step are side by side. One JSON line: each side's step times and validation curve."""
     from minigpt.device import keep_freed_memory
 
@@ -365,8 +436,10 @@ def learn_child(args) -> None:
     sides = {"minigpt": shape_config(args.shape, **run)}
     if bf16_somewhere(sides["minigpt"]):
         sides["minigpt-no-bf16"] = shape_config(args.shape, **run, **SIDES["minigpt-no-bf16"])
+    for name in args.sides.split(",") if args.sides else []:  # minigpt's variants beside its default
+        sides[name] = shape_config(args.shape, **run, **SIDES[name])
     for lr in args.base_lrs.split(","):
-        sides[f"baseline lr {lr}"] = shape_config(args.shape, **run, lr=float(lr), warmup_iters=max(n // 10, 1))
+        sides[f"baseline lr {lr}"] = shape_config(args.shape, **run, lr=float(lr))
     with tempfile.TemporaryDirectory() as tmp:
         learners = [Learner(name, c, folder, dataset, Path(tmp)) for name, c in sides.items()]
         for r in range(n):
@@ -449,6 +522,7 @@ def learn(shape: str, args) -> dict:
                 str(args.learn_eval_tokens),
                 "--data",
                 str(args.data),
+                *(["--sides", args.sides] if args.sides else []),
             ],
             timeout=7200,
         )
@@ -709,7 +783,7 @@ def main() -> None:
     ap.add_argument(
         "--sides",
         help=f"comma-separated, of {', '.join(SIDES)} and baseline (default: minigpt, "
-        "minigpt-no-bf16 where a rule picks bf16, baseline)",
+        "minigpt-no-bf16 where a rule picks bf16, baseline; with --learn, minigpt's variants trained beside those)",
     )
     ap.add_argument("--cli", type=int, default=0, metavar="N", help="also time `train.py --preset tiny` whole, N times")
     ap.add_argument("--ns", action="store_true", help="only Muon's iteration, bf16 against fp32, at --ns-widths")
