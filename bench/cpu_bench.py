@@ -9,6 +9,7 @@
     python bench/cpu_bench.py --kernels                          # each replaced piece against what it replaced
     python bench/cpu_bench.py --data DIR --shapes tiny --learn 200  # validation loss against time, trained side by side
     python bench/cpu_bench.py --data DIR --shapes tiny@0 --learn 1000 --sides minigpt-pe3  # a variant beside them
+    python bench/cpu_bench.py --data DIR --shapes tiny@0 --learn 1000 --seed 2  # the same with another seed
 
 Sides:
 - minigpt: minigpt-train's own step, default recipe, built by the trainer itself (Trainer.open and
@@ -432,7 +433,7 @@ def learn_child(args) -> None:
     keep_freed_memory()  # minigpt-train's malloc setting, for every side
     folder, _ = find_dataset(args.data)
     dataset, n = TokenData(folder), args.learn
-    run = dict(max_iters=n, eval_tokens=args.learn_eval_tokens)
+    run = dict(max_iters=n, eval_tokens=args.learn_eval_tokens, seed=args.seed)
     sides = {"minigpt": shape_config(args.shape, **run)}
     if bf16_somewhere(sides["minigpt"]):
         sides["minigpt-no-bf16"] = shape_config(args.shape, **run, **SIDES["minigpt-no-bf16"])
@@ -523,6 +524,8 @@ def learn(shape: str, args) -> dict:
                 "--data",
                 str(args.data),
                 *(["--sides", args.sides] if args.sides else []),
+                "--seed",
+                str(args.seed),
             ],
             timeout=7200,
         )
@@ -800,6 +803,7 @@ def main() -> None:
     )
     ap.add_argument("--base-lrs", default=BASE_LRS, help="--learn: the baseline's peak learning rates")
     ap.add_argument("--learn-eval-tokens", type=int, default=32_768, help="--learn: validation tokens per evaluation")
+    ap.add_argument("--seed", type=int, default=1337, help="--learn: every side's seed (init, batches, dropout)")
     ap.add_argument("--keep-freed-memory", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
