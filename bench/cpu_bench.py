@@ -66,6 +66,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
@@ -234,8 +235,6 @@ class BaselineGPT(nn.Module):
 def get_batch(data_path: Path, dtype, B: int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
     """nanoGPT's train.py get_batch on a CPU: the memmap opened again at every call (its guard against a
     memory leak), B uniform offsets from torch's global generator, rows stacked and cast to int64."""
-    import numpy as np
-
     data = np.memmap(data_path, dtype=dtype, mode="r")
     ix = torch.randint(len(data) - T, (B,))
     x = torch.stack([torch.from_numpy(data[i : i + T].astype(np.int64)) for i in ix])

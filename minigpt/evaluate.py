@@ -5,10 +5,11 @@ The windows are minigpt-train's evaluation windows (data.TokenData.eval_windows)
 non-overlapping windows of block_size + 1 tokens from the start of the split, as many as --eval-tokens
 allows (the run's own budget by default), so on the run's own dataset minigpt-eval prints the run's
 last val_loss; for train, the run's seeded random windows; for test (a split minigpt-prepare keeps
-apart where asked to, which training never reads), the same windows as val's over all of it by default. Text files are encoded with the run's
-vocabulary as minigpt-prepare encodes a file (one document, <eot> after it; characters outside the
-vocabulary are <unk>) and scored over consecutive windows, all of them by default: the same figure as
-a dataset prepared from the same text with --vocab RUN.
+apart where asked to, which training never reads), the same windows as val's over all of it by
+default. Text files are encoded with the run's vocabulary as minigpt-prepare encodes a file (one
+document, <eot> after it; characters outside the vocabulary are <unk>) and scored over consecutive
+windows, all of them by default: the same figure as a dataset prepared from the same text with
+--vocab RUN.
 
 --stride S slides windows S tokens apart instead (sliding_windows): each target is scored once, with
 at least block_size - S tokens of context past a stream's first window, as char-level results are

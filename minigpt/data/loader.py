@@ -120,9 +120,9 @@ class TokenData:
 
     def eval_windows(self, split: str, T: int, max_tokens: int, seed: int) -> np.ndarray:
         """A fixed set of (shard, start) windows: for val (and test), consecutive non-overlapping windows
-        from the start of the split (all of it when max_tokens is 0); for train, that many spread at random by a
-        generator of its own, so the training batches never shift it (with max_tokens 0, as many tokens
-        as the whole val split has)."""
+        from the start of the split (all of it when max_tokens is 0); for train, that many spread at
+        random by a generator of its own, so the training batches never shift it (with max_tokens 0, as
+        many tokens as the whole val split has)."""
         if split != "train":
             per_shard = [
                 np.stack([np.full(n, i), np.arange(n) * T], 1)
